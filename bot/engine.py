@@ -1,0 +1,430 @@
+"""The platform-neutral conversation engine: one turn, in order, for one person at a time.
+
+`Engine.respond(msg)` yields reply text deltas:
+consent notice on first contact → safety screen (crisis: fixed reply, no model) → store the user
+turn (committed before generation, so a crash loses nothing the person said) → build the context
+→ stream from the backend, releasing only text the guard has checked → store the reply.
+A second message from the same person waits for the first; different people run independently.
+The engine never raises a model failure into an adapter: it yields a kind message instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+import unicodedata
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bot import texts
+from bot.backends import Backend, build_backend, gen_options, stream_in_thread
+from bot.config import Settings
+from bot.context_builder import BuiltContext, build_context, compressed_form
+from bot.errors import BackendError, StorageError
+from bot.memory import MemoryStore, open_memory, resolve_secret
+from bot.safety_api import PassThroughSafety, SafetyProtocol, ScreenLike
+from bot.types import IncomingMessage
+from dialogue.prompts import SYSTEM_PROMPT, Message
+
+logger = logging.getLogger(__name__)
+
+COUNTRY_CODE_RE = re.compile(r"^[A-Za-z]{2}$")
+KEEP_CONTROL_CHARS = frozenset("\n\t")
+DROPPED_CATEGORIES = frozenset({"Cc", "Cs", "Co"})  # controls, lone surrogates, private use
+
+
+def clean_text(text: str) -> str:
+    """NFC-normalise and drop control characters (keeping newlines and tabs) and surrogates."""
+    text = unicodedata.normalize("NFC", text.replace("\r\n", "\n").replace("\r", "\n"))
+    return "".join(
+        ch
+        for ch in text
+        if ch in KEEP_CONTROL_CHARS or unicodedata.category(ch) not in DROPPED_CATEGORIES
+    ).strip()
+
+
+def releasable(pending: str, holdback: int) -> int:
+    """How many leading characters of `pending` may be sent: all but the last `holdback`,
+    cut after a whitespace so a word is not split (unless a long run has no whitespace)."""
+    limit = len(pending) - holdback
+    if limit <= 0:
+        return 0
+    if holdback == 0:
+        return len(pending)
+    cut = max(pending.rfind(" ", 0, limit), pending.rfind("\n", 0, limit))
+    if cut >= 0:
+        return cut + 1
+    return limit if limit > holdback else 0  # a long run without spaces (e.g. Chinese)
+
+
+def short_key(user_key: str) -> str:
+    """A pseudonym prefix for logs (the pseudonym is already a keyed hash)."""
+    return user_key[:12]
+
+
+@dataclass
+class _Reply:
+    """What has been sent to the person during one turn."""
+
+    sent: str = ""
+    stored: bool = False
+    guard_reason: str | None = None
+    error: bool = False
+
+    def add(self, text: str) -> str:
+        self.sent += text
+        return text
+
+
+class Engine:
+    """One engine per process; adapters call `respond` and the command methods."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        memory: MemoryStore,
+        safety: SafetyProtocol,
+        settings: Settings,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.backend = backend
+        self.memory = memory
+        self.safety = safety
+        self.settings = settings
+        self._clock = clock
+        self._options = gen_options(settings)
+        self._system_tokens = backend.count_tokens(SYSTEM_PROMPT)
+        self._user_locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}
+        self._model_lock = None if backend.parallel else asyncio.Lock()
+
+    # --- one turn -------------------------------------------------------------------------
+
+    async def respond(self, msg: IncomingMessage) -> AsyncIterator[str]:
+        """Run one turn for `msg` and yield the reply as text deltas."""
+        text = clean_text(msg.text)
+        if not text:
+            yield texts.EMPTY_MESSAGE
+            return
+        key = self.memory.pseudonym(msg.platform, msg.user_id)
+        # aclosing: if the adapter stops reading, the inner steps' clean-up (storing what was
+        # shown) runs now, inside the user's lock, not whenever the generator is collected.
+        async with (
+            self._single_flight(key),
+            contextlib.aclosing(self._turn(msg, key, text)) as turn,
+        ):
+            async for piece in turn:
+                yield piece
+
+    async def _turn(self, msg: IncomingMessage, key: str, text: str) -> AsyncGenerator[str, None]:
+        started = time.perf_counter()
+        user = self.memory.get_user(key)
+        first_contact = user is None or user.notice_seen_at is None
+        screen = await self.safety.screen(text)  # screening reads, it stores nothing
+        if screen.crisis:
+            # Resources come first for someone in danger; the notice follows, before storing.
+            crisis = self._crisis(msg, key, text, screen, first_contact)
+            async with contextlib.aclosing(crisis):
+                async for piece in crisis:
+                    yield piece
+            return
+        if first_contact:
+            yield self.privacy_text() + "\n\n"
+            self.memory.mark_notice_seen(key, msg.platform)
+        if screen.level == "concern":
+            self.memory.add_event(key, "concern", screen.category)
+        try:
+            await self._store(key, msg.platform, "user", text)
+        except StorageError:
+            logger.exception("user %s: could not store the turn", short_key(key))
+            yield texts.STORAGE_UNAVAILABLE
+            return
+        built = self._context(key, text)
+        if not built.fits or len(text) > self.settings.memory.max_message_chars:
+            yield texts.TOO_LONG
+            await self._store(key, msg.platform, "assistant", texts.TOO_LONG)
+            return
+        async with contextlib.aclosing(self._reply(msg, key, built.messages)) as reply:
+            async for piece in reply:
+                yield piece
+        logger.info(
+            "user %s: turn done in %.2fs (in %d chars)",
+            short_key(key),
+            time.perf_counter() - started,
+            len(text),
+        )
+
+    async def _crisis(
+        self, msg: IncomingMessage, key: str, text: str, screen: ScreenLike, first_contact: bool
+    ) -> AsyncGenerator[str, None]:
+        """Fixed reply with resources; the model is not called. The conversation continues."""
+        user = self.memory.get_user(key)
+        country = (user.country if user else None) or self.settings.safety.default_country
+        reply = self.safety.crisis_reply(screen, country, msg.language_code)
+        try:
+            yield reply
+            if first_contact:
+                yield "\n\n" + self.privacy_text()
+                self.memory.mark_notice_seen(key, msg.platform)
+        finally:
+            # Stored even if the adapter stops reading: the moderator record must exist.
+            await self._store(key, msg.platform, "user", text, flagged=True)
+            self.memory.add_event(key, "crisis", screen.category)
+            await self._store(key, msg.platform, "assistant", reply, flagged=True)
+            logger.warning("user %s: crisis screen (%s)", short_key(key), screen.category)
+
+    def _context(self, key: str, text: str) -> BuiltContext:
+        m = self.settings.memory
+        stored = self.memory.recent_turns(key, m.max_history_turns + 1)
+        history = stored[:-1]  # the last stored turn is the current message
+        built = build_context(
+            history,
+            text,
+            self.backend.count_tokens(text),
+            system_prompt=SYSTEM_PROMPT,
+            system_tokens=self._system_tokens,
+            budget_tokens=self.backend.n_ctx - self._options.max_new_tokens,
+            representation=m.representation,
+            raw_recent=m.raw_recent,
+        )
+        r = built.report
+        logger.debug(
+            "user %s: context %d/%d turns (%d compressed, %d oversize skipped), "
+            "history %d tokens (raw %d, ratio %.2f), budget %d",
+            short_key(key),
+            r.turns_included,
+            r.turns_available,
+            r.turns_compressed,
+            r.turns_skipped_oversize,
+            r.prompt_tokens,
+            r.raw_tokens,
+            r.compression_ratio,
+            r.budget_tokens,
+        )
+        return built
+
+    async def _reply(
+        self, msg: IncomingMessage, key: str, messages: list[Message]
+    ) -> AsyncGenerator[str, None]:
+        reply = _Reply()
+        stream = self._guarded_stream(messages, reply)
+        try:
+            async for piece in stream:
+                yield reply.add(piece)
+            if reply.guard_reason is not None:
+                self.memory.add_event(key, "guard", reply.guard_reason)
+                logger.warning(
+                    "user %s: guard stopped a reply (%s)", short_key(key), reply.guard_reason
+                )
+                yield reply.add(self._joiner(reply.sent) + self.safety.fallback_reply())
+            elif not reply.sent.strip():
+                yield reply.add(self.safety.fallback_reply())
+        except Exception as exc:
+            reply.error = True
+            if isinstance(exc, BackendError):
+                logger.error("user %s: backend failed: %s", short_key(key), exc)
+            else:
+                logger.exception("user %s: unexpected failure while generating", short_key(key))
+            self.memory.add_event(key, "backend_error", type(exc).__name__)
+            yield self._joiner(reply.sent) + texts.BACKEND_UNAVAILABLE
+        finally:
+            await stream.aclose()
+            # Also runs when the adapter stops reading or the task is cancelled: what the person
+            # has already seen is kept, so the stored conversation matches theirs.
+            if reply.sent.strip() and not reply.stored:
+                reply.stored = True
+                await self._store(
+                    key,
+                    msg.platform,
+                    "assistant",
+                    reply.sent,
+                    flagged=reply.guard_reason is not None,
+                )
+
+    async def _guarded_stream(
+        self, messages: list[Message], reply: _Reply
+    ) -> AsyncGenerator[str, None]:
+        """Backend deltas, released only once the guard has seen them with a held-back tail."""
+        holdback = self.settings.generation.holdback_chars
+        checked = ""  # released text
+        pending = ""  # generated, guard-checked, not yet released
+        chunks = stream_in_thread(
+            lambda: self.backend.generate(messages, self._options), self._model_lock
+        )
+        try:
+            async for delta in chunks:
+                pending += delta
+                verdict = self.safety.guard(checked + pending, final=False)
+                if not verdict.ok:
+                    reply.guard_reason = verdict.reason or "unspecified"
+                    return
+                cut = releasable(pending, holdback)
+                if cut:
+                    checked, pending = checked + pending[:cut], pending[cut:]
+                    yield checked[-cut:]
+        finally:
+            await chunks.aclose()
+        verdict = self.safety.guard(checked + pending, final=True)
+        if not verdict.ok:
+            reply.guard_reason = verdict.reason or "unspecified"
+        elif pending:
+            yield pending
+
+    @staticmethod
+    def _joiner(sent: str) -> str:
+        return "\n\n" if sent.strip() else ""
+
+    async def _store(
+        self, key: str, platform: str, role: str, text: str, *, flagged: bool = False
+    ) -> None:
+        form = compressed_form(self.settings.memory.representation)
+        compressed = await self._compress(text, form) if form else None
+        self.memory.add_turn(
+            key,
+            platform=platform,
+            role=role,
+            text=text,
+            tokens=self.backend.count_tokens(text),
+            compressed=compressed,
+            representation=form if compressed is not None else None,
+            compressed_tokens=self.backend.count_tokens(compressed) if compressed else None,
+            flagged=flagged,
+        )
+
+    async def _compress(self, text: str, form: str) -> str | None:
+        """The stored compressed form (spaCy runs in a thread); None if it is unavailable."""
+        try:
+            from dialogue.context import represent
+
+            result = await asyncio.to_thread(represent, [text], form)  # type: ignore[arg-type]
+        except Exception:
+            logger.exception("context compression (%s) failed; storing the raw form only", form)
+            return None
+        return result[0] if result and result[0].strip() else None
+
+    @contextlib.asynccontextmanager
+    async def _single_flight(self, key: str) -> AsyncIterator[None]:
+        lock, users = self._user_locks.setdefault(key, (asyncio.Lock(), [0]))
+        users[0] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            users[0] -= 1
+            if users[0] == 0:
+                self._user_locks.pop(key, None)
+
+    # --- user commands --------------------------------------------------------------------
+
+    async def reset(self, platform: str, user_id: str) -> str:
+        """Start a new conversation (history stays for /export); returns the text to show."""
+        key = self.memory.pseudonym(platform, user_id)
+        async with self._single_flight(key):
+            if self.memory.get_user(key) is not None:
+                self.memory.new_conversation(key, platform)
+        return texts.RESET_DONE
+
+    async def forget(self, platform: str, user_id: str) -> str:
+        """Erase everything stored about the user (waits for a reply in progress first)."""
+        key = self.memory.pseudonym(platform, user_id)
+        async with self._single_flight(key):
+            deleted = self.memory.forget_user(key)
+        logger.info("user %s: forgotten (%d rows)", short_key(key), sum(deleted.values()))
+        return texts.FORGET_DONE
+
+    async def export(self, platform: str, user_id: str) -> dict[str, Any]:
+        """Everything stored about the user, as a JSON-ready dict."""
+        key = self.memory.pseudonym(platform, user_id)
+        async with self._single_flight(key):
+            return self.memory.export_user(key)
+
+    async def set_country(self, platform: str, user_id: str, code: str | None) -> str:
+        """Set (or with an empty code, clear) the country for crisis resources."""
+        code = (code or "").strip()
+        if code and not COUNTRY_CODE_RE.match(code):
+            return texts.COUNTRY_INVALID
+        key = self.memory.pseudonym(platform, user_id)
+        async with self._single_flight(key):
+            self.memory.set_country(key, platform, code.upper() or None)
+        return texts.COUNTRY_SET.format(country=code.upper()) if code else texts.COUNTRY_CLEARED
+
+    async def handle_command(self, msg: IncomingMessage) -> str | None:
+        """Answer /reset, /forget, /privacy, /help, /start, /country; None if not a command.
+
+        /export is left to the adapter (it decides how to deliver a file)."""
+        text = clean_text(msg.text)
+        if not text.startswith("/") or len(text) < 2 or not text[1].isalpha():
+            return None
+        name, _, argument = text[1:].partition(" ")
+        name = name.split("@", 1)[0].lower()  # Telegram appends @botname in groups
+        if name == "reset":
+            return await self.reset(msg.platform, msg.user_id)
+        if name == "forget":
+            return await self.forget(msg.platform, msg.user_id)
+        if name == "country":
+            return await self.set_country(msg.platform, msg.user_id, argument)
+        simple = {"privacy": self.privacy_text, "help": self.help_text, "start": self.welcome_text}
+        return simple[name]() if name in simple else texts.UNKNOWN_COMMAND
+
+    def privacy_text(self) -> str:
+        """The consent and privacy notice."""
+        return texts.notice_text(self.settings.memory.retention_days)
+
+    def help_text(self) -> str:
+        """What Solace is and the commands."""
+        return texts.HELP_TEXT
+
+    def welcome_text(self) -> str:
+        """Greeting plus the notice, for a platform's /start."""
+        return texts.welcome_text(self.settings.memory.retention_days)
+
+    async def stats(self) -> dict[str, int]:
+        """Counts only: users, turns, flagged turns, events by kind, users replying now."""
+        return {**self.memory.stats(), "active_users": len(self._user_locks)}
+
+
+def build_safety(settings: Settings, backend: Backend) -> SafetyProtocol:
+    """The real `bot.safety.SafetyLayer` when present; otherwise a warned pass-through.
+
+    The LLM second opinion uses the backend only when it serves requests in parallel (a remote
+    server): the single local model is not shared with the classifier, so a slow or timed-out
+    classification can never run on it at the same time as a reply.
+    """
+    if not (Path(__file__).parent / "safety.py").is_file():
+        logger.warning("bot/safety.py is missing: running WITHOUT crisis screening")
+        return PassThroughSafety()
+    from bot.safety import SafetyLayer
+
+    classifier = backend if backend.parallel else None
+    layer: SafetyProtocol = SafetyLayer(settings.safety, classifier)
+    return layer
+
+
+def build_engine(
+    settings: Settings,
+    *,
+    backend: Backend | None = None,
+    memory: MemoryStore | None = None,
+    allow_secret_file: bool = False,
+    clock: Callable[[], float] = time.time,
+) -> Engine:
+    """Wire an engine from settings: memory (migrated), backend, safety.
+
+    Args:
+        allow_secret_file: let a missing SOLACE_PSEUDONYM_SECRET be generated into a file next
+            to the database (for `solace chat` on a developer machine; servers must not).
+    """
+    if memory is None:
+        secret_env = (
+            settings.pseudonym_secret.get_secret_value() if settings.pseudonym_secret else None
+        )
+        db_path = settings.memory.db_path
+        secret = resolve_secret(secret_env, db_path, allow_file=allow_secret_file)
+        memory = open_memory(db_path, secret, clock=clock)
+    if backend is None:
+        backend = build_backend(settings)
+    return Engine(backend, memory, build_safety(settings, backend), settings, clock=clock)

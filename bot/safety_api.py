@@ -1,0 +1,99 @@
+"""The shape of the safety layer as the engine uses it (`bot.safety.SafetyLayer` implements it).
+
+Kept separate so the engine and its tests depend on the contract in docs/architecture.md, not on
+the implementation. `PassThroughSafety` is what `build_engine` uses only when `bot/safety.py` is
+absent (a development checkout); it logs a warning every time it is built.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+class ScreenLike(Protocol):
+    """What the engine reads from `ScreenResult`."""
+
+    @property
+    def crisis(self) -> bool:
+        """True when the fixed crisis reply must be sent instead of a model reply."""
+        ...
+
+    @property
+    def category(self) -> str | None:
+        """suicide, self_harm, abuse, harm_to_others, medical_emergency, or None."""
+        ...
+
+    @property
+    def level(self) -> str:
+        """none, concern or crisis."""
+        ...
+
+
+class GuardLike(Protocol):
+    """What the engine reads from `GuardResult`."""
+
+    @property
+    def ok(self) -> bool:
+        """False when the reply so far must not be sent."""
+        ...
+
+    @property
+    def reason(self) -> str | None:
+        """A category for the guard event (never text)."""
+        ...
+
+
+class SafetyProtocol(Protocol):
+    """The safety layer: screen the user's message, guard the reply, fixed replies."""
+
+    async def screen(self, text: str) -> ScreenLike:
+        """Classify the user's message."""
+        ...
+
+    def crisis_reply(self, result: Any, country: str | None, language_code: str | None) -> str:
+        """The fixed, caring reply with resources for a crisis (`result` is what `screen`
+        returned; typed Any so implementations may name their own result class)."""
+        ...
+
+    def guard(self, reply_so_far: str, *, final: bool) -> GuardLike:
+        """Check the reply generated so far (`final` once it is complete)."""
+        ...
+
+    def fallback_reply(self) -> str:
+        """What replaces a reply the guard rejected."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class PassResult:
+    """A screen/guard result that lets everything through."""
+
+    crisis: bool = False
+    category: str | None = None
+    level: str = "none"
+    matched: str | None = None
+    ok: bool = True
+    reason: str | None = None
+
+
+class PassThroughSafety:
+    """Screens nothing and guards nothing: only for checkouts without `bot/safety.py`."""
+
+    async def screen(self, text: str) -> PassResult:
+        """Never a crisis."""
+        return PassResult()
+
+    def crisis_reply(
+        self, result: ScreenLike, country: str | None, language_code: str | None
+    ) -> str:
+        """A generic pointer to emergency services (never used: screen never flags)."""
+        return "If you are in danger, please call your local emergency number now."
+
+    def guard(self, reply_so_far: str, *, final: bool) -> PassResult:
+        """Always ok."""
+        return PassResult()
+
+    def fallback_reply(self) -> str:
+        """A neutral follow-up question."""
+        return "I'm here with you. Could you tell me a little more about how you're feeling?"

@@ -1,0 +1,63 @@
+"""Every fixed sentence Solace says to a person, in one place so all adapters say the same.
+
+Crisis replies are not here: they belong to `bot.safety` (localised resources).
+"""
+
+from __future__ import annotations
+
+COMMANDS_HELP = (
+    "/reset - start a fresh conversation (your earlier messages stay stored for /export)\n"
+    "/forget - erase everything stored about you, now and for good\n"
+    "/export - get a copy of everything stored about you\n"
+    "/privacy - what is stored, for how long, and who may see it\n"
+    "/country XX - your country (two letters), so I can point to local support services\n"
+    "/help - this list"
+)
+
+NOTICE_TEMPLATE = (
+    "Hi, I'm Solace. Before we talk: I'm an AI companion - not a therapist, doctor or emergency "
+    "service. If you are in danger, please contact your local emergency number.\n"
+    "What I keep: your messages and my replies, under a pseudonym (not your name or account "
+    "id), for {retention_days} days, so I can remember our conversation. If a message suggests "
+    "someone may be in danger, that conversation is flagged and may be reviewed by a trained "
+    "moderator to keep this service safe. You can erase everything at any time with /forget, "
+    "or get a copy with /export. /privacy shows this again."
+)
+
+HELP_TEXT = (
+    "I'm Solace, an AI companion for when things feel heavy. Just write to me about whatever is "
+    "on your mind.\n" + COMMANDS_HELP
+)
+
+EMPTY_MESSAGE = "I'm here whenever you're ready - that message looked empty to me."
+TOO_LONG = (
+    "Thank you for sharing all of that - I've kept it. It's more than I can take in at once, "
+    "though. Could you tell me, in a few sentences, what feels most important right now?"
+)
+BACKEND_UNAVAILABLE = (
+    "I'm sorry - I'm having trouble gathering my thoughts right now. What you wrote is saved. "
+    "Please try again in a moment."
+)
+STORAGE_UNAVAILABLE = (
+    "I'm sorry - something went wrong on my side and I couldn't save your message. "
+    "Please try again in a moment."
+)
+RESET_DONE = "Okay - let's start fresh. What would you like to talk about?"
+FORGET_DONE = (
+    "Done. Everything stored about you has been erased. If you write again, we start from "
+    "the beginning."
+)
+COUNTRY_SET = "Thanks - I'll show support services for {country} if you ever need them."
+COUNTRY_CLEARED = "Okay - I've cleared your country."
+COUNTRY_INVALID = "Please give a two-letter country code, like /country GB or /country US."
+UNKNOWN_COMMAND = "I don't know that command. " + COMMANDS_HELP
+
+
+def notice_text(retention_days: int) -> str:
+    """The consent/privacy notice shown on first contact and by /privacy."""
+    return NOTICE_TEMPLATE.format(retention_days=retention_days)
+
+
+def welcome_text(retention_days: int) -> str:
+    """What a platform's /start shows: a greeting plus the notice."""
+    return notice_text(retention_days) + "\n\nHow are you feeling today?"

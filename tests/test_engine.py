@@ -1,0 +1,332 @@
+"""Engine tests with the fake backend and fake safety layer over a real temp SQLite file."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+
+import pytest
+from hypothesis import given
+from hypothesis import settings as hyp_settings
+from hypothesis import strategies as st
+
+from bot import texts
+from bot.context_builder import build_context, prompt_cost
+from bot.engine import Engine, clean_text, releasable
+from bot.errors import BackendError
+from bot.memory import StoredTurn
+from bot.types import IncomingMessage
+from tests.fakes import FakeBackend
+
+
+def msg(text: str, user: str = "u1", platform: str = "console") -> IncomingMessage:
+    return IncomingMessage(platform, user, text)
+
+
+async def say(engine: Engine, text: str, user: str = "u1") -> str:
+    return "".join([piece async for piece in engine.respond(msg(text, user))])
+
+
+def turns_of(engine: Engine, user: str = "u1") -> list[tuple[str, str, bool]]:
+    key = engine.memory.pseudonym("console", user)
+    export = engine.memory.export_user(key)
+    return [
+        (t["role"], t["text"], t["flagged"]) for c in export["conversations"] for t in c["turns"]
+    ]
+
+
+async def test_first_contact_shows_notice_then_replies(engine, fake_backend):
+    fake_backend.enqueue(["It sounds ", "like a hard day."])
+    reply = await say(engine, "hello")
+    assert reply.startswith(engine.privacy_text())
+    assert "/forget" in reply and "not a therapist" in reply
+    assert reply.endswith("It sounds like a hard day.")
+    second = await say(engine, "still here")
+    assert engine.privacy_text() not in second
+    assert turns_of(engine) == [
+        ("user", "hello", False),
+        ("assistant", "It sounds like a hard day.", False),
+        ("user", "still here", False),
+        ("assistant", "I hear you. Tell me more.", False),
+    ]
+
+
+async def test_user_turn_is_committed_before_generation(engine, fake_backend, memory):
+    seen_during_generation: list[list[str]] = []
+    original = fake_backend.generate
+
+    def generate(messages, options):
+        key = memory.pseudonym("console", "u1")
+        seen_during_generation.append([t.text for t in memory.recent_turns(key, 10)])
+        yield from original(messages, options)
+
+    fake_backend.generate = generate
+    await say(engine, "first words")
+    assert seen_during_generation == [["first words"]]
+    messages, options = fake_backend.history[0]
+    assert messages[0]["role"] == "system"
+    assert messages[-1] == {"role": "user", "content": "first words"}
+    assert (options.temperature, options.top_p, options.top_k, options.max_new_tokens) == (
+        0.7,
+        0.95,
+        50,
+        128,
+    )
+
+
+async def test_crisis_gets_fixed_reply_without_model_and_conversation_continues(
+    engine, fake_backend, fake_safety, memory
+):
+    await say(engine, "hi")
+    calls = len(fake_backend.history)
+    reply = await say(engine, "I just want to END IT ALL tonight")
+    assert reply.startswith("CRISIS[suicide|None]")
+    assert len(fake_backend.history) == calls  # the model was not asked
+    assert turns_of(engine)[-2:] == [
+        ("user", "I just want to END IT ALL tonight", True),
+        ("assistant", reply, True),
+    ]
+    assert memory.stats()["events_crisis"] == 1
+    after = await say(engine, "thank you")
+    assert after == "I hear you. Tell me more."
+    assert fake_backend.history[-1][0][-1]["content"] == "thank you"
+
+
+async def test_crisis_on_first_contact_puts_resources_before_notice(engine, fake_backend):
+    reply = await say(engine, "i want to end it all")
+    assert reply.index("CRISIS") < reply.index(engine.privacy_text())
+    assert fake_backend.history == []
+
+
+async def test_crisis_uses_the_users_country(engine):
+    await say(engine, "hello")
+    assert await engine.set_country("console", "u1", "gb") == texts.COUNTRY_SET.format(country="GB")
+    assert (await say(engine, "end it all")).startswith("CRISIS[suicide|GB]")
+    assert await engine.set_country("console", "u1", "Britain") == texts.COUNTRY_INVALID
+
+
+async def test_guard_failure_stops_generation_and_sends_fallback(
+    engine, fake_backend, memory, settings
+):
+    await say(engine, "hi")
+    safe = "This part is fine and long enough to pass the hold-back window easily. "
+    fake_backend.enqueue([safe, "then FORB", "IDDEN words", " and more", " and more"])
+    pieces = [p async for p in engine.respond(msg("tell me"))]
+    reply = "".join(pieces)
+    assert "FORBIDDEN" not in reply and "FORB" not in reply
+    assert reply.endswith("FALLBACK: I'm here with you.")
+    assert reply.startswith("This part is fine")
+    assert memory.stats()["events_guard"] == 1
+    role, stored, flagged = turns_of(engine)[-1]
+    assert (role, flagged) == ("assistant", True) and "FORB" not in stored
+
+
+async def test_released_text_has_always_been_guarded(engine, fake_backend, fake_safety):
+    await say(engine, "hi")
+    words = [f"word{i} " for i in range(60)]
+    fake_backend.enqueue(words)
+    released = ""
+    async for piece in engine.respond(msg("go on")):
+        released += piece
+        checked = [text for text, _ in fake_safety.guarded]
+        assert any(text.startswith(released) and len(text) >= len(released) for text in checked)
+    assert released == "".join(words).strip() or released == "".join(words)
+    assert fake_safety.guarded[-1][1] is True  # a final check ran
+
+
+async def test_backend_failure_keeps_user_turn_and_answers_kindly(engine, fake_backend, memory):
+    await say(engine, "hi")
+    fake_backend.enqueue([BackendError("server down")])
+    reply = await say(engine, "are you there?")
+    assert reply == texts.BACKEND_UNAVAILABLE
+    assert turns_of(engine)[-1] == ("user", "are you there?", False)
+    assert memory.stats()["events_backend_error"] == 1
+    assert await say(engine, "again") == "I hear you. Tell me more."
+
+
+async def test_cancel_mid_reply_keeps_user_turn_and_what_was_shown(engine, fake_backend):
+    await say(engine, "hi")
+    fake_backend.enqueue([f"w{i} " for i in range(40)])
+    shown = asyncio.Event()
+
+    async def consume() -> None:
+        # As adapters should: aclosing() runs the engine's clean-up at once on cancellation.
+        async with contextlib.aclosing(engine.respond(msg("please listen"))) as stream:
+            async for _piece in stream:
+                shown.set()
+                await asyncio.sleep(30)  # the adapter is stuck when the process goes down
+
+    task = asyncio.create_task(consume())
+    await asyncio.wait_for(shown.wait(), 5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    stored = turns_of(engine)
+    assert stored[-2] == ("user", "please listen", False)
+    assert stored[-1][0] == "assistant" and stored[-1][1].startswith("w0")
+
+
+async def test_cancel_before_any_reply_keeps_user_turn(engine, fake_backend):
+    await say(engine, "hi")
+    fake_backend.gate = threading.Event()
+    fake_backend.enqueue(["never shown"])
+    task = asyncio.create_task(say(engine, "are you listening"))
+    await asyncio.to_thread(fake_backend.started.wait, 5)
+    task.cancel()
+    fake_backend.gate.set()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert turns_of(engine)[-1] == ("user", "are you listening", False)
+
+
+async def test_single_flight_per_user_and_users_independent(memory, fake_safety, settings):
+    backend = FakeBackend(n_ctx=512, parallel=True)
+    engine = Engine(backend, memory, fake_safety, settings)
+    for user in ("a", "b"):
+        await say(engine, "hi", user)
+    backend.gate = threading.Event()
+    backend.enqueue(["A one"])
+    backend.enqueue(["B one"])
+    backend.enqueue(["A two"])
+    first_a = asyncio.create_task(say(engine, "a first", "a"))
+    await asyncio.to_thread(backend.started.wait, 5)
+    second_a = asyncio.create_task(say(engine, "a second", "a"))
+    first_b = asyncio.create_task(say(engine, "b first", "b"))
+    await asyncio.sleep(0.1)
+    assert backend.active == 2  # a's first and b's first run together; a's second waits
+    backend.gate.set()
+    assert await asyncio.gather(first_a, second_a, first_b) == ["A one", "A two", "B one"]
+    assert [t[1] for t in turns_of(engine, "a")[-4:]] == ["a first", "A one", "a second", "A two"]
+    prompts = [[m["content"] for m in messages] for messages, _ in backend.history]
+    second_prompt = next(p for p in prompts if p[-1] == "a second")
+    assert second_prompt[-3:] == ["a first", "A one", "a second"]  # saw a's whole first turn
+
+
+async def test_local_backend_serialises_generation(engine, fake_backend):
+    for user in ("a", "b", "c"):
+        await say(engine, "hi", user)
+    await asyncio.gather(*(say(engine, f"msg {u}", u) for u in ("a", "b", "c")))
+    assert fake_backend.max_active == 1
+
+
+@pytest.mark.parametrize("text", ["", "   ", "\x00\x01\x02", "\n\t "])
+async def test_empty_messages_are_answered_not_stored(engine, text):
+    assert await say(engine, text) == texts.EMPTY_MESSAGE
+    assert turns_of(engine) == []
+
+
+async def test_control_characters_are_removed_before_storing(engine):
+    await say(engine, "hello\x00 there\x1b[31m \ud800friend\r\nbye")
+    assert turns_of(engine)[0][1] == "hello there[31m friend\nbye"
+
+
+async def test_overlong_message_is_stored_but_not_sent_to_model(engine, fake_backend):
+    await say(engine, "hi")
+    calls = len(fake_backend.history)
+    huge = "word " * 20_000
+    assert await say(engine, huge) == texts.TOO_LONG
+    assert len(fake_backend.history) == calls
+    assert turns_of(engine)[-2][1] == huge.strip()
+    assert await say(engine, "short again") == "I hear you. Tell me more."
+
+
+async def test_reset_starts_fresh_but_export_keeps_history(engine, fake_backend):
+    await say(engine, "before reset")
+    assert await engine.reset("console", "u1") == texts.RESET_DONE
+    await say(engine, "after reset")
+    prompt = [m["content"] for m in fake_backend.history[-1][0]]
+    assert "before reset" not in prompt
+    export = await engine.export("console", "u1")
+    assert len(export["conversations"]) == 2
+    assert [c["current"] for c in export["conversations"]] == [False, True]
+
+
+async def test_forget_erases_and_next_contact_shows_notice_again(engine, memory):
+    await say(engine, "remember this")
+    assert await engine.forget("console", "u1") == texts.FORGET_DONE
+    assert memory.stats()["turns"] == 0 and memory.stats()["users"] == 0
+    assert (await say(engine, "hello again")).startswith(engine.privacy_text())
+
+
+async def test_handle_command(engine):
+    assert await engine.handle_command(msg("just talking")) is None
+    assert await engine.handle_command(msg("/help")) == engine.help_text()
+    assert await engine.handle_command(msg("/privacy")) == engine.privacy_text()
+    assert await engine.handle_command(msg("/start")) == engine.welcome_text()
+    assert await engine.handle_command(msg("/reset@SolaceBot")) == texts.RESET_DONE
+    assert await engine.handle_command(msg("/country us")) == texts.COUNTRY_SET.format(country="US")
+    assert await engine.handle_command(msg("/nonsense")) == texts.UNKNOWN_COMMAND
+    assert await engine.handle_command(msg("/forget")) == texts.FORGET_DONE
+
+
+def test_clean_text_and_releasable():
+    assert clean_text("  a\x00b\u200dc \r\n") == "ab\u200dc"
+    assert releasable("hello world again", 0) == len("hello world again")
+    assert releasable("hello world again", 5) == len("hello world ")
+    assert releasable("hello world again", 6) == len("hello ")
+    assert releasable("short", 10) == 0
+    assert releasable("x" * 15, 10) == 0  # no whitespace: wait for more
+    assert releasable("x" * 30, 10) == 20  # a long run without spaces: cut at the limit
+
+
+def _turn(i: int, role: str, words: int, compressed_words: int | None) -> StoredTurn:
+    text = " ".join([f"t{i}"] * words)
+    comp = " ".join([f"c{i}"] * compressed_words) if compressed_words is not None else None
+    return StoredTurn(
+        i, "c", role, text, comp, "keypos" if comp else None, words, compressed_words, False, 0.0
+    )
+
+
+@hyp_settings(max_examples=200, deadline=None)
+@given(
+    lengths=st.lists(
+        st.tuples(st.integers(1, 400), st.one_of(st.none(), st.integers(1, 50))), max_size=60
+    ),
+    current=st.integers(1, 300),
+    budget=st.integers(64, 1500),
+    representation=st.sampled_from(["raw", "keypos", "nostopwords", "hybrid"]),
+    raw_recent=st.integers(0, 6),
+)
+def test_context_never_exceeds_budget_and_keeps_whole_turns_newest_first(
+    lengths, current, budget, representation, raw_recent
+):
+    history = [
+        _turn(i, "user" if i % 2 == 0 else "assistant", w, c) for i, (w, c) in enumerate(lengths)
+    ]
+    built = build_context(
+        history,
+        "q " * current,
+        current,
+        system_prompt="s " * 20,
+        system_tokens=20,
+        budget_tokens=budget,
+        representation=representation,
+        raw_recent=raw_recent,
+    )
+    assert built.messages[-1]["content"] == "q " * current  # the current message, raw
+    if not built.fits:
+        assert len(built.messages) == 2  # system + current only
+        return
+    assert prompt_cost(built.messages, lambda t: len(t.split())) <= budget
+    included = built.messages[1:-1]
+    by_content = {t.text: (t, False) for t in history} | {
+        t.compressed: (t, True) for t in history if t.compressed
+    }
+    picked = [by_content[m["content"]] for m in included]  # KeyError = a cut turn
+    ids = [t.id for t, _ in picked]
+    assert ids == sorted(ids)
+    newest_first_rank = {t.id: rank for rank, t in enumerate(reversed(history))}
+    for turn, compressed in picked:
+        if representation == "raw" or (
+            representation == "hybrid" and newest_first_rank[turn.id] < raw_recent
+        ):
+            assert not compressed
+    # Everything newer than the oldest included turn is included unless it alone was oversize.
+    if ids:
+        for turn in history[ids[0] :]:
+            if turn.id not in ids:
+                assert turn.tokens + 8 > budget // 2 or (
+                    turn.compressed_tokens is not None and turn.compressed_tokens + 8 > budget // 2
+                )
+    assert built.report.turns_included == len(included)
