@@ -1,0 +1,240 @@
+"""Platform-neutral streaming helpers for the chat adapters.
+
+- `split_text` cuts a reply into pieces that fit a platform's message limit without breaking a
+  word or a grapheme cluster (an emoji with skin tone or ZWJ family, a flag, an accented letter).
+- `StreamingReply` shows a streamed reply by sending one message and editing it in place at most
+  once per interval, sealing a message and starting the next when it fills up.
+- `keep_typing` repeats a platform's "typing…" indicator while a reply is generated.
+
+Lengths are measured in UTF-16 code units: Telegram counts its 4,096-character limit that way,
+and it is never smaller than the code-point count Discord uses, so one measure is safe for both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Protocol
+
+import regex
+
+logger = logging.getLogger(__name__)
+
+TELEGRAM_MAX_CHARS = 4096
+DISCORD_MAX_CHARS = 2000
+# Grapheme clusters are looked for in a window this far past the limit, so that a cluster that
+# straddles the limit is seen whole.
+CLUSTER_LOOKAHEAD_CHARS = 64
+_GRAPHEME = regex.compile(r"\X")
+
+
+def text_length(text: str) -> int:
+    """Length of `text` in UTF-16 code units (how Telegram counts its limits)."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def _skip_space(text: str) -> str:
+    """`text` without its leading whitespace clusters (a space that carries a combining mark
+    is a visible cluster and stays)."""
+    index = 0
+    for match in _GRAPHEME.finditer(text):
+        if not match.group().isspace():
+            break
+        index = match.end()
+    return text[index:]
+
+
+def _fitting_clusters(text: str, limit: int) -> tuple[list[tuple[int, str]], int, bool]:
+    """The whole grapheme clusters at the start of `text` that fit in `limit` UTF-16 units.
+
+    Returns (start, cluster) pairs, the index just past them, and whether the cluster right
+    after them is whitespace (so a cut exactly at the limit is a clean word break).
+    """
+    window = text[: limit + CLUSTER_LOOKAHEAD_CHARS]
+    clusters: list[tuple[int, str]] = []
+    used = end = 0
+    next_is_space = False
+    for match in _GRAPHEME.finditer(window):
+        if match.end() == len(window) and len(window) < len(text):
+            break  # this cluster may continue past the window
+        used += text_length(match.group())
+        if used > limit:
+            next_is_space = match.group().isspace()
+            break
+        clusters.append((match.start(), match.group()))
+        end = match.end()
+    return clusters, end, next_is_space
+
+
+def _best_break(clusters: list[tuple[int, str]], end: int) -> int | None:
+    """Start of the whitespace cluster to cut at: a paragraph or line break in the second half
+    of the piece if there is one, else the last space; None when there is no whitespace."""
+    spaces = [(start, c) for start, c in clusters if c.isspace() and start > 0]
+    if not spaces:
+        return None
+    late_newlines = [start for start, c in spaces if "\n" in c and start >= end // 2]
+    return late_newlines[-1] if late_newlines else spaces[-1][0]
+
+
+def split_once(text: str, limit: int) -> tuple[str, str]:
+    """Split `text` into a head that fits `limit` (UTF-16 units) and the rest.
+
+    The cut is at a line or word break when there is one; a single "word" longer than the
+    limit (a long link) is cut between grapheme clusters, never inside one. Whitespace at the
+    cut is dropped. Only a lone grapheme cluster longer than the limit (hundreds of combining
+    marks) is ever cut inside.
+    """
+    if limit < 2:
+        raise ValueError(f"limit must be at least 2, got {limit}")
+    text = _skip_space(text)
+    if text_length(text) <= limit:
+        return text, ""
+    clusters, end, next_is_space = _fitting_clusters(text, limit)
+    if not clusters:
+        cut = limit // 2  # a code point is at most 2 UTF-16 units, so this fits
+        return text[:cut], text[cut:]
+    found = None if next_is_space else _best_break(clusters, end)
+    cut = end if found is None else found
+    return text[:cut].rstrip(), _skip_space(text[cut:])
+
+
+def split_text(text: str, limit: int) -> list[str]:
+    """Split `text` into pieces of at most `limit` UTF-16 units each (see `split_once`)."""
+    pieces: list[str] = []
+    rest = text
+    while text_length(rest) > limit:
+        head, rest = split_once(rest, limit)
+        pieces.append(head)
+    rest = _skip_space(rest).rstrip()
+    if rest:
+        pieces.append(rest)
+    return pieces
+
+
+class ReplySink(Protocol):
+    """Where a streamed reply goes: one platform chat."""
+
+    async def send(self, text: str) -> Any:
+        """Send a new message and return a handle to edit it later."""
+        ...
+
+    async def edit(self, handle: Any, text: str) -> None:
+        """Replace the text of a message sent earlier."""
+        ...
+
+
+class StreamingReply:
+    """Shows a streamed reply as a message edited in place, split at the platform's limit.
+
+    Feed it deltas with `feed`, then call `finish`. Network calls are made one at a time, never
+    cancelled half-way (a cancelled send could otherwise be repeated), and the edits of one
+    reply are spaced at least `edit_interval_s` apart; the final state is always flushed.
+    """
+
+    def __init__(
+        self,
+        sink: ReplySink,
+        *,
+        limit: int,
+        edit_interval_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._sink = sink
+        self._limit = limit
+        self._interval = edit_interval_s
+        self._clock = clock
+        self._sealed: list[str] = []  # finished pieces, in order
+        self._pending = ""  # the piece still growing
+        self._handles: list[Any] = []  # one per message sent so far
+        self._shown: list[str] = []  # what each sent message currently shows
+        self._last_flush = float("-inf")
+        self._lock = asyncio.Lock()
+        self._timer: asyncio.Task[None] | None = None
+        self._timer_flushing = False
+
+    @property
+    def text(self) -> str:
+        """Everything fed so far, as the pieces it will be shown in, joined by newlines."""
+        return "\n".join([*self._sealed, self._pending])
+
+    @property
+    def messages_sent(self) -> int:
+        """How many platform messages this reply has used so far."""
+        return len(self._handles)
+
+    async def feed(self, delta: str) -> None:
+        """Add a chunk of reply text; flushes now or schedules a flush for later."""
+        self._pending += delta
+        while text_length(self._pending) > self._limit:
+            head, self._pending = split_once(self._pending, self._limit)
+            self._sealed.append(head)
+        wait = self._last_flush + self._interval - self._clock()
+        if wait <= 0:
+            await self._flush()
+        elif self._timer is None:
+            self._timer = asyncio.create_task(self._flush_later(wait))
+
+    async def finish(self) -> list[str]:
+        """Flush everything and return the texts of the messages as finally shown."""
+        timer, self._timer = self._timer, None
+        if timer is not None:
+            if not self._timer_flushing:  # still waiting: safe to cancel, nothing in flight
+                timer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await timer
+        await self._flush()
+        return list(self._shown)
+
+    async def _flush_later(self, delay_s: float) -> None:
+        await asyncio.sleep(delay_s)
+        self._timer_flushing = True
+        self._timer = None
+        try:
+            await self._flush()
+        finally:
+            self._timer_flushing = False
+
+    async def _flush(self) -> None:
+        async with self._lock:
+            # Sealed pieces never change, so filtering blanks keeps indexes stable.
+            pieces = [p for p in (*self._sealed, self._pending.strip()) if p.strip()]
+            for index, piece in enumerate(pieces):
+                if index < len(self._handles):
+                    if self._shown[index] != piece:
+                        await self._sink.edit(self._handles[index], piece)
+                        self._shown[index] = piece
+                else:
+                    self._handles.append(await self._sink.send(piece))
+                    self._shown.append(piece)
+            self._last_flush = self._clock()
+
+
+@contextlib.asynccontextmanager
+async def keep_typing(
+    send_action: Callable[[], Awaitable[object]], interval_s: float
+) -> AsyncIterator[None]:
+    """Call `send_action` now and every `interval_s` seconds until the block exits.
+
+    A failing indicator is logged (type only) and otherwise ignored: it must never stop a reply.
+    """
+
+    async def loop() -> None:
+        while True:
+            try:
+                await send_action()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # boundary: typing is cosmetic
+                logger.warning("typing indicator failed: %s", type(exc).__name__)
+            await asyncio.sleep(interval_s)
+
+    task = asyncio.create_task(loop())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
