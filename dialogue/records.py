@@ -264,7 +264,6 @@ def parse_record(
         note("no_turns_field", f"{key!r} is {type(items).__name__}")
         return None
     turns, feedback = _parse_items(items, schema, note)
-    turns = _arrange(turns, merge_consecutive, note)
     roles = {turn.role for turn in turns}
     for reason, ok in (
         ("no_usable_turns", bool(turns)),
@@ -274,6 +273,7 @@ def parse_record(
         if not ok:
             note(reason)
             return None
+    turns = _arrange(turns, merge_consecutive, note)
     if turns[0].role == "assistant":
         note("opens_with_assistant")
     if schema == "esconv":
