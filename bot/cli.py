@@ -18,6 +18,7 @@ LAZY_COMMANDS: dict[str, str] = {
     "chat": "bot.console_adapter:chat",
     "migrate": "bot.memory_cli:migrate",
     "data": "dialogue.cli:data",
+    "safety": "bot.safety_cli:safety",
     "health": "bot.ops_cli:health",
     "backup": "bot.ops_cli:backup",
     "restore": "bot.ops_cli:restore",

@@ -1,0 +1,122 @@
+"""`solace safety`: test a deployment's crisis screen, reply guard and crisis replies offline."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+DEFAULT_CASES = Path("tests/safety_cases")
+
+
+@click.group()
+def safety() -> None:
+    """Crisis screen and reply guard tools for operators and audits (offline, no model)."""
+
+
+@safety.command()
+@click.option(
+    "--level", is_flag=True, help="Also print the level (none/concern/crisis) and subject."
+)
+def screen(level: bool) -> None:
+    """Screen one message per line of stdin; print one JSON object per line.
+
+    Each line of output is {"crisis": bool, "category": ..., "matched": ...}; "matched" names
+    the rule that fired (e.g. "suicide/kill_self"), never the words of the message.
+    """
+    from bot.safety import screen_message
+
+    for line in sys.stdin:
+        text = line.rstrip("\n")
+        result = screen_message(text)
+        row: dict[str, object] = {
+            "crisis": result.crisis,
+            "category": result.category,
+            "matched": result.matched,
+        }
+        if level:
+            row.update(level=result.level, subject=result.subject)
+        click.echo(json.dumps(row))
+
+
+@safety.command()
+@click.option("--final/--partial", default=True, help="Check as a complete reply (default).")
+def guard(final: bool) -> None:
+    """Check one model reply per line of stdin; print {"ok": bool, "reason": ...} per line."""
+    from bot.safety import SafetyLayer
+
+    layer = SafetyLayer()
+    for line in sys.stdin:
+        verdict = layer.guard(line.rstrip("\n"), final=final)
+        click.echo(json.dumps({"ok": verdict.ok, "reason": verdict.reason}))
+
+
+@safety.command()
+@click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--show-misses", is_flag=True, help="List missed crises and false alarms (with text)."
+)
+def evaluate(paths: tuple[Path, ...], show_misses: bool) -> None:
+    """Print recall per category/style and false-positive rates on labelled case files.
+
+    PATHS are JSON Lines files or directories of them (default: tests/safety_cases, with
+    heldout.jsonl reported separately).
+    """
+    from bot.safety_eval import evaluate as run_evaluation
+    from bot.safety_eval import format_report, load_cases
+
+    if paths:
+        groups = {"cases": list(paths)}
+    else:
+        if not DEFAULT_CASES.is_dir():
+            raise click.ClickException(f"{DEFAULT_CASES} not found: pass case files as arguments")
+        files = sorted(DEFAULT_CASES.glob("*.jsonl"))
+        groups = {
+            "dev": [f for f in files if f.name != "heldout.jsonl"],
+            "held-out": [f for f in files if f.name == "heldout.jsonl"],
+        }
+    for title, group in groups.items():
+        try:
+            report = run_evaluation(load_cases(group))
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from exc
+        click.echo(format_report(report, title))
+        if show_misses:
+            for case in report.misses:
+                click.echo(f"  MISS  [{case.category}/{case.style}] {case.text}")
+            for case in report.false_alarms:
+                click.echo(f"  FALSE [{case.style}] {case.text}")
+
+
+@safety.command()
+@click.argument(
+    "category",
+    type=click.Choice(["suicide", "self_harm", "abuse", "harm_to_others", "medical_emergency"]),
+)
+@click.option("--country", help="ISO code the user set with /country, e.g. GB.")
+@click.option("--language-code", help="A platform language hint, e.g. de or pt-br.")
+@click.option("--other", is_flag=True, help="Word it for someone worried about another person.")
+def reply(category: str, country: str | None, language_code: str | None, other: bool) -> None:
+    """Print the crisis reply a user would get (to review wording and numbers)."""
+    from bot.safety import SafetyLayer, ScreenResult
+
+    result = ScreenResult(
+        crisis=True,
+        category=category,
+        level="crisis",
+        matched="cli",
+        subject="other" if other else "self",
+    )
+    click.echo(SafetyLayer().crisis_reply(result, country, language_code))
+
+
+@safety.command()
+def hotlines() -> None:
+    """List the countries in the hotline table with their emergency numbers."""
+    from bot.safety_resources import load_hotlines
+
+    table = load_hotlines()
+    for code, info in sorted(table.countries.items()):
+        click.echo(f"{code}  {info.emergency:<40} {len(info.lines)} line(s)  {info.name}")

@@ -1,0 +1,153 @@
+"""Text normalisation for the safety layer: one canonical form that the patterns match.
+
+Everything here is pure, linear in the input and bounded: a 100k-character message costs the
+same as a 20k one (see `bounded_window`). The steps, in order:
+
+1. bound the work (head, tail and evenly spaced samples of very long input);
+2. map the few emoji that carry crisis meaning to words (🔪 → "knife");
+3. NFKD + drop combining marks, format characters (zero-width space/joiner, soft hyphen, BOM)
+   and control characters; NFKC then folds fullwidth and "mathematical bold" letters;
+4. casefold; drop apostrophes ("don't" → "dont"), so patterns are written without them;
+5. undo basic leetspeak inside words that mix letters and digits ("k1ll" → "kill");
+6. collapse runs of 3+ identical characters to two ("sooo" → "soo", "killlll" → "kill");
+7. keep clause boundaries as " . " / " , " tokens (negation never crosses them), other
+   punctuation becomes space;
+8. correct near-misspellings of a few long, distinctive crisis words with rapidfuzz
+   ("sucide" → "suicide", "myslef" → "myself").
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import unicodedata
+
+MAX_SCREEN_CHARS = 20_000
+HEAD_CHARS = 6_000
+TAIL_CHARS = 6_000
+SAMPLE_COUNT = 8
+SAMPLE_CHARS = 1_000
+
+EMOJI_WORDS: dict[str, str] = {
+    "🔪": " knife ",
+    "🗡": " knife ",
+    "🔫": " gun ",
+    "💊": " pills ",
+    "🩸": " blood ",
+    "⚰": " coffin ",
+    "🪦": " grave ",
+    "🪢": " rope ",
+    "💉": " needle ",
+}
+_EMOJI_RE = re.compile("|".join(re.escape(k) for k in EMOJI_WORDS))
+
+_LEET = str.maketrans(
+    {"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s"}
+)
+_LEET_TOKEN_RE = re.compile(r"[a-z0-9@$]*[a-z][a-z0-9@$]*")
+_HAS_LEET_RE = re.compile(r"[0-9@$]")
+# "5mg", "3am", "2nd", "mp3", "covid19": numbers glued to units or names, not leetspeak.
+_NOT_LEET_RE = re.compile(r"[0-9]+[a-z]{1,4}|[a-z]+[0-9]+")
+_APOSTROPHES_RE = re.compile(r"['’‘`´ʼ]")
+_REPEAT_RE = re.compile(r"(.)\1{2,}")
+# Self-censored words: "k*ll", "s#icide" → a vowel-like placeholder the fuzzy step can fix.
+_MASKED_RE = re.compile(r"(?<=[a-z])[*#]+(?=[a-z])")
+_CLAUSE_END_RE = re.compile(r"[.!?;:\n…]+")
+_COMMA_RE = re.compile(r"[,\u2014\u2013]+|\s-\s")
+_OTHER_PUNCT_RE = re.compile(r"[^a-z0-9., ]+")
+_SPACES_RE = re.compile(r"\s+")
+_DROP_CATEGORIES = frozenset({"Mn", "Me", "Cf", "Cc", "Co", "Cs", "Cn"})
+
+# Long, distinctive words whose misspellings are common and whose near neighbours are not
+# ordinary English (short words like "kill" or "cut" are handled by the patterns themselves,
+# because "bill" → "kill" would be a disaster).
+FUZZY_TARGETS: tuple[str, ...] = (
+    "suicide",
+    "suicidal",
+    "myself",
+    "overdose",
+    "overdosed",
+    "overdosing",
+    "unalive",
+    "paracetamol",
+    "unconscious",
+    "strangled",
+    "abusive",
+)
+FUZZY_MIN_LEN = 5
+FUZZY_CUTOFF = 80.0
+_FUZZY_SET = frozenset(FUZZY_TARGETS)
+_FUZZY_FIRST = frozenset(t[0] for t in FUZZY_TARGETS)
+# Real words that a loose cutoff would pull towards a target.
+_FUZZY_NEVER = frozenset({"himself", "herself", "itself", "mystery", "myths", "suited", "abuse"})
+
+
+def bounded_window(text: str) -> str:
+    """The part of `text` that is screened: all of it up to MAX_SCREEN_CHARS, else head,
+    tail and SAMPLE_COUNT evenly spaced samples of the middle, joined by clause breaks."""
+    if len(text) <= MAX_SCREEN_CHARS:
+        return text
+    middle_start, middle_end = HEAD_CHARS, len(text) - TAIL_CHARS
+    step = (middle_end - middle_start) // SAMPLE_COUNT
+    samples = [
+        text[middle_start + i * step : middle_start + i * step + SAMPLE_CHARS]
+        for i in range(SAMPLE_COUNT)
+    ]
+    return "\n".join([text[:HEAD_CHARS], *samples, text[-TAIL_CHARS:]])
+
+
+def _strip_marks(text: str) -> str:
+    """NFKD, drop combining marks and invisible/control characters, NFKC back."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    kept = []
+    for ch in decomposed:
+        if ch in "\n\t":
+            kept.append("\n" if ch == "\n" else " ")
+        elif unicodedata.category(ch) not in _DROP_CATEGORIES:
+            kept.append(ch)
+    return unicodedata.normalize("NFKC", "".join(kept))
+
+
+def _unleet(match: re.Match[str]) -> str:
+    token = match.group(0)
+    if _HAS_LEET_RE.search(token) is None or _NOT_LEET_RE.fullmatch(token):
+        return token
+    return token.translate(_LEET)
+
+
+@functools.lru_cache(maxsize=16_384)
+def correct_token(token: str) -> str:
+    """`token`, or the fuzzy target it is a misspelling of (rapidfuzz normalised Indel ratio)."""
+    if (
+        len(token) < FUZZY_MIN_LEN
+        or token in _FUZZY_SET
+        or token in _FUZZY_NEVER
+        or token[0] not in _FUZZY_FIRST
+        or not token.isalpha()
+    ):
+        return token
+    from rapidfuzz import fuzz, process
+
+    best = process.extractOne(token, FUZZY_TARGETS, scorer=fuzz.ratio, score_cutoff=FUZZY_CUTOFF)
+    return token if best is None else best[0]
+
+
+def normalize(text: str) -> str:
+    """The canonical, bounded, lower-case form of `text` that crisis and guard patterns match.
+
+    Clause breaks appear as " . " and " , " tokens; words are separated by single spaces; the
+    result starts and ends with a space so patterns can use plain " word " boundaries.
+    """
+    text = bounded_window(text)
+    text = _EMOJI_RE.sub(lambda m: EMOJI_WORDS[m.group(0)], text)
+    text = _strip_marks(text).casefold()
+    text = _APOSTROPHES_RE.sub("", text)
+    text = _MASKED_RE.sub("i", text)
+    text = _LEET_TOKEN_RE.sub(_unleet, text)
+    text = _REPEAT_RE.sub(r"\1\1", text)
+    text = _CLAUSE_END_RE.sub(" . ", text)
+    text = _COMMA_RE.sub(" , ", text)
+    text = _OTHER_PUNCT_RE.sub(" ", text)
+    text = text.replace(".", " . ").replace(",", " , ")
+    tokens = [correct_token(t) for t in _SPACES_RE.split(text) if t]
+    return " " + " ".join(tokens) + " "
