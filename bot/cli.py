@@ -18,6 +18,7 @@ LAZY_COMMANDS: dict[str, str] = {
     "chat": "bot.console_adapter:chat",
     "migrate": "bot.memory_cli:migrate",
     "data": "dialogue.cli:data",
+    "eval": "evaluation.cli:eval_group",
     "safety": "bot.safety_cli:safety",
     "health": "bot.ops_cli:health",
     "backup": "bot.ops_cli:backup",

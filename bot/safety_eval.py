@@ -124,3 +124,17 @@ def format_report(report: Report, title: str) -> str:
     for name, pair in pairs.items():
         lines.append(f"  {name:<25} {report.rate(pair):.3f}  ({pair[0]}/{pair[1]})")
     return "\n".join(lines)
+
+
+def summary_for_dir(cases_dir: Path) -> str:
+    """Dev and held-out figures for a directory of case files (heldout.jsonl kept apart)."""
+    files = sorted(cases_dir.glob("*.jsonl"))
+    groups = {
+        "dev": [f for f in files if f.name != "heldout.jsonl"],
+        "held-out (not tuned on)": [f for f in files if f.name == "heldout.jsonl"],
+    }
+    return "\n".join(
+        format_report(evaluate(load_cases(group)), title)
+        for title, group in groups.items()
+        if group
+    )

@@ -149,11 +149,9 @@ def compose_crisis_reply(
     hinted = code is None
     if hinted:
         code = hotlines.country_from_language(language_code)
-    opening = (
-        _OTHER_OPENING
-        if subject == "other"
-        else _OPENINGS.get(category or "", _OPENINGS["suicide"])
-    )
+    opening = _OPENINGS.get(category or "", _OPENINGS["suicide"])
+    if subject == "other" and category != "medical_emergency":
+        opening = _OTHER_OPENING
     info = hotlines.countries[code] if code is not None else None
     emergency = info.emergency if info is not None else "your local emergency number"
     parts = [opening.format(emergency=emergency), _AI_NOTE, ""]

@@ -81,3 +81,18 @@ def engine(fake_backend, memory, fake_safety, settings):
     from bot.engine import Engine
 
     return Engine(fake_backend, memory, fake_safety, settings)
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """After the run, print the crisis screen's recall per category and FPR (issue 5)."""
+    cases = Path(__file__).parent / "safety_cases"
+    if not cases.is_dir():
+        return
+    try:
+        from bot.safety_eval import summary_for_dir
+
+        text = summary_for_dir(cases)
+    except Exception as exc:  # a summary must never hide the test results
+        text = f"(safety figures unavailable: {type(exc).__name__}: {exc})"
+    terminalreporter.section("safety screen: recall and false-positive rate")
+    terminalreporter.write_line(text)
