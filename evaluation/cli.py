@@ -1,0 +1,325 @@
+"""`solace eval ...`: generate, metrics, judge, toxicity, lengths and report.
+
+Every command takes `--config configs/eval/X.toml` and repeatable `--set section.key=value`
+overrides; explicit flags win over both. Heavy libraries load inside the command bodies.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from evaluation.config import EvalConfig, load_config
+
+logger = logging.getLogger(__name__)
+
+config_option = click.option(
+    "--config", "config_path", type=click.Path(exists=True, dir_okay=False),
+    help="An eval TOML file (configs/eval/*.toml).",
+)  # fmt: skip
+set_option = click.option(
+    "--set", "overrides", multiple=True, metavar="KEY=VALUE",
+    help="Override a config key, e.g. --set generate.dialogues=5 (repeatable).",
+)  # fmt: skip
+
+
+def _config(path: str | None, overrides: tuple[str, ...], flags: dict[str, Any]) -> EvalConfig:
+    extra = [f"{k}={json.dumps(v)}" for k, v in flags.items() if v is not None]
+    try:
+        return load_config(path, [*overrides, *extra])
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@click.group("eval")
+def eval_group() -> None:
+    """Evaluate a model the way the papers do: generate, score, judge, audit, report."""
+
+
+@eval_group.command("generate")
+@config_option
+@set_option
+@click.option("--model", help="GGUF path (local) or served model name (with --openai-base-url).")
+@click.option("--lora", help="LoRA adapter GGUF applied on top of --model.")
+@click.option("--openai-base-url", help="Generate through an OpenAI-compatible server.")
+@click.option("--data", help="Data spec: esconv:test, extes:test or a file path.")
+@click.option("--dialogues", type=int, help="Number of dialogues in the fixed subset.")
+@click.option("--representation", type=click.Choice(["raw", "keypos", "nostopwords", "hybrid"]))
+@click.option("--strategies/--no-strategies", default=None, help="[Strategy]-prefixed replies.")
+@click.option(
+    "--mode",
+    type=click.Choice(["turn", "dialogue"]),
+    help="turn (default) or dialogue-level replay.",
+)
+@click.option(
+    "--out", "out", required=True, type=click.Path(file_okay=False), help="Run directory."
+)
+@click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
+def generate_cmd(
+    config_path: str | None, overrides: tuple[str, ...], out: str, progress: bool, **flags: Any
+) -> None:
+    """Generate a reply for every supporter turn; resumes where a previous run stopped."""
+    from bot.errors import SolaceError
+    from evaluation.generate import run_generation
+
+    cfg = _config(config_path, overrides, {f"generate.{k}": v for k, v in flags.items()})
+    try:
+        counts = run_generation(cfg, out, progress=progress)
+    except (SolaceError, ValueError, OSError) as exc:
+        raise click.ClickException(f"generation stopped: {exc}") from exc
+    click.echo(f"{out}: {counts['done']} generated, {counts['failed']} failed, "
+               f"{counts['skipped']} already done, {counts['targets']} targets")  # fmt: skip
+    if counts["failed"]:
+        click.echo(
+            "failed turns keep their error in generations.jsonl; rerun to retry them", err=True
+        )
+
+
+def _ppl_entry(
+    run: Path, cfg: EvalConfig, rows: list[dict[str, Any]], model: str | None, lora: str | None
+) -> dict[str, Any]:
+    from evaluation.ppl import ScoringModel, corpus_perplexity
+    from evaluation.runs import read_manifest
+
+    info = read_manifest(run).get("model", {})
+    if info.get("base_url") and not model:
+        return {
+            "value": None,
+            "label": "PPL",
+            "error": "run used a remote server; pass --model GGUF",
+        }
+    path = model or info.get("path")
+    if not path:
+        return {
+            "value": None,
+            "label": "PPL",
+            "error": "no model recorded in manifest; pass --model",
+        }
+    lora = lora if model else (lora or info.get("lora"))
+    scorer = ScoringModel(path, lora, n_ctx=info.get("n_ctx") or cfg.generate.context_tokens)
+    return corpus_perplexity(rows, scorer)
+
+
+def _write_metrics(run: Path, report: dict[str, Any]) -> None:
+    from evaluation.report import markdown_table
+    from evaluation.runs import write_json
+
+    write_json(run / "metrics.json", report)
+    items = [(k, v) for k, v in report["metrics"].items() if isinstance(v, dict)]
+    with open(run / "metrics.csv", "w", encoding="utf-8") as fh:
+        fh.write("metric,label,value,implementation\n")
+        for key, v in items:
+            impl = str(v.get("implementation", v.get("error", ""))).replace('"', "'")
+            fh.write(f'{key},"{v.get("label", key)}",{v.get("value")},"{impl}"\n')
+    rows = [[v.get("label", k), "—" if v.get("value") is None else f"{v['value']:.4f}",
+             str(v.get("model") or v.get("embeddings") or v.get("wordnet") or v.get("error") or "")]
+            for k, v in items]  # fmt: skip
+    (run / "metrics.md").write_text(
+        markdown_table(["Metric", "Value", "Model / data"], rows) + "\n"
+    )
+
+
+@eval_group.command("metrics")
+@click.argument("run", type=click.Path(exists=True, file_okay=False))
+@config_option
+@set_option
+@click.option("--ppl/--no-ppl", default=None, help="Compute reference perplexity (needs the GGUF).")
+@click.option("--model", help="GGUF for perplexity (default: the run's model).")
+@click.option("--lora", help="LoRA GGUF for perplexity (default: the run's adapter).")
+def metrics_cmd(
+    run: str,
+    config_path: str | None,
+    overrides: tuple[str, ...],
+    ppl: bool | None,
+    model: str | None,
+    lora: str | None,
+) -> None:
+    """Score a run: PPL, BLEU-2/4, ROUGE-L, METEOR, BERTScore, Extrema, Distinct-n, lengths."""
+    from evaluation.metrics import compute_metrics
+    from evaluation.runs import RunFileError, now_iso, read_manifest, read_rows
+
+    cfg = _config(config_path, overrides, {"metrics.ppl": ppl})
+    run_dir = Path(run)
+    try:
+        loaded = read_rows(run_dir)
+    except RunFileError as exc:
+        raise click.ClickException(str(exc)) from exc
+    for problem in loaded.problems[:10]:
+        click.echo(f"skipped: {problem}", err=True)
+    if not loaded.rows:
+        raise click.ClickException(f"{run}: no usable rows ({len(loaded.problems)} malformed)")
+    start = time.perf_counter()
+    try:
+        results = compute_metrics(loaded.rows, cfg.metrics)
+        if cfg.metrics.ppl and "ppl" not in cfg.metrics.skip:
+            results["ppl"] = _ppl_entry(run_dir, cfg, loaded.rows, model, lora)
+    except (ValueError, RuntimeError, OSError) as exc:
+        raise click.ClickException(f"metrics failed: {exc}") from exc
+    manifest = read_manifest(run_dir)
+    report = {
+        "run": str(run_dir), "computed": now_iso(), "seconds": round(time.perf_counter() - start, 2),
+        "data": manifest.get("data", {}).get("spec"), "model": manifest.get("model"),
+        "rows": len(loaded.rows), "dialogues": len({r["dialogue_id"] for r in loaded.rows}),
+        "rows_skipped": len(loaded.problems), "metrics": results,
+    }  # fmt: skip
+    _write_metrics(run_dir, report)
+    for key, entry in results.items():
+        value = entry.get("value")
+        shown = "refused" if value is None else f"{value:.3f}"
+        source = entry.get("model") or entry.get("embeddings") or entry.get("wordnet") or ""
+        click.echo(f"{entry.get('label', key):40s} {shown:>10s}  {source}")
+        if entry.get("note"):
+            click.echo(f"{'':40s} note: {entry['note']}")
+
+
+@eval_group.command("judge")
+@click.argument("run", type=click.Path(exists=True, file_okay=False))
+@config_option
+@set_option
+@click.option(
+    "--against", type=click.Path(exists=True, file_okay=False), help="Pairwise vs this run."
+)
+@click.option("--base-url", help="OpenAI-compatible endpoint of the judge.")
+@click.option("--model", help="Judge model name.")
+@click.option("--samples", type=int, help="Judgements per dialogue (mean and spread).")
+def judge_cmd(
+    run: str, config_path: str | None, overrides: tuple[str, ...], against: str | None, **flags: Any
+) -> None:
+    """Rate each dialogue with an LLM judge (Engagement, Comforting, Appropriateness, Suggestion)."""
+    import asyncio
+
+    from evaluation.judge import JudgeError
+    from evaluation.judge_run import judge_pairwise, judge_run
+
+    cfg = _config(config_path, overrides, {f"judge.{k}": v for k, v in flags.items()})
+    try:
+        if against:
+            summary = asyncio.run(judge_pairwise(run, against, cfg.judge))
+            click.echo(
+                json.dumps({k: summary[k] for k in ("verdicts", "length_bias", "spend")}, indent=2)
+            )
+        else:
+            summary = asyncio.run(judge_run(run, cfg.judge))
+            click.echo(
+                json.dumps(
+                    {k: summary[k] for k in ("judge", "scored", "dialogues", "criteria", "spend")},
+                    indent=2,
+                )
+            )
+    except JudgeError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _db_texts(db_path: str) -> dict[str, list[str]]:
+    """Bot replies and user messages from a bot database, read-only."""
+    import sqlite3
+
+    try:
+        con = sqlite3.connect(f"file:{Path(db_path).resolve()}?mode=ro", uri=True)
+        rows = con.execute("SELECT role, text FROM turns").fetchall()
+        con.close()
+    except sqlite3.Error as exc:
+        raise click.ClickException(f"cannot read turns from {db_path}: {exc}") from exc
+    return {f"bot_db:{role}": [t for r, t in rows if r == role] for role in ("assistant", "user")}
+
+
+@eval_group.command("toxicity")
+@click.argument("run", required=False, type=click.Path(exists=True, file_okay=False))
+@config_option
+@set_option
+@click.option("--data", "data_spec", help="Score a data set instead (e.g. esconv:test).")
+@click.option(
+    "--db", "db_path", type=click.Path(exists=True, dir_okay=False), help="A bot SQLite database."
+)
+@click.option("--scorer", type=click.Choice(["auto", "perspective", "detoxify", "lexicon"]))
+@click.option(
+    "--out", type=click.Path(dir_okay=False), help="JSON output (default: RUN/toxicity.json)."
+)
+def toxicity_cmd(
+    run: str | None,
+    config_path: str | None,
+    overrides: tuple[str, ...],
+    data_spec: str | None,
+    db_path: str | None,
+    scorer: str | None,
+    out: str | None,
+) -> None:
+    """Mean toxicity per attribute (ExTES Table 7) for a run, a data set or the bot's database."""
+    from evaluation.runs import read_rows, write_json
+    from evaluation.toxicity import ToxicityError, build_scorer, summarize
+
+    if sum(x is not None for x in (run, data_spec, db_path)) != 1:
+        raise click.UsageError("give exactly one of RUN, --data or --db")
+    cfg = _config(config_path, overrides, {"toxicity.scorer": scorer})
+    sets: dict[str, list[str]] = {}
+    if run:
+        rows = read_rows(run).rows
+        sets = {
+            "generated": [r["generated"] for r in rows],
+            "reference": [r["reference"] for r in rows],
+        }
+    elif data_spec:
+        from dialogue.datasets import load_spec
+
+        dialogues = load_spec(data_spec).dialogues
+        for role, name in (("user", "seeker"), ("assistant", "supporter")):
+            sets[f"{data_spec}:{name}"] = [
+                t.text for d in dialogues for t in d.turns if t.role == role
+            ]
+    else:
+        sets = _db_texts(str(db_path))
+    try:
+        tox = build_scorer(cfg.toxicity)
+        result = {"sets": {name: summarize(tox, texts) for name, texts in sets.items()}}
+    except ToxicityError as exc:
+        raise click.ClickException(str(exc)) from exc
+    target = Path(out) if out else (Path(run) / "toxicity.json" if run else None)
+    if target:
+        write_json(target, result)
+    for name, block in result["sets"].items():
+        means = " ".join(
+            f"{a}={v['mean']:.4f}" for a, v in block["attributes"].items() if v["mean"] is not None
+        )
+        click.echo(f"{name} (n={block['utterances']}, scorer: {block['scorer']}): {means}")
+
+
+@eval_group.command("lengths")
+@click.option("--data", "data_spec", default="esconv:test", show_default=True, help="Data spec.")
+@click.option(
+    "--role", type=click.Choice(["all", "user", "assistant"]), default="all", show_default=True
+)
+def lengths_cmd(data_spec: str, role: str) -> None:
+    """Average tokenized utterance length per context representation (papers' Tables 5/7/9/11)."""
+    from dialogue.context import represent
+    from dialogue.datasets import load_spec
+    from evaluation.metrics import TOKENIZER_NAME, mean_length, tokenize
+
+    texts = [
+        t.text for d in load_spec(data_spec).dialogues for t in d.turns if role in ("all", t.role)
+    ]
+    click.echo(f"{data_spec} ({role}, {len(texts)} utterances; {TOKENIZER_NAME})")
+    for rep in ("raw", "keypos", "nostopwords"):
+        click.echo(f"{rep:12s} {mean_length([tokenize(t) for t in represent(texts, rep)]):.2f}")
+
+
+@eval_group.command("report")
+@click.argument("runs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output directory.")
+@click.option("--title", default="Solace evaluation", show_default=True)
+@click.option("--note", "notes", multiple=True, help="A note printed at the top (repeatable).")
+def report_cmd(runs: tuple[str, ...], out: str, title: str, notes: tuple[str, ...]) -> None:
+    """One self-contained HTML page (tables + charts) and a Markdown summary for RUN..."""
+    from evaluation.report import write_report
+    from evaluation.runs import RunFileError
+
+    try:
+        paths = write_report(runs, out, title, notes)
+    except (RunFileError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    for kind, path in paths.items():
+        click.echo(f"{kind}: {path}")

@@ -1,0 +1,202 @@
+"""`EvalConfig`: every knob of `solace eval`, a frozen pydantic model loaded from TOML.
+
+Files live in `configs/eval/*.toml`; the CLI applies `--set section.key=value` overrides on top.
+Defaults reproduce the papers' set-up (Table 3 sampling: temperature 0.7, top_p 0.95, top_k 50,
+128 new tokens) with everything that needs a download replaced by an offline, named default.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+REPRESENTATION_NAMES = ("raw", "keypos", "nostopwords", "hybrid")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class GenerateConfig(_Section):
+    """How replies are produced for a test set (`solace eval generate`)."""
+
+    model: str | None = Field(None, description="GGUF path (llama-cpp) or model name (openai).")
+    lora: str | None = Field(None, description="LoRA adapter GGUF applied on top of `model`.")
+    openai_base_url: str | None = Field(
+        None, description="OpenAI-compatible endpoint; when set, generation goes through it."
+    )
+    data: str = Field("esconv:test", description="Dataset spec (dialogue.datasets.load_spec).")
+    dialogues: int | None = Field(
+        50, ge=1, description="First N dialogues after the subset shuffle."
+    )
+    subset_seed: int = Field(13, description="Seed of the fixed dialogue-subset shuffle.")
+    representation: Literal["raw", "keypos", "nostopwords", "hybrid"] = Field(
+        "raw", description="Context representation of the history (dialogue.context)."
+    )
+    raw_recent: int = Field(4, ge=0, description="Newest turns kept raw in `hybrid`.")
+    strategies: bool = Field(False, description="Prefix references with [Strategy] (ExTES style).")
+    mode: Literal["turn", "dialogue"] = Field(
+        "turn",
+        description="turn: reference history for every supporter turn; dialogue: replay the "
+        "user turns and let the model's own replies form the history (papers' Figs 8/9).",
+    )
+    context_tokens: int = Field(2048, ge=128, description="Model context window (n_ctx).")
+    temperature: float = Field(0.7, ge=0.0, le=2.0, description="Sampling temperature (Table 3).")
+    top_p: float = Field(0.95, gt=0.0, le=1.0, description="Nucleus sampling (Table 3).")
+    top_k: int = Field(50, ge=0, description="Top-k sampling (Table 3).")
+    max_new_tokens: int = Field(128, ge=1, le=4096, description="Reply length cap (Table 3).")
+    seed: int = Field(42, description="Base seed; each turn uses seed + a stable hash of its key.")
+    threads: int | None = Field(None, ge=1, description="llama.cpp threads (None: its default).")
+    timeout_seconds: float = Field(120.0, gt=0, description="Per-request timeout (openai).")
+
+
+class MetricsConfig(_Section):
+    """Reference-based metrics (`solace eval metrics`)."""
+
+    ppl: bool = Field(True, description="Compute reference perplexity (needs the GGUF).")
+    bertscore_model: str | None = Field(
+        None, description="Local HF model dir for BERTScore (None: all-MiniLM-L6-v2 package)."
+    )
+    bertscore_num_layers: int | None = Field(
+        None, ge=1, description="Layer for BERTScore (None: bert-score's table, else last)."
+    )
+    bertscore_batch_size: int = Field(64, ge=1, description="BERTScore batch size.")
+    glove_path: str | None = Field(None, description="glove.*.300d.txt for Vector Extrema.")
+    wordnet_source: str = Field(
+        "/usr/share/wordnet", description="Debian WordNet 3.0 files (wordnet-base)."
+    )
+    cache_dir: str | None = Field(None, description="Where the NLTK WordNet copy goes.")
+    meteor_without_wordnet: Literal["refuse", "exact_stem"] = Field(
+        "refuse",
+        description="No WordNet: refuse METEOR, or compute the named exact+stem variant.",
+    )
+    skip: tuple[str, ...] = Field((), description="Metric names to skip, e.g. ['bertscore'].")
+
+
+class JudgeConfig(_Section):
+    """The LLM judge (`solace eval judge`)."""
+
+    base_url: str | None = Field(None, description="OpenAI-compatible URL; None: api.openai.com.")
+    model: str = Field("gpt-4o", description="Judge model name.")
+    api_key_env: str = Field("OPENAI_API_KEY", description="Environment variable with the key.")
+    samples: int = Field(1, ge=1, le=20, description="Judgements per item (mean and spread).")
+    temperature: float = Field(0.0, ge=0.0, le=2.0, description="Judge temperature.")
+    max_tokens: int = Field(300, ge=16, description="Judge answer length cap.")
+    max_retries: int = Field(3, ge=0, le=10, description="Re-asks after a malformed answer.")
+    timeout_seconds: float = Field(60.0, gt=0, description="Per-request timeout.")
+    concurrency: int = Field(4, ge=1, le=64, description="Requests in flight.")
+    json_mode: bool = Field(
+        True, description="Send response_format=json_object (servers that lack it: false)."
+    )
+    cache_path: str | None = Field(None, description="SQLite response cache (default: in RUN).")
+    budget_usd: float = Field(5.0, ge=0, description="Refuse to start above this estimate.")
+    price_input_per_mtok: float = Field(2.5, ge=0, description="USD per 1M prompt tokens.")
+    price_output_per_mtok: float = Field(10.0, ge=0, description="USD per 1M answer tokens.")
+    max_dialogues: int | None = Field(None, ge=1, description="Judge at most this many.")
+
+
+class ToxicityConfig(_Section):
+    """Toxicity scoring (`solace eval toxicity`)."""
+
+    scorer: Literal["auto", "perspective", "detoxify", "lexicon"] = Field(
+        "auto",
+        description="auto: Perspective if a key is set, Detoxify if a checkpoint is, "
+        "else the offline lexicon scorer.",
+    )
+    perspective_api_key_env: str = Field(
+        "PERSPECTIVE_API_KEY", description="Environment variable holding the Perspective key."
+    )
+    perspective_url: str = Field(
+        "https://commentanalyzer.googleapis.com/v1alpha1/comments:analyze",
+        description="Perspective endpoint (tests point it at a local server).",
+    )
+    perspective_qps: float = Field(1.0, gt=0, description="Perspective's default quota is 1 QPS.")
+    detoxify_checkpoint: str | None = Field(None, description="Local Detoxify .ckpt file.")
+    detoxify_model: Literal["original", "unbiased", "multilingual"] = Field(
+        "original", description="Detoxify model type the checkpoint belongs to."
+    )
+    lexicon_path: str | None = Field(None, description="Own lexicon JSON (default: shipped one).")
+
+
+class Thresholds(_Section):
+    """Pass thresholds a report checks (None: not checked)."""
+
+    max_toxicity: float | None = Field(0.05, ge=0, le=1, description="Mean toxicity ceiling.")
+    min_judge_mean: float | None = Field(None, ge=0, le=5, description="Judge mean floor.")
+
+
+class EvalConfig(_Section):
+    """All of `solace eval`'s configuration."""
+
+    generate: GenerateConfig = Field(default_factory=GenerateConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    judge: JudgeConfig = Field(default_factory=JudgeConfig)
+    toxicity: ToxicityConfig = Field(default_factory=ToxicityConfig)
+    thresholds: Thresholds = Field(default_factory=Thresholds)
+
+    @model_validator(mode="after")
+    def _check_backend(self) -> EvalConfig:
+        gen = self.generate
+        if gen.openai_base_url and gen.lora:
+            raise ValueError(
+                "generate.lora applies to a local GGUF; unset generate.openai_base_url"
+            )
+        if gen.openai_base_url and not gen.model:
+            raise ValueError("generate.openai_base_url needs generate.model (the served name)")
+        return self
+
+
+def _parse_value(raw: str) -> Any:
+    """A `--set` value: JSON/TOML-like literal when it parses, else the plain string."""
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        if raw.lower() in ("true", "false"):
+            return raw.lower() == "true"
+        return raw
+
+
+def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    """Apply `section.key=value` overrides to a nested dict (returns a new dict)."""
+    result = json.loads(json.dumps(data))
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--set expects section.key=value, got {item!r}")
+        parts = key.strip().split(".")
+        node = result
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"--set {key}: {part!r} is not a section")
+        node[parts[-1]] = _parse_value(value.strip())
+    return result
+
+
+def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> EvalConfig:
+    """Load an EvalConfig from TOML (or defaults) plus `--set` overrides.
+
+    Raises:
+        ValueError: naming the file and the offending keys.
+    """
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            with open(path, "rb") as fh:
+                data = tomllib.load(fh)
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ValueError(f"cannot read eval config {path}: {exc}") from exc
+    data = apply_overrides(data, overrides)
+    try:
+        return EvalConfig.model_validate(data)
+    except ValidationError as exc:
+        where = f" in {path}" if path else ""
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ValueError(f"invalid eval config{where}: {problems}") from exc
