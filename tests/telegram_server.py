@@ -10,12 +10,13 @@ answer any of them with a 429 `retry_after` to exercise flood control.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import socket
 import time
 from collections import defaultdict, deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +53,8 @@ class FakeTelegramServer:
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.chat_actions: list[tuple[int, str]] = []
         self.rate_limited: list[str] = []
+        self.bad_requests: list[str] = []
+        self._closing = False
         self._failures: dict[str, deque[int]] = defaultdict(deque)
         self._ids = itertools.count(1)
         self._update_ids = itertools.count(1)
@@ -192,6 +195,11 @@ class FakeTelegramServer:
             async with self._changed:
                 await self._changed.wait_for(predicate)
 
+    async def release_polls(self) -> None:
+        """Answer waiting and future long polls at once (lets the bot stop without waiting)."""
+        self._closing = True
+        await self._notify()
+
     async def _notify(self) -> None:
         async with self._changed:
             self._changed.notify_all()
@@ -281,6 +289,7 @@ class FakeTelegramServer:
             )
         result = handler(params, files)
         if isinstance(result, web.Response):  # a 400: Telegram did nothing
+            self.bad_requests.append(method)
             return result
         self.calls.append((method, params))
         await self._notify()
@@ -293,7 +302,7 @@ class FakeTelegramServer:
         self.updates = [u for u in self.updates if u["update_id"] >= offset]
         if not self.updates and timeout > 0:
             try:
-                await self.wait_for(lambda: bool(self.updates), timeout=timeout)
+                await self.wait_for(lambda: bool(self.updates) or self._closing, timeout)
             except TimeoutError:
                 return []
         limit = int(params.get("limit") or 100)
@@ -384,3 +393,73 @@ def _bad_request(description: str) -> web.Response:
     return web.json_response(
         {"ok": False, "error_code": 400, "description": description}, status=400
     )
+
+
+# --- a running bot against the fake server, for tests and the benchmark ----------------------
+@dataclass
+class TelegramRig:
+    """The fake server plus the real Application and Engine talking to it."""
+
+    server: FakeTelegramServer
+    engine: Any
+    settings: Any
+
+    def replies(self, chat_id: int) -> list[str]:
+        """Final texts of the bot's text messages in `chat_id`."""
+        return [m.text for m in self.server.sent_to(chat_id) if m.text is not None]
+
+    async def reply_ending(self, chat_id: int, ending: str, timeout: float = 20.0) -> SentMessage:
+        """Wait for a bot message in `chat_id` whose text ends with `ending`."""
+
+        def find() -> SentMessage | None:
+            for sent in self.server.sent_to(chat_id):
+                if sent.text is not None and sent.text.endswith(ending):
+                    return sent
+            return None
+
+        await self.server.wait_for(lambda: find() is not None, timeout)
+        found = find()
+        assert found is not None
+        return found
+
+
+def rig_settings(server: FakeTelegramServer, db_path: Any, **sections: Any) -> Any:
+    """Settings for a test bot: echo backend, raw context, loopback Bot API, no bot-wide cap."""
+    from pydantic import SecretStr
+
+    from bot.config import Settings
+
+    telegram = {
+        "base_url": server.base_url,
+        "base_file_url": server.base_file_url,
+        "edit_interval_seconds": 0.05,
+        "poll_timeout_seconds": 2,
+        "overall_max_rate": 0,  # loopback: Telegram's 30 msg/s cap would only slow the test
+        "group_max_rate": 0,
+        **sections.pop("telegram", {}),
+    }
+    return Settings(
+        model={"backend": "echo", "n_ctx": 2048, **sections.pop("model", {})},
+        memory={"db_path": db_path, "representation": "raw", **sections.pop("memory", {})},
+        telegram=telegram,
+        telegram_token=SecretStr(server.token),
+        **sections,
+    )
+
+
+@contextlib.asynccontextmanager
+async def telegram_rig(memory: Any, db_path: Any, **sections: Any) -> AsyncIterator[TelegramRig]:
+    """Start the fake server and the real bot (echo backend, given memory); stop both after."""
+    from bot.backends import EchoBackend
+    from bot.engine import build_engine
+    from bot.telegram_adapter import build_application, run_telegram
+
+    async with FakeTelegramServer() as server:
+        settings = rig_settings(server, db_path, **sections)
+        engine = build_engine(settings, backend=EchoBackend(n_ctx=2048), memory=memory)
+        app = build_application(engine, settings)
+        async with run_telegram(app, settings):
+            try:
+                yield TelegramRig(server, engine, settings)
+            finally:
+                await server.release_polls()
