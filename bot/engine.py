@@ -175,7 +175,7 @@ class Engine:
             await self._store(key, msg.platform, "user", text, flagged=True)
             self.memory.add_event(key, "crisis", screen.category)
             await self._store(key, msg.platform, "assistant", reply, flagged=True)
-            logger.warning("user %s: crisis screen (%s)", short_key(key), screen.category)
+            logger.info("user %s: crisis screen (%s)", short_key(key), screen.category)
 
     def _context(self, key: str, text: str) -> BuiltContext:
         m = self.settings.memory

@@ -433,6 +433,22 @@ def open_memory(
         raise StorageError(f"{path}: {exc}") from exc
 
 
+def migrate_database(path: Path) -> tuple[list[str], list[str]]:
+    """Apply pending migrations to the file; returns (newly applied, all applied) names."""
+    path = Path(path).expanduser()
+    if not path.parent.is_dir():
+        raise StorageError(f"the directory of {path} does not exist")
+    try:
+        with Database(path) as db:
+            db.enable_wal()
+            pending = [m.name for m in migrations.pending(db)]
+            migrations.apply(db)
+            applied = [m.name for m in migrations.applied(db)]
+    except sqlite3.DatabaseError as exc:
+        raise StorageError(f"cannot migrate {path}: {exc}") from exc
+    return pending, applied
+
+
 def resolve_secret(secret_env: str | None, db_path: Path, *, allow_file: bool) -> bytes:
     """The pseudonym key: SOLACE_PSEUDONYM_SECRET, else (dev only) a file next to the database.
 

@@ -1,0 +1,146 @@
+"""`solace chat`: a terminal chat with the same engine, memory and safety as the platforms.
+
+Reads one message per line (interactively with line editing, or piped), streams the reply as it
+comes, and understands /reset /forget /export /privacy /help /country /quit. Undecodable bytes on
+stdin are replaced (and the person is told), control characters are dropped by the engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import getpass
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+import click
+
+logger = logging.getLogger(__name__)
+
+PLATFORM = "console"
+REPLY_PREFIX = "solace> "
+USER_PROMPT = "you> "
+QUIT_COMMANDS = frozenset({"/quit", "/exit"})
+
+
+def _read_line(stream: TextIO, interactive: bool) -> str | None:
+    """One line without its newline, or None at end of input."""
+    if interactive:
+        try:
+            return input(USER_PROMPT)
+        except EOFError:
+            return None
+    line = stream.readline()
+    return None if line == "" else line.rstrip("\n")
+
+
+def _has_undecodable(text: str) -> bool:
+    """True if stdin's surrogateescape decoding met bytes that were not UTF-8."""
+    return any("\udc80" <= ch <= "\udcff" for ch in text)
+
+
+def _write_export(data: dict[str, Any], directory: Path) -> Path:
+    """Write the user's export as private JSON in `directory`; returns its path."""
+    path = directory / f"solace-export-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(data, handle, ensure_ascii=False, indent=2)
+    return path
+
+
+async def _reply(engine: Any, text: str, user_id: str, out: TextIO) -> None:
+    """Stream one reply (or a command's answer) to `out`."""
+    from bot.types import IncomingMessage
+
+    msg = IncomingMessage(PLATFORM, user_id, text)
+    if text.strip().lower().split(" ", 1)[0] == "/export":
+        path = _write_export(await engine.export(PLATFORM, user_id), Path.cwd())
+        out.write(f"{REPLY_PREFIX}Your data is in {path} (readable only by you).\n")
+        return
+    answer = await engine.handle_command(msg)
+    out.write(REPLY_PREFIX)
+    if answer is not None:
+        out.write(answer + "\n")
+        return
+    async with contextlib.aclosing(engine.respond(msg)) as stream:
+        async for piece in stream:
+            out.write(piece)
+            out.flush()
+    out.write("\n")
+
+
+async def run_console(engine: Any, user_id: str, stdin: TextIO, out: TextIO) -> int:
+    """The read-reply loop; returns the number of messages handled."""
+    interactive = stdin.isatty() and out.isatty()
+    handled = 0
+    while True:
+        line = await asyncio.to_thread(_read_line, stdin, interactive)
+        if line is None or line.strip().lower() in QUIT_COMMANDS:
+            break
+        if _has_undecodable(line):
+            out.write(
+                f"{REPLY_PREFIX}(Part of that line was not valid UTF-8 text; "
+                "I replaced what I could not read.)\n"
+            )
+        await _reply(engine, line, user_id, out)
+        out.flush()
+        handled += 1
+    return handled
+
+
+@click.command()
+@click.option(
+    "--backend",
+    type=click.Choice(["llama-cpp", "openai", "echo"]),
+    default=None,
+    help="Model backend (default: model.backend from settings, i.e. llama-cpp).",
+)
+@click.option(
+    "--db",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="SQLite file (default: ~/.local/share/solace/solace.db or SOLACE_MEMORY__DB_PATH).",
+)
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="TOML settings file (default: SOLACE_CONFIG or ./config.toml).",
+)
+@click.option("--user", default=None, help="Your user id in memory (default: your OS user).")
+def chat(backend: str | None, db: Path | None, config_file: Path | None, user: str | None) -> None:
+    """Chat with Solace in the terminal; one message per line, piped input works too."""
+    from bot.config import load_settings
+    from bot.engine import build_engine
+    from bot.errors import SolaceError
+
+    overrides: dict[str, Any] = {}
+    if backend:
+        overrides["model"] = {"backend": backend}
+    if db:
+        overrides["memory"] = {"db_path": db}
+    for stream in (sys.stdin, sys.stdout):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="surrogateescape" if stream is sys.stdin else "replace")
+    interactive = sys.stdin.isatty()
+    try:
+        settings = load_settings(config_file, **overrides)
+        if interactive:
+            click.echo(f"Loading the {settings.model.backend} backend...", err=True)
+        engine = build_engine(settings, allow_secret_file=True)
+    except SolaceError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if interactive:
+        click.echo("Solace is listening. /help lists commands; Ctrl-D or /quit ends.", err=True)
+    try:
+        asyncio.run(run_console(engine, user or getpass.getuser(), sys.stdin, sys.stdout))
+    except KeyboardInterrupt:
+        click.echo("\nTake care.", err=True)
+    finally:
+        engine.memory.db.close()

@@ -1,0 +1,164 @@
+"""`solace chat` and `solace migrate` end to end, as subprocesses reading stdin."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot import texts
+
+SOLACE = [sys.executable, "-m", "bot"]
+
+
+def run_chat(
+    tmp_path: Path, stdin: bytes, *args: str, timeout: int = 120
+) -> subprocess.CompletedProcess:
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("SOLACE_") and k != "XDG_DATA_HOME"
+    }
+    env["HOME"] = str(tmp_path / "home")
+    env["SOLACE_MEMORY__REPRESENTATION"] = "raw"  # keep spaCy out of the echo tests
+    return subprocess.run(
+        [*SOLACE, "chat", *args],
+        input=stdin,
+        capture_output=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def stored_texts(db: Path) -> list[tuple[str, str]]:
+    with sqlite3.connect(db) as conn:
+        return list(conn.execute("SELECT role, text FROM turns ORDER BY id"))
+
+
+def test_two_messages_get_replies_and_memory_survives_a_restart(tmp_path):
+    db = tmp_path / "chat.db"
+    first = run_chat(
+        tmp_path,
+        b"hello there\nI had a rough day\n",
+        "--backend",
+        "echo",
+        "--db",
+        str(db),
+        "--user",
+        "alice",
+    )
+    assert first.returncode == 0, first.stderr.decode()
+    out = first.stdout.decode()
+    assert "not a therapist" in out  # the notice on first contact
+    assert "You said: hello there" in out and "You said: I had a rough day" in out
+    assert b"pseudonym.secret" in first.stderr  # the generated dev secret is announced
+    second = run_chat(
+        tmp_path, b"/export\n", "--backend", "echo", "--db", str(db), "--user", "alice"
+    )
+    assert second.returncode == 0, second.stderr.decode()
+    assert "not a therapist" not in second.stdout.decode()  # same user, notice already seen
+    export = json.loads(next(tmp_path.glob("solace-export-*.json")).read_text())
+    turns = [t["text"] for c in export["conversations"] for t in c["turns"]]
+    assert turns == [
+        "hello there",
+        "You said: hello there",
+        "I had a rough day",
+        "You said: I had a rough day",
+    ]
+
+
+def test_default_db_is_in_the_user_data_dir(tmp_path):
+    result = run_chat(tmp_path, b"hi\n", "--backend", "echo", "--user", "bob")
+    assert result.returncode == 0, result.stderr.decode()
+    db = tmp_path / "home" / ".local" / "share" / "solace" / "solace.db"
+    assert stored_texts(db) == [("user", "hi"), ("assistant", "You said: hi")]
+
+
+def test_bad_input_gets_clear_replies_and_nothing_is_lost(tmp_path):
+    db = tmp_path / "bad.db"
+    huge = b"x" * 100_000
+    stdin = b"\n   \n" + huge + b"\nctrl\x00\x07\x1b[2Jchars\nbroken \xff\xfe utf8\nstill here\n"
+    result = run_chat(tmp_path, stdin, "--backend", "echo", "--db", str(db), "--user", "carol")
+    assert result.returncode == 0, result.stderr.decode()
+    out = result.stdout.decode()
+    assert out.count(texts.EMPTY_MESSAGE) == 2
+    assert texts.TOO_LONG in out
+    assert "\x00" not in out and "\x1b" not in out
+    assert "not valid UTF-8" in out
+    assert "You said: still here" in out
+    stored = [text for role, text in stored_texts(db) if role == "user"]
+    assert stored == ["x" * 100_000, "ctrl[2Jchars", "broken  utf8", "still here"]
+
+
+def test_forget_and_reset_through_the_console(tmp_path):
+    db = tmp_path / "f.db"
+    result = run_chat(
+        tmp_path,
+        b"one\n/reset\ntwo\n/forget\n",
+        "--backend",
+        "echo",
+        "--db",
+        str(db),
+        "--user",
+        "dan",
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    out = result.stdout.decode()
+    assert texts.RESET_DONE in out and texts.FORGET_DONE in out
+    assert stored_texts(db) == []
+
+
+def test_configuration_errors_are_clear(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[model]\nbakend = 'echo'\n")
+    result = run_chat(tmp_path, b"hi\n", "--config", str(bad))
+    assert result.returncode == 1
+    assert "unknown key 'model.bakend'" in result.stderr.decode()
+    missing = run_chat(tmp_path, b"hi\n", "--config", str(tmp_path / "nope.toml"))
+    assert missing.returncode == 1 and "does not exist" in missing.stderr.decode()
+    junk_db = tmp_path / "junk.db"
+    junk_db.write_bytes(b"not sqlite" * 200)
+    broken = run_chat(tmp_path, b"hi\n", "--backend", "echo", "--db", str(junk_db))
+    assert broken.returncode == 1 and "junk.db" in broken.stderr.decode()
+    assert "Traceback" not in broken.stderr.decode()
+
+
+def test_missing_model_file_fails_at_start(tmp_path):
+    env_model = tmp_path / "absent.gguf"
+    config = tmp_path / "c.toml"
+    config.write_text(f"[model]\npath = '{env_model}'\n")
+    result = run_chat(tmp_path, b"hi\n", "--config", str(config), "--db", str(tmp_path / "m.db"))
+    assert result.returncode == 1
+    assert "absent.gguf" in result.stderr.decode() and "does not exist" in result.stderr.decode()
+
+
+def test_migrate_command(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SOLACE_")}
+    db = tmp_path / "m.db"
+    run = [*SOLACE, "migrate", "--db", str(db)]
+    first = subprocess.run(run, capture_output=True, text=True, env=env, check=False)
+    assert first.returncode == 0 and "applied now: m001_initial" in first.stdout
+    again = subprocess.run(run, capture_output=True, text=True, env=env, check=False)
+    assert "already applied: m001_initial" in again.stdout
+
+
+@pytest.mark.slow
+def test_chat_with_the_embedded_model(tmp_path, smollm2_gguf):
+    db = tmp_path / "real.db"
+    result = run_chat(
+        tmp_path,
+        b"I feel lonely since I moved.\nThanks for listening.\n",
+        "--db",
+        str(db),
+        "--user",
+        "erin",
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    replies = [text for role, text in stored_texts(db) if role == "assistant"]
+    assert len(replies) == 2 and all(r.strip() for r in replies)
