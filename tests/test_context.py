@@ -27,8 +27,16 @@ def test_constants() -> None:
 
 
 def test_pipeline_has_only_what_tagging_needs() -> None:
-    assert load_nlp().pipe_names == ["tok2vec", "tagger", "attribute_ruler"]
+    assert load_nlp().pipe_names == ["tok2vec", "tagger", "parser", "attribute_ruler"]
     assert load_nlp() is load_nlp()
+    assert "parser" not in load_nlp(parser=False).pipe_names
+
+
+def test_parser_decides_main_verbs_and_demonstratives() -> None:
+    texts = ["I have a dog.", "That hurts so much.", "I do nothing all day."]
+    assert represent(texts, "keypos") == ["I have dog", "That hurts so much", "I do nothing day"]
+    fast = represent(texts, "keypos", nlp=load_nlp(parser=False))
+    assert fast == ["I dog", "hurts so much", "I nothing day"]  # why the parser stays
 
 
 @pytest.mark.parametrize(

