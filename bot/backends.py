@@ -328,22 +328,34 @@ async def stream_in_thread(
 
     if lock is not None:
         await lock.acquire()
+    held = lock is not None
+
+    def release(_: object = None) -> None:
+        nonlocal held
+        if held and lock is not None:  # exactly once, never someone else's hold
+            held = False
+            lock.release()
+
     try:
         future = loop.run_in_executor(None, work)
     except BaseException:
-        if lock is not None:
-            lock.release()
+        release()
         raise
-    if lock is not None:
-        future.add_done_callback(lambda _: lock.release())
+    finished = False
     try:
         while True:
             kind, value = await queue.get()
             if kind == "chunk":
                 yield value
-            elif kind == "error":
+                continue
+            finished = True
+            if kind == "error":
                 raise value
-            else:
-                return
+            return
     finally:
         stop.set()
+        if finished:
+            await future
+            release()
+        else:  # still running: the model is free only once the thread has stopped
+            future.add_done_callback(release)
