@@ -56,7 +56,8 @@ NEGATION_WINDOW_TOKENS = 3
 SUBJECT_WINDOW_TOKENS = 6
 _LEVEL_RANK = {"crisis": 0, "concern": 1, "none": 2}
 _CLAUSE_BREAKS = (" . ", " , ", " but ")
-_ANY_PATTERN_RE = re.compile("|".join(f"(?:{p.regex.pattern})" for p in CRISIS_PATTERNS))
+# One substring test per distinct trigger, then a set test per rule (see `with_triggers`).
+_ALL_TRIGGERS = tuple(sorted({t for p in CRISIS_PATTERNS for t in p.triggers}))
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,10 +92,11 @@ def screen_message(text: str) -> ScreenResult:
 
 def screen_normalized(norm: str) -> ScreenResult:
     """Screen text already passed through `bot.safety_text.normalize`."""
-    if _ANY_PATTERN_RE.search(norm) is None:
-        return NO_CRISIS
     found: list[tuple[tuple[int, int, int], ScreenResult]] = []
+    present = {t for t in _ALL_TRIGGERS if t in norm}
     for pattern in CRISIS_PATTERNS:
+        if present.isdisjoint(pattern.triggers):
+            continue
         verdict = _first_verdict(pattern, norm)
         if verdict is None:
             continue

@@ -7,7 +7,7 @@ Patterns match the normalised text of `bot.safety_text.normalize`: lower case, n
 from __future__ import annotations
 
 from bot.safety_patterns_risk import RISK_PATTERNS
-from bot.safety_rules import CrisisPattern, pattern
+from bot.safety_rules import CrisisPattern, pattern, with_triggers
 
 SUICIDE, SELF_HARM = "suicide", "self_harm"
 
@@ -267,5 +267,68 @@ SELF_HARM_PATTERNS: tuple[CrisisPattern, ...] = (
     ),
 )
 
-CRISIS_PATTERNS: tuple[CrisisPattern, ...] = SUICIDE_PATTERNS + SELF_HARM_PATTERNS + RISK_PATTERNS
+# Substrings one of which every match of the rule contains (see `with_triggers`).
+TRIGGERS: dict[str, tuple[str, ...]] = {
+    "suicide/kill_self": ("sel", "sef"),
+    "suicide/kms": ("kms",),
+    "suicide/end_life": ("life",),
+    "suicide/keyword": ("suicid",),
+    "suicide/unalive": ("unalive",),
+    "suicide/want_die": ("die", "dead"),
+    "suicide/wish_dead": ("die", "dead"),
+    "suicide/better_dead": ("dead",),
+    "suicide/end_it": ("end",),
+    "suicide/end_it_all": ("end it all",),
+    "suicide/note": ("note", "letter", "plan"),
+    "suicide/hang": ("hang", "noose"),
+    "suicide/jump": ("jump",),
+    "suicide/overdose_intent": ("overdose", " od ", "take all"),
+    "suicide/not_live": (
+        "be here",
+        "live",
+        "alive",
+        "exist",
+        "wake up",
+        "go on",
+        "keep going",
+        "be around",
+    ),
+    "suicide/whats_the_point": ("point",),
+    "suicide/better_without_me": ("without me", "if i"),
+    "suicide/nobody_would_care": ("no one", "noone", "nobody"),
+    "suicide/never_born": ("born",),
+    "suicide/never_wake": ("wake", "waking"),
+    "suicide/no_reason": ("reason", "point", "no will"),
+    "suicide/nothing_to_live_for": ("worth", "live for"),
+    "suicide/disappear": ("disappear", "vanish", "gone", "exist", "being alive"),
+    "suicide/tired_of_living": ("existing", "alive", "living"),
+    "suicide/goodbye": ("goodbye",),
+    "suicide/not_around_long": ("wont", "will not", "not going to", "dont think", "do not think"),
+    "suicide/done_with_life": ("life", "living", "alive"),
+    "suicide/giving_away": ("away",),
+    "suicide/want_it_to_stop": ("for good", "forever", "permanently"),
+    "suicide/be_over": ("over",),
+    "suicide/only_way_out": ("way out",),
+    "suicide/gun_emoji": ("gun me",),
+    "suicide/kill_other_self": ("sel",),
+    "suicide/end_other_life": ("life", "lives"),
+    "self_harm/harm_self": ("sel", "sef"),
+    "self_harm/keyword": ("self",),
+    "self_harm/other": ("sel",),
+    "self_harm/cutting_again": ("cut", "relaps"),
+    "self_harm/want_cut": ("cut", "burn"),
+    "self_harm/body": ("cut", "slit", "slash", "burn", "carv", "scratch"),
+    "self_harm/fresh_cuts": ("cuts", "scars", "wounds", "burns"),
+    "self_harm/hiding": ("scars", "cuts", "wounds", "wrists", "burns", "marks"),
+    "self_harm/deserve_pain": ("deserve",),
+    "self_harm/feel_pain": ("pain", "blood"),
+    "self_harm/blade": ("blade", "razor"),
+    "self_harm/coping": ("cutting", "harm", "hurting myself", "burning myself", "the pain"),
+    "self_harm/punish_body": ("punish",),
+    "self_harm/until_bleed": ("bleed", "bled"),
+}
+
+CRISIS_PATTERNS: tuple[CrisisPattern, ...] = (
+    with_triggers(SUICIDE_PATTERNS + SELF_HARM_PATTERNS, TRIGGERS) + RISK_PATTERNS
+)
 """Every crisis pattern; `bot.safety` runs them all and keeps the most urgent verdict."""

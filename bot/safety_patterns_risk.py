@@ -3,11 +3,11 @@
 
 from __future__ import annotations
 
-from bot.safety_rules import CrisisPattern, pattern
+from bot.safety_rules import CrisisPattern, pattern, with_triggers
 
 ABUSE, HARM_TO_OTHERS, MEDICAL = "abuse", "harm_to_others", "medical_emergency"
 
-RISK_PATTERNS: tuple[CrisisPattern, ...] = (
+_RISK_PATTERNS: tuple[CrisisPattern, ...] = (
     # --- abuse (the writer is the one at risk) ---------------------------------------------------
     pattern(
         ABUSE,
@@ -204,3 +204,126 @@ RISK_PATTERNS: tuple[CrisisPattern, ...] = (
         subject=None,
     ),
 )
+
+# Substrings one of which every match of the rule contains (see `with_triggers`).
+RISK_TRIGGERS: dict[str, tuple[str, ...]] = {
+    "abuse/verb_me": (
+        "beat",
+        "hit",
+        "punch",
+        "kick",
+        "slap",
+        "chok",
+        "strangl",
+        "abus",
+        "rap",
+        "molest",
+        "assault",
+        "touch",
+        "whip",
+        "shove",
+        "hurting me",
+    ),
+    "abuse/being_abused": ("abused", "assaulted", "molested", "raped", "trafficked", "groomed"),
+    "abuse/abusive": ("abusive",),
+    "abuse/threat": (" me ",),
+    "abuse/afraid_of": ("afraid", "scared", "terrified", "frightened"),
+    "abuse/afraid_they_hurt": ("afraid", "scared", "terrified", "worried"),
+    "abuse/unsafe_home": ("home", "safe"),
+    "abuse/bruises": ("bruises",),
+    "abuse/controlling": ("let me",),
+    "abuse/nobody_believe": ("believe me",),
+    "abuse/night_visits": ("my room", "my bed"),
+    "abuse/violent": ("violent", "aggressive", "physical"),
+    "harm_to_others/intent": (
+        "kill",
+        "murder",
+        "stab",
+        "shoot",
+        "hurt",
+        "harm",
+        "poison",
+        "strangl",
+        "attack",
+        "beat",
+        "chok",
+        "run over",
+    ),
+    "harm_to_others/thoughts": (
+        "hurting",
+        "harming",
+        "killing",
+        "stabbing",
+        "attacking",
+        "strangling",
+        "shooting",
+        "drowning",
+        "smothering",
+    ),
+    "harm_to_others/shooting": ("shoot", "gun to", "use "),
+    "harm_to_others/make_pay": (" pay",),
+    "harm_to_others/by_me": ("by me",),
+    "harm_to_others/news": ("the news",),
+    "harm_to_others/deserve_die_act": ("deserve",),
+    "harm_to_others/deserve_die": ("deserve",),
+    "medical_emergency/took_pills": (
+        "pill",
+        "tablet",
+        "meds",
+        "medic",
+        "paracetamol",
+        "tylenol",
+        "acetaminophen",
+        "ibuprofen",
+        "advil",
+        "aspirin",
+        "antidepressant",
+        "painkiller",
+        "xanax",
+        "insulin",
+        "benadryl",
+        "lithium",
+        "opioid",
+        "capsule",
+        "at once",
+        "together",
+        "in one go",
+    ),
+    "medical_emergency/overdose": ("overdos", "oded", "odding"),
+    "medical_emergency/cant_breathe": ("breath",),
+    "medical_emergency/chest": ("chest",),
+    "medical_emergency/acute": (
+        "heart attack",
+        "stroke",
+        "seizure",
+        "anaphyla",
+        "allergic",
+        "asthma",
+        "diabetic",
+    ),
+    "medical_emergency/unresponsive": (
+        "unconscious",
+        "unresponsive",
+        "breathing",
+        "wake up",
+        "waking up",
+        "pulse",
+        "turning blue",
+    ),
+    "medical_emergency/bleeding": ("blood", "bleeding", "cut too deep", "cut deep"),
+    "medical_emergency/poison": (
+        "bleach",
+        "poison",
+        "antifreeze",
+        "detergent",
+        "drain",
+        "pesticide",
+        "weed killer",
+        "lye",
+        "tide pod",
+    ),
+    "medical_emergency/swelling": ("throat", "swell", "swollen", "blue", "drooping"),
+    "medical_emergency/pills_alcohol": ("pills", "tablets", "meds", "xanax"),
+}
+
+RISK_PATTERNS = with_triggers(_RISK_PATTERNS, RISK_TRIGGERS)

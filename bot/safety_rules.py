@@ -19,6 +19,7 @@ context rules apply:
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 
@@ -62,6 +63,27 @@ class CrisisPattern:
     topical: bool = False
     frame: str | None = None
     level: str = "crisis"
+    triggers: tuple[str, ...] = ()
+
+    def may_match(self, norm: str) -> bool:
+        """Cheap gate: False when none of the trigger substrings occurs (regex skipped)."""
+        return not self.triggers or any(t in norm for t in self.triggers)
+
+
+def with_triggers(
+    patterns: tuple[CrisisPattern, ...], triggers: dict[str, tuple[str, ...]]
+) -> tuple[CrisisPattern, ...]:
+    """Attach trigger substrings by rule name ("suicide/kms"); every rule must have some.
+
+    A rule's regex can only match text that contains one of its triggers, so the gate never
+    changes a verdict (tests check this on every case text); it spares ~90 regex scans on the
+    ordinary message that mentions none of them.
+    """
+    missing = [p.name for p in patterns if p.name not in triggers]
+    unknown = sorted(set(triggers) - {p.name for p in patterns})
+    if missing or unknown:
+        raise ValueError(f"triggers missing for {missing}, unknown rules {unknown}")
+    return tuple(dataclasses.replace(p, triggers=triggers[p.name]) for p in patterns)
 
 
 def pattern(

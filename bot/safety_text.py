@@ -44,8 +44,8 @@ _EMOJI_RE = re.compile("|".join(re.escape(k) for k in EMOJI_WORDS))
 _LEET = str.maketrans(
     {"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s"}
 )
-_LEET_TOKEN_RE = re.compile(r"[a-z0-9@$]*[a-z][a-z0-9@$]*")
-_HAS_LEET_RE = re.compile(r"[0-9@$]")
+_LEET_TOKEN_RE = re.compile(r"[a-z0-9@$]*[0-9@$][a-z0-9@$]*")
+_HAS_LETTER_RE = re.compile(r"[a-z]")
 # "5mg", "3am", "2nd", "mp3", "covid19": numbers glued to units or names, not leetspeak.
 _NOT_LEET_RE = re.compile(r"[0-9]+[a-z]{1,4}|[a-z]+[0-9]+")
 _APOSTROPHES_RE = re.compile(r"['’‘`´ʼ]")
@@ -56,6 +56,7 @@ _CLAUSE_END_RE = re.compile(r"[.!?;:\n…]+")
 _COMMA_RE = re.compile(r"[,\u2014\u2013]+|\s-\s")
 _OTHER_PUNCT_RE = re.compile(r"[^a-z0-9., ]+")
 _SPACES_RE = re.compile(r"\s+")
+_ASCII_CONTROL_RE = re.compile(r"[\x00-\x09\x0b-\x1f\x7f]")
 _DROP_CATEGORIES = frozenset({"Mn", "Me", "Cf", "Cc", "Co", "Cs", "Cn"})
 
 # Long, distinctive words whose misspellings are common and whose near neighbours are not
@@ -98,6 +99,8 @@ def bounded_window(text: str) -> str:
 
 def _strip_marks(text: str) -> str:
     """NFKD, drop combining marks and invisible/control characters, NFKC back."""
+    if text.isascii():  # the common case: only ASCII control characters can need removing
+        return _ASCII_CONTROL_RE.sub(" ", text)
     decomposed = unicodedata.normalize("NFKD", text)
     kept = []
     for ch in decomposed:
@@ -110,7 +113,7 @@ def _strip_marks(text: str) -> str:
 
 def _unleet(match: re.Match[str]) -> str:
     token = match.group(0)
-    if _HAS_LEET_RE.search(token) is None or _NOT_LEET_RE.fullmatch(token):
+    if _HAS_LETTER_RE.search(token) is None or _NOT_LEET_RE.fullmatch(token):
         return token
     return token.translate(_LEET)
 

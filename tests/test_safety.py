@@ -365,3 +365,16 @@ def test_cli_evaluate_names_a_bad_case_file(tmp_path: Path) -> None:
     bad.write_text('{"text": "hi"}\n')
     result = CliRunner().invoke(cli, ["safety", "evaluate", str(bad)])
     assert result.exit_code != 0 and "bad.jsonl:1" in result.output
+
+
+def test_trigger_gates_never_hide_a_match() -> None:
+    """Every rule's regex only matches text containing one of its trigger substrings."""
+    from bot.safety_patterns import CRISIS_PATTERNS
+
+    texts = [c.text for c in DEV_CASES + HELDOUT_CASES]
+    texts += [SafetyLayer().crisis_reply(screen_message(t)) for t in texts[:5]]
+    for text in texts:
+        norm = normalize(text)
+        for rule in CRISIS_PATTERNS:
+            if rule.regex.search(norm):
+                assert rule.may_match(norm), (rule.name, text)
