@@ -90,7 +90,7 @@ async def test_long_reply_is_streamed_and_split(memory, db_path) -> None:
     words = " ".join(f"word{i:03d}\U0001f44b\U0001f3ff" for i in range(300))  # 3,900 UTF-16
     async with telegram_rig(memory, db_path, generation={"max_new_tokens": 1000}) as rig:
         await rig.server.send_text(12, words)
-        await eventually(lambda: len(stored_texts(db_path, "assistant")) == 1)
+        await rig.reply_ending(12, words.split()[-1])
     messages = rig.server.sent_to(12)
     assert len(messages) == 2  # notice + echo is ~4,600 units: two messages
     assert all(len((m.text or "").encode("utf-16-le")) // 2 <= 4096 for m in messages)
