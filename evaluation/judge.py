@@ -281,6 +281,10 @@ class JudgeClient:
         self._sem = asyncio.Semaphore(cfg.concurrency)
         self.spend = Spend()
 
+    async def aclose(self) -> None:
+        """Close the HTTP client."""
+        await self._client.close()
+
     def estimate_usd(self, message_lists: Sequence[Sequence[dict[str, str]]]) -> float:
         """Upper-bound cost of sending these requests (answers at `max_tokens`)."""
         if not self.paid:

@@ -97,8 +97,24 @@ async def judge_run(
     if not ids:
         raise JudgeError(f"{run}: no usable rows to judge")
     cache = ResponseCache(cfg.cache_path or run / "judge_cache.sqlite")
+    own = client is None
     client = client or JudgeClient(cfg, cache=cache)
     client.cache = client.cache or cache
+    try:
+        return await _judge_all(run, ids, dialogues, client, cfg)
+    finally:
+        cache.close()
+        if own:
+            await client.aclose()
+
+
+async def _judge_all(
+    run: Path,
+    ids: list[str],
+    dialogues: dict[str, tuple[Transcript, Transcript]],
+    client: JudgeClient,
+    cfg: JudgeConfig,
+) -> dict[str, Any]:
     estimate = _check_budget(client, [rubric_messages(*dialogues[i]) for i in ids], cfg.samples)
     per_dialogue: dict[str, Any] = {}
 
@@ -124,7 +140,6 @@ async def judge_run(
     summary = _summary(per_dialogue, client)
     summary["estimated_usd"] = estimate
     write_json(run / "judge.json", summary)
-    cache.close()
     return summary
 
 
@@ -167,10 +182,20 @@ async def judge_pairwise(
     if not ids:
         raise JudgeError(f"{run_a} and {run_b} share no dialogue ids")
     cache = ResponseCache(cfg.cache_path or Path(run_a) / "judge_cache.sqlite")
+    own = client is None
     client = client or JudgeClient(cfg, cache=cache)
     client.cache = client.cache or cache
-    estimate = _check_budget(client, [pair_messages(da[i][0], db[i][0], da[i][1]) for i in ids], 2)
-    pairs = await asyncio.gather(*(judge_pair(client, da[i][0], db[i][0], da[i][1]) for i in ids))
+    try:
+        estimate = _check_budget(
+            client, [pair_messages(da[i][0], db[i][0], da[i][1]) for i in ids], 2
+        )
+        pairs = await asyncio.gather(
+            *(judge_pair(client, da[i][0], db[i][0], da[i][1]) for i in ids)
+        )
+    finally:
+        cache.close()
+        if own:
+            await client.aclose()
     verdicts = [p.verdict for p in pairs]
     results = [
         (p, _assistant_chars(da[i][0]), _assistant_chars(db[i][0]))
@@ -186,5 +211,4 @@ async def judge_pairwise(
                          for i, p in zip(ids, pairs, strict=True)],
     }  # fmt: skip
     write_json(Path(run_a) / f"pairwise_vs_{Path(run_b).name}.json", summary)
-    cache.close()
     return summary
