@@ -16,6 +16,7 @@ import click
 # command bodies).
 LAZY_COMMANDS: dict[str, str] = {
     "chat": "bot.console_adapter:chat",
+    "serve": "bot.serve:serve",
     "migrate": "bot.memory_cli:migrate",
     "data": "dialogue.cli:data",
     "eval": "evaluation.cli:eval_group",

@@ -10,6 +10,7 @@ split at 2,000 characters, with every mention disabled; discord.py honours 429 `
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import re
@@ -179,8 +180,10 @@ class DiscordHandlers:
             edit_interval_s=ds.edit_interval_seconds,
         )
         async with keep_typing(lambda: message.channel.typing(), ds.typing_interval_seconds):
-            async for delta in self.engine.respond(incoming):
-                await reply.feed(delta)
+            # aclosing: a failed send ends the engine's turn now and frees the user's slot.
+            async with contextlib.aclosing(self.engine.respond(incoming)) as stream:
+                async for delta in stream:
+                    await reply.feed(delta)
         if not await reply.finish():  # nothing visible came back: never go silent
             await message.channel.send(cc.FALLBACK)
 

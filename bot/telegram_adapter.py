@@ -172,8 +172,11 @@ class TelegramHandlers:
             lambda: bot.send_chat_action(message.chat_id, ChatAction.TYPING),
             tg.typing_interval_seconds,
         ):
-            async for delta in self.engine.respond(incoming):
-                await reply.feed(delta)
+            # aclosing: if sending fails, the engine's turn ends now (storing what was shown
+            # and freeing the user's slot) instead of whenever the generator is collected.
+            async with contextlib.aclosing(self.engine.respond(incoming)) as stream:
+                async for delta in stream:
+                    await reply.feed(delta)
         shown = await reply.finish()
         if not shown:  # the engine yielded nothing visible: never leave a person unanswered
             await message.reply_text(cc.FALLBACK)

@@ -1,0 +1,188 @@
+"""`solace serve`: run the Telegram and/or Discord adapters in one process, one event loop, one model.
+
+Tokens come from SOLACE_TELEGRAM_TOKEN / SOLACE_DISCORD_TOKEN and are checked before the model
+loads; a missing, malformed or rejected token is a one-line error naming the variable. Every log
+line passes a filter that blanks the tokens, in case a library ever prints a URL that holds one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import logging
+import signal
+from pathlib import Path
+from typing import Any
+
+import click
+
+from bot.config import Settings
+from bot.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+REDACTED = "[token]"
+
+
+class SecretRedactor(logging.Filter):
+    """Replaces secrets in every record (message, arguments and traceback) with "[token]"."""
+
+    def __init__(self, secrets: list[str]) -> None:
+        super().__init__()
+        self._secrets = [s for s in secrets if s]
+
+    def _clean(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, REDACTED)
+        return text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite the record in place; never drops it."""
+        if not self._secrets:
+            return True
+        record.msg = self._clean(record.getMessage())
+        record.args = None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self._clean(record.exc_text)
+        return True
+
+
+def install_redactor(secrets: list[str]) -> SecretRedactor:
+    """Attach a SecretRedactor to every handler of the root logger (call after basicConfig)."""
+    redactor = SecretRedactor(secrets)
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(level=logging.WARNING)
+    for handler in root.handlers:
+        handler.addFilter(redactor)
+    return redactor
+
+
+def _start_jobs(engine: Any, settings: Settings) -> Any:
+    """The jobs area's scheduler on this loop, when enabled and installed; else None."""
+    if not settings.jobs.enabled or importlib.util.find_spec("bot.jobs") is None:
+        return None
+    from bot.jobs import build_scheduler  # type: ignore[import-not-found,unused-ignore]
+
+    scheduler = build_scheduler(engine, engine.memory, settings)
+    scheduler.start()
+    return scheduler
+
+
+async def serve_platforms(
+    engine: Any,
+    settings: Settings,
+    *,
+    telegram: bool,
+    discord: bool,
+    stop: asyncio.Event,
+) -> None:
+    """Run the chosen adapters until `stop` is set (or Discord's connection fails for good)."""
+    async with contextlib.AsyncExitStack() as stack:
+        waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(stop.wait())]
+        if telegram:
+            from bot.telegram_adapter import build_application, run_telegram
+
+            app = build_application(engine, settings)
+            await stack.enter_async_context(run_telegram(app, settings))
+            logger.warning("telegram: polling as @%s", app.bot.username)
+        if discord:
+            from bot.discord_adapter import build_client, discord_token
+
+            client = build_client(engine, settings)
+            stack.push_async_callback(client.close)
+            waits.append(asyncio.ensure_future(client.start(discord_token(settings))))
+            logger.warning("discord: connecting")
+        scheduler = _start_jobs(engine, settings)
+        if scheduler is not None:
+            stack.callback(scheduler.shutdown, wait=False)
+        done, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for future in pending:
+            future.cancel()
+        for future in done:
+            future.result()  # re-raises a Discord start failure (e.g. a rejected token)
+
+
+def _rejected(exc: BaseException) -> str | None:
+    """A clear message when a platform refused the token; None for other errors."""
+    name = type(exc).__name__
+    if name == "InvalidToken":
+        return "Telegram rejected SOLACE_TELEGRAM_TOKEN (revoked or mistyped); check @BotFather"
+    if name == "LoginFailure":
+        return "Discord rejected SOLACE_DISCORD_TOKEN; reset it in the developer portal"
+    if name == "PrivilegedIntentsRequired":
+        return "Discord refused the gateway intents; see docs/platforms.md"
+    return None
+
+
+async def _main(engine: Any, settings: Settings, telegram: bool, discord: bool) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):  # not on Windows
+            loop.add_signal_handler(sig, stop.set)
+    await serve_platforms(engine, settings, telegram=telegram, discord=discord, stop=stop)
+
+
+@click.command()
+@click.option("--telegram/--no-telegram", default=None, help="Run the Telegram adapter.")
+@click.option("--discord/--no-discord", default=None, help="Run the Discord adapter.")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="TOML settings file (default: SOLACE_CONFIG or ./config.toml).",
+)
+@click.option(
+    "--backend",
+    type=click.Choice(["llama-cpp", "openai", "echo"]),
+    default=None,
+    help="Model backend (default: model.backend from settings).",
+)
+def serve(
+    telegram: bool | None, discord: bool | None, config_file: Path | None, backend: str | None
+) -> None:
+    """Serve Solace on Telegram and/or Discord (tokens from SOLACE_*_TOKEN)."""
+    from bot.config import load_settings
+    from bot.engine import build_engine
+    from bot.errors import SolaceError
+
+    try:
+        overrides: dict[str, Any] = {"model": {"backend": backend}} if backend else {}
+        settings = load_settings(config_file, **overrides)
+        use_tg = settings.telegram.enabled if telegram is None else telegram
+        use_dc = settings.discord.enabled if discord is None else discord
+        if not (use_tg or use_dc):
+            raise ConfigError("nothing to serve: pass --telegram and/or --discord")
+        secrets = _check_tokens(settings, use_tg, use_dc)
+        install_redactor(secrets)
+        engine = build_engine(settings)  # servers need SOLACE_PSEUDONYM_SECRET
+    except SolaceError as exc:
+        raise click.ClickException(str(exc)) from exc
+    try:
+        asyncio.run(_main(engine, settings, use_tg, use_dc))
+    except Exception as exc:
+        message = _rejected(exc)
+        if message is None:
+            raise
+        raise click.ClickException(message) from None
+    finally:
+        engine.memory.db.close()
+
+
+def _check_tokens(settings: Settings, telegram: bool, discord: bool) -> list[str]:
+    """Validate the tokens of the chosen platforms up front; returns them for the redactor."""
+    tokens = []
+    if telegram:
+        from bot.telegram_adapter import telegram_token
+
+        tokens.append(telegram_token(settings))
+    if discord:
+        from bot.discord_adapter import discord_token
+
+        tokens.append(discord_token(settings))
+    return tokens
