@@ -463,3 +463,36 @@ async def telegram_rig(memory: Any, db_path: Any, **sections: Any) -> AsyncItera
                 yield TelegramRig(server, engine, settings)
             finally:
                 await server.release_polls()
+
+
+def load_text(user: int, index: int) -> str:
+    """The text simulated user `user` sends as its `index`-th message in a load run."""
+    return f"user {user} message {index} feeling a bit better today"
+
+
+async def run_load(rig: TelegramRig, users: int, per_user: int, timeout: float = 300.0) -> float:
+    """Every user sends `per_user` messages at once; wait until each is answered and stored.
+
+    Returns the seconds from the first message to the last reply. User ids are 1..`users`.
+    """
+    start = time.perf_counter()
+    for index in range(per_user):
+        for user in range(1, users + 1):
+            await rig.server.send_text(user, load_text(user, index))
+    expected = users * per_user
+    endings = {f"You said: {load_text(u, i)}" for u in range(1, users + 1) for i in range(per_user)}
+
+    def answered() -> bool:
+        if len(rig.server.sent) < expected:
+            return False
+        done = 0
+        for sent in rig.server.sent:
+            text = sent.text or ""
+            done += text[text.rfind("You said: ") :] in endings
+        return done >= expected
+
+    async with asyncio.timeout(timeout):
+        while rig.engine.memory.stats()["turns"] < 2 * expected:
+            await asyncio.sleep(0.05)
+        await rig.server.wait_for(answered, timeout)
+    return time.perf_counter() - start
