@@ -92,6 +92,17 @@ def _print_stats(spec: str, stats: dict[str, Any], report_lines: list[str], top:
     click.echo("")
 
 
+def _print_issues(report: Any, limit: int) -> None:
+    from dialogue.records import REASONS
+
+    listed = [i for i in report.issues if REASONS[i.reason][0] != "kept"][:limit]
+    for issue in listed:
+        action = REASONS[issue.reason][0]
+        click.echo(f"  record {issue.record}: {action} {issue.reason} {issue.detail}".rstrip())
+    if listed:
+        click.echo("")
+
+
 @click.group()
 def data() -> None:
     """Inspect data sets: statistics, load reports and context-representation lengths."""
@@ -101,8 +112,17 @@ def data() -> None:
 @click.argument("specs", nargs=-1, required=True, metavar="PATH_OR_SPEC...")
 @click.option("--merge-consecutive", is_flag=True, help="Merge same-speaker runs into one turn.")
 @click.option("--top", default=40, show_default=True, help="Strategies/scenes to list.")
+@click.option(
+    "--issues",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0),
+    help="Also list up to N rejections, drops and repairs, each with its record index.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
-def stats(specs: tuple[str, ...], merge_consecutive: bool, top: int, as_json: bool) -> None:
+def stats(
+    specs: tuple[str, ...], merge_consecutive: bool, top: int, issues: int, as_json: bool
+) -> None:
     """Print dialogue/utterance counts, averages, strategies, scenes and the load report.
 
     PATH_OR_SPEC is a file or a spec: esconv:train|valid|test|all|failed, extes[:train|test|all],
@@ -116,6 +136,7 @@ def stats(specs: tuple[str, ...], merge_consecutive: bool, top: int, as_json: bo
             results.append({"spec": spec, **figures, "load_report": result.report.to_dict()})
         else:
             _print_stats(spec, figures, result.report.summary_lines(), top)
+            _print_issues(result.report, issues)
     if as_json:
         click.echo(json.dumps(results, indent=1))
 

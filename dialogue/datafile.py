@@ -99,9 +99,8 @@ def _iter_array(text: str, pos: int, path: Path) -> Iterator[tuple[Any, int, int
         try:
             obj, end = decoder.raw_decode(text, pos)
         except json.JSONDecodeError as exc:
-            hint = "truncated" if exc.pos >= len(text) else "malformed"
             raise DatasetError(
-                path, index, f"{hint} JSON: {exc.msg} ({_line_col(text, exc.pos)})"
+                path, index, f"truncated or malformed JSON: {exc.msg} ({_line_col(text, exc.pos)})"
             ) from exc
         yield obj, pos, end
         index += 1
@@ -143,11 +142,10 @@ def _iter_lines(text: str, path: Path) -> Iterator[tuple[Any, int, int]]:
         try:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
-            hint = "truncated" if exc.pos >= len(line.rstrip()) else "malformed"
             raise DatasetError(
                 path,
                 index,
-                f"{hint} JSON Lines record: {exc.msg} (line {text.count(chr(10), 0, line_start) + 1}"
+                f"truncated or malformed JSON Lines record: {exc.msg} (line {text.count(chr(10), 0, line_start) + 1}"
                 f", column {exc.colno})",
             ) from exc
         yield record, line_start, offset

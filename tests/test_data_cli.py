@@ -35,6 +35,9 @@ def test_stats_table_and_load_report() -> None:
     assert "12 records, 7 loaded, 5 rejected" in output
     assert "turn_both_roles" in output and "record_not_object" in output
     assert "Avoid Judgment and Criticism" in output
+    code, output = _run("stats", "--issues", "50", str(EXTES_IRREGULAR))
+    assert "record 1: repaired strategy_unknown turn 5: 'Validation'" in output
+    assert "record 7: rejected record_not_object str" in output
 
 
 def test_stats_json_matches_the_loader() -> None:

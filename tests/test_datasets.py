@@ -271,7 +271,7 @@ def test_non_utf8_bytes_name_the_record(tmp_path: Path) -> None:
 def test_bad_jsonl_line_names_the_record(tmp_path: Path) -> None:
     lines = (FIXTURES / "esconv_hf_split.json").read_text(encoding="utf-8").splitlines()
     path = _write(tmp_path, "train.json", "\n".join([lines[0], lines[1][:40]]).encode())
-    with pytest.raises(DatasetError, match=r"record 1: truncated JSON Lines record"):
+    with pytest.raises(DatasetError, match=r"record 1: truncated or malformed JSON Lines record"):
         load_esconv(path)
 
 
