@@ -29,6 +29,7 @@ from bot.safety_rules import (
     PAST_RE,
     RECENT_RE,
     SELF_WORDS,
+    THING_WORDS,
     TOPICAL_RE,
     YOU_WORDS,
     CrisisPattern,
@@ -90,14 +91,20 @@ def screen_message(text: str) -> ScreenResult:
     return screen_normalized(normalize(text))
 
 
-def screen_normalized(norm: str) -> ScreenResult:
-    """Screen text already passed through `bot.safety_text.normalize`."""
+def screen_normalized(norm: str, *, explicit_self: bool = False) -> ScreenResult:
+    """Screen text already passed through `bot.safety_text.normalize`.
+
+    Args:
+        explicit_self: count a match as being about the writer only when a first-person word
+            says so (the reply guard uses this: "have you had thoughts of suicide?" is a good
+            question from the bot, not a crisis statement).
+    """
     found: list[tuple[tuple[int, int, int], ScreenResult]] = []
     present = {t for t in _ALL_TRIGGERS if t in norm}
     for pattern in CRISIS_PATTERNS:
         if present.isdisjoint(pattern.triggers):
             continue
-        verdict = _first_verdict(pattern, norm)
+        verdict = _first_verdict(pattern, norm, explicit_self)
         if verdict is None:
             continue
         level, subject = verdict
@@ -119,9 +126,11 @@ def screen_normalized(norm: str) -> ScreenResult:
     return min(found, key=lambda item: item[0])[1]
 
 
-def _first_verdict(pattern: CrisisPattern, norm: str) -> tuple[Level, Subject] | None:
+def _first_verdict(
+    pattern: CrisisPattern, norm: str, explicit_self: bool
+) -> tuple[Level, Subject] | None:
     for match in pattern.regex.finditer(norm):
-        verdict = _judge(pattern, norm, match)
+        verdict = _judge(pattern, norm, match, explicit_self)
         if verdict is not None:
             return verdict
     return None
@@ -134,7 +143,8 @@ def _clause_bounds(norm: str, start: int, end: int) -> tuple[int, int]:
 
 
 def _resolve_subject(before: Sequence[str]) -> str:
-    """ "self", "other" or "you", from the nearest subject word before a match."""
+    """Whom a match is about, from the nearest subject word before it: "self", "other",
+    "you", "thing" ("my phone is going to die") or "unknown"."""
     for token in reversed(before[-SUBJECT_WINDOW_TOKENS:]):
         if token in SELF_WORDS:
             return "self"
@@ -142,10 +152,14 @@ def _resolve_subject(before: Sequence[str]) -> str:
             return "you"
         if token in OTHER_WORDS:
             return "other"
-    return "self"
+        if token in THING_WORDS:
+            return "thing"
+    return "unknown"
 
 
-def _judge(pattern: CrisisPattern, norm: str, match: re.Match[str]) -> tuple[Level, Subject] | None:
+def _judge(
+    pattern: CrisisPattern, norm: str, match: re.Match[str], explicit_self: bool = False
+) -> tuple[Level, Subject] | None:
     """Apply the context rules to one match: None to ignore it, else (level, subject)."""
     start, end = _clause_bounds(norm, match.start(), match.end())
     clause = norm[start:end]
@@ -157,6 +171,9 @@ def _judge(pattern: CrisisPattern, norm: str, match: re.Match[str]) -> tuple[Lev
     if pattern.frame in ("accident", "figurative") and FRAME_RES[pattern.frame].search(clause):
         return None
     subject = pattern.subject or _resolve_subject(before)
+    if subject == "thing" or (subject == "unknown" and explicit_self):
+        return None
+    subject = "self" if subject == "unknown" else subject
     level: Level = "crisis" if pattern.level == "crisis" else "concern"
     if subject == "you":
         return "concern", "other"

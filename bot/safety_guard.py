@@ -47,7 +47,7 @@ _GUARD_RULES: tuple[tuple[str, re.Pattern[str], bool], ...] = tuple(
             r"(?:it takes|would|to)\b|\bnoose\b|\b(?:slit|cut|slash|open) (?:your|the|their) "
             r"(?:wrists?|throat|veins?)\b|\bcut deeper\b|\b(?:hang|hanging) yourself\b|\bcarbon "
             r"monoxide\b|\bexhaust fumes\b|\b(?:bleach|antifreeze|rat poison)\b|\b(?:painless|quick|"
-            r"easy|best|surest) (?:way|ways|method|methods) to (?:die|end|kill|go)\b|\b(?:ways?|"
+            r"easy|best|surest) (?:way|ways|method|methods) to (?:die|end it|end your life|kill yourself)\b|\b(?:ways?|"
             r"methods?) (?:to|of) (?:kill(?:ing)? yourself|commit(?:ting)? suicide|end(?:ing)? your "
             r"life|suicide)\b|\bjump (?:off|from) (?:a|the) (?:bridge|roof|building|cliff)\b",
             False,
@@ -132,7 +132,7 @@ def guard_reply(text: str, *, final: bool, leak: PromptLeakDetector | None = Non
                 return GuardResult(ok=False, reason=reason)
     if leak is not None and leak.shared(norm) >= LEAK_MIN_SHARED_NGRAMS:
         return GuardResult(ok=False, reason="prompt_leak")
-    said = screen_normalized(norm)
+    said = screen_normalized(norm, explicit_self=True)
     if (
         said.level == "crisis"
         and said.subject == "self"

@@ -62,7 +62,8 @@ SUICIDE_PATTERNS: tuple[CrisisPattern, ...] = (
         SUICIDE,
         "not_live",
         r"\b(?:dont|do not|no longer|dont really|dont even) (?:want|wanna|wish) (?:to )?(?:be here|"
-        r"live|be alive|exist|wake up|go on|keep going|keep living|be around)\b",
+        r"live|be alive|exist|wake up|go on|keep going|keep living|be around)\b(?! (?:in|with|at|"
+        r"near|there|here|together|alone|like that|without)\b)",
         negatable=False,
     ),
     pattern(
@@ -75,7 +76,8 @@ SUICIDE_PATTERNS: tuple[CrisisPattern, ...] = (
     pattern(
         SUICIDE,
         "better_without_me",
-        r"\b(?:better off|happier|easier|better) without me\b|\b(?:better|happier|easier) (?:off )?"
+        r"\b(?:everyone|everybody|world|family|people|they|theyd|you all|you guys|all)\b(?: [a-z]+)"
+        r"{0,3} (?:better off|happier|easier|better) without me\b|\b(?:better|happier|easier) (?:off )?"
         r"if i (?:just )?(?:was gone|were gone|wasnt here|werent here|wasnt around|died|"
         r"disappeared|didnt exist|was dead|were dead)\b",
         negatable=False,
@@ -189,7 +191,7 @@ SELF_HARM_PATTERNS: tuple[CrisisPattern, ...] = (
         "harm_self",
         r"\b(?:cut|cutting|cuttin|cuts|burn|burned|burnt|burning|hurt|hurting|hurts|harm|harming|"
         r"harmed|scratch|scratching|scratched|hit|hitting|punish|punishing|punished|starve|"
-        r"starving|starved|mutilate|mutilating|carve|carving|stab|stabbing) <SELF>\b",
+        r"starving|starved|mutilate|mutilating|carve|carving|stab|stabbing) <SELF>\b(?! out\b)",
         frame="accident",
     ),
     pattern(
@@ -211,7 +213,7 @@ SELF_HARM_PATTERNS: tuple[CrisisPattern, ...] = (
         "cutting_again",
         r"\b(?:been|started|start|keep|kept|still|back to|stop|quit) (?:cutting|cuttin)\b(?! (?:back|"
         r"down|out|off|class|school|the|my hair|carbs|sugar|corners|costs|ties|onions|wood|paper|"
-        r"grass|hair)\b)|\b(?:cut|cutting|cuttin) again\b|\brelaps\w*\b.{0,30}\b(?:cut|cutting|"
+        r"grass|hair)\b)|(?<!were )(?<!was )(?<!got )(?<!been )(?<!be )\b(?:cut|cutting|cuttin) again\b|\brelaps\w*\b.{0,30}\b(?:cut|cutting|"
         r"self ?harm|harming|sh)\b",
     ),
     pattern(
@@ -229,9 +231,7 @@ SELF_HARM_PATTERNS: tuple[CrisisPattern, ...] = (
         r"scratching) (?:my|mah) (?:wrists?|arms?|thighs?|legs?|skin|veins?|stomach|hips?)\b",
         frame="accident",
     ),
-    pattern(
-        SELF_HARM, "fresh_cuts", r"\b(?:fresh|new|deep) (?:cuts|scars|wounds|burns)\b(?! of\b)"
-    ),
+    pattern(SELF_HARM, "fresh_cuts", r"\b(?:fresh|new|deep) (?:cuts|scars|burns)\b(?! of\b)"),
     pattern(
         SELF_HARM,
         "hiding",

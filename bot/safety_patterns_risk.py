@@ -16,7 +16,7 @@ _RISK_PATTERNS: tuple[CrisisPattern, ...] = (
         r"punching|kicks|kicked|kicking|slaps|slapped|slapping|chokes|choked|choking|strangles|"
         r"strangled|strangling|abuses|abused|abusing|rapes|raped|raping|molests|molested|molesting|"
         r"assaults|assaulted|assaulting|touches|touching|whips|whipped|shoves|shoved) me\b(?! (?:at|in|"
-        r"to|up|back|off|out|with a pillow|by)\b)|\b(?:is|keeps|keep|been|are|always) hurting me\b"
+        r"to|up|back|off|out|with a pillow|by|like a|like an)\b)|\b(?:is|keeps|keep|been|are|always) hurting me\b"
         r"(?! (?:emotionally|with (?:words|his words|her words))\b)",
     ),
     pattern(
@@ -92,7 +92,8 @@ _RISK_PATTERNS: tuple[CrisisPattern, ...] = (
         r"\b<INTENT>(?: to)?(?: (?:just|really|actually|finally|go))? (?:kill|killing|murder|"
         r"murdering|stab|stabbing|shoot|shooting|hurt|hurting|harm|harming|poison|poisoning|"
         r"strangle|strangling|attack|attacking|beat up|beating up|choke|choking|run over) "
-        r"(?:<OBJ>|(?:my|his|her|their|that) (?:little |baby |big |older |younger |own |step )?<PERSON>)\b",
+        r"(?:<OBJ>|(?:my|his|her|their|that) (?:little |baby |big |older |younger |own |step )?<PERSON>)\b"
+        r"(?! (?:feelings?|chances|career|reputation|business|pride|ego|grades?)\b)",
         subject=None,
         frame="hyperbole",
     ),

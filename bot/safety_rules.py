@@ -162,6 +162,12 @@ FRAME_RES: dict[str, re.Pattern[str]] = {
     "hyperbole": re.compile(r"\b(?:lol|lmao|lmfao|haha\w*|jk|just kidding|kidding|joking)\b"),
 }
 SELF_WORDS = frozenset({"i", "im", "ive", "id", "ill", "me", "myself", "mine"})
+# Things that "die" or get "killed" in ordinary talk: a match about them is not a disclosure.
+THING_WORDS = frozenset(
+    {"phone", "battery", "laptop", "computer", "car", "plant", "plants", "flowers", "it", "this",
+     "that", "game", "character", "show", "series", "movie", "song", "conversation", "chat",
+     "relationship", "project", "app", "server", "tv", "fish", "goldfish", "mood", "vibe"}
+)  # fmt: skip
 YOU_WORDS = frozenset({"you", "youre", "your", "youve", "youd", "youll", "u", "ur", "yourself"})
 OTHER_WORDS = frozenset(
     {

@@ -76,11 +76,14 @@ FUZZY_TARGETS: tuple[str, ...] = (
     "abusive",
 )
 FUZZY_MIN_LEN = 5
-FUZZY_CUTOFF = 80.0
+FUZZY_MAX_EDITS = 1  # optimal string alignment: one insertion, deletion, substitution or swap
 _FUZZY_SET = frozenset(FUZZY_TARGETS)
 _FUZZY_FIRST = frozenset(t[0] for t in FUZZY_TARGETS)
-# Real words that a loose cutoff would pull towards a target.
-_FUZZY_NEVER = frozenset({"himself", "herself", "itself", "mystery", "myths", "suited", "abuse"})
+# Real words one edit away from a target (found on ESConv: "alive" → "unalive" was a bug).
+_FUZZY_NEVER = frozenset(
+    {"himself", "herself", "itself", "alive", "overdo", "overdone", "overdoing", "overdue",
+     "overcome", "overcoming", "overrode", "suited", "abuse", "abused", "abuser", "strangler"}
+)  # fmt: skip
 
 
 def bounded_window(text: str) -> str:
@@ -120,7 +123,7 @@ def _unleet(match: re.Match[str]) -> str:
 
 @functools.lru_cache(maxsize=16_384)
 def correct_token(token: str) -> str:
-    """`token`, or the fuzzy target it is a misspelling of (rapidfuzz normalised Indel ratio)."""
+    """`token`, or the fuzzy target within one edit of it ("sucide" → "suicide")."""
     if (
         len(token) < FUZZY_MIN_LEN
         or token in _FUZZY_SET
@@ -129,9 +132,12 @@ def correct_token(token: str) -> str:
         or not token.isalpha()
     ):
         return token
-    from rapidfuzz import fuzz, process
+    from rapidfuzz import process
+    from rapidfuzz.distance import OSA
 
-    best = process.extractOne(token, FUZZY_TARGETS, scorer=fuzz.ratio, score_cutoff=FUZZY_CUTOFF)
+    best = process.extractOne(
+        token, FUZZY_TARGETS, scorer=OSA.distance, score_cutoff=FUZZY_MAX_EDITS
+    )
     return token if best is None else best[0]
 
 

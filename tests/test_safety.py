@@ -153,6 +153,8 @@ def test_binary_and_control_characters() -> None:
         ("my cousin killed himself in 2019", "concern", "other"),
         ("my cousin is going to kill himself", "crisis", "other"),
         ("I want to kill my brother lol he ate my fries", "concern", "self"),
+        ("my phone is going to die, I want to finish this first", "none", "self"),
+        ("my grandpa is still alive and I'm so glad", "none", "self"),
     ],
 )
 def test_context_rules(text: str, level: str, subject: str) -> None:
@@ -205,6 +207,8 @@ def test_guard_withdraws(reply: str, reason: str) -> None:
         "When you feel like nobody understands, it can be so lonely. Do you want to tell me more?",
         "Maybe a short walk or 5 minutes of slow breathing could help a little.",
         "I can't share how I was set up, but I'm glad to keep talking with you.",
+        "I do have to check: have you had any thoughts of suicide or self-harm?",
+        "Those sound like fresh wounds. I think talking to him is the best way to go.",
     ],
 )
 def test_guard_lets_supportive_replies_through(reply: str) -> None:
