@@ -267,6 +267,14 @@ def _resume_generated(run: Path) -> dict[str, dict[int, str]]:
     return out
 
 
+def _comparable(config: dict[str, Any] | None) -> dict[str, Any]:
+    """The generation settings a resumed run must share (the subset may grow: it is a prefix
+    of one fixed shuffle)."""
+    gen = dict((config or {}).get("generate", {}))
+    gen.pop("dialogues", None)
+    return gen
+
+
 def write_manifest(
     run: Path,
     config: EvalConfig,
@@ -286,7 +294,7 @@ def write_manifest(
                  "subset_seed": config.generate.subset_seed, "load_report": data_report},
         "targets": sum(len(targets(d)) for d in dialogues),
     }  # fmt: skip
-    if old and old.get("config") != manifest["config"]:
+    if old and _comparable(old.get("config")) != _comparable(manifest["config"]):
         raise ValueError(f"{run} was started with a different configuration; use a new --out")
     write_json(run / "manifest.json", manifest)
 

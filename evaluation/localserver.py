@@ -91,7 +91,7 @@ async def start(app: web.Application, port: int = 0) -> tuple[web.AppRunner, int
     await runner.setup()
     site = web.TCPSite(runner, HOST, port)
     await site.start()
-    sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
+    sockets = site._server.sockets if site._server else []  # type: ignore[union-attr,attr-defined]
     return runner, sockets[0].getsockname()[1] if sockets else port
 
 

@@ -57,7 +57,7 @@ class ScoringModel:
 
     def prompt_tokens(self, messages: Sequence[dict[str, str]]) -> list[int]:
         """The chat prompt's tokens, exactly as `create_chat_completion` would feed them."""
-        result = self.formatter(messages=list(messages))
+        result = self.formatter(messages=list(messages))  # type: ignore[arg-type]
         return list(
             self.llm.tokenize(
                 result.prompt.encode("utf-8"), add_bos=not result.added_special, special=True

@@ -220,3 +220,12 @@ def test_real_model_generation_and_perplexity(
     # a scrambled reference is less likely than the real one
     scrambled = [dict(r, reference=" ".join(reversed(r["reference"].split()))) for r in rows]
     assert corpus_perplexity(scrambled, model)["value"] > ppl["value"]
+
+
+def test_subset_can_grow_on_resume(data_file: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    first = run_generation(
+        _config(data_file, "generate.dialogues=1"), run, backend=EchoBackend(), progress=False
+    )
+    grown = run_generation(_config(data_file), run, backend=EchoBackend(), progress=False)
+    assert grown["skipped"] == first["done"] and grown["done"] == 4 - first["done"]
