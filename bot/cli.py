@@ -21,6 +21,7 @@ LAZY_COMMANDS: dict[str, str] = {
     "data": "dialogue.cli:data",
     "eval": "evaluation.cli:eval_group",
     "safety": "bot.safety_cli:safety",
+    "export": "exporter.cli:export",
     "health": "bot.ops_cli:health",
     "backup": "bot.ops_cli:backup",
     "restore": "bot.ops_cli:restore",

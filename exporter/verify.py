@@ -1,0 +1,415 @@
+"""Parity checks: does the GGUF behave like the HF model that was trained?
+
+Four measurements, all on held-out dialogues rendered with the run's chat template:
+- tokenization: HF token ids == llama.cpp token ids, for every utterance, every rendered chat
+  and a few hand-written hard strings (any difference fails the export);
+- perplexity of the assistant tokens, HF vs each GGUF (the GGUF is fed the HF token ids, so the
+  comparison isolates the weights); a relative increase above the configured bound fails;
+- greedy continuation agreement (shared-prefix fraction) on a few prompts;
+- size, load time and generation tokens/s of each file.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from exporter.config import ExportConfig
+
+logger = logging.getLogger(__name__)
+
+# Written by us, not user data: whitespace runs, digits, accents, emoji, CJK, contractions.
+HARD_STRINGS = (
+    "I can't sleep.  I've tried   everything\n\n\tand nothing works...",
+    "It's 3:47 a.m. and I've been awake since 11pm — 1234567 thoughts.",
+    "Café, naïve, résumé; Zürich → São Paulo. 我很难过。 Мне грустно. 😢🙏🏽",
+    "  leading spaces and trailing spaces   ",
+    "\"Quotes\" 'single' ``backticks`` ... !!! ??? --- ===",
+)
+
+Messages = list[dict[str, str]]
+
+
+@dataclass
+class EvalSet:
+    """Token ids and assistant-token masks of held-out chats, plus texts and greedy prompts."""
+
+    chats: list[list[int]]
+    masks: list[list[bool]]
+    prompts: list[list[int]]
+    texts: list[str]
+
+
+@dataclass
+class ModelRow:
+    """One row of the parity table."""
+
+    name: str
+    kind: str
+    path: str | None = None
+    size_bytes: int = 0
+    load_s: float = 0.0
+    tokens_per_s: float | None = None
+    ppl: float = float("nan")
+    ppl_increase: float | None = None
+    greedy_agreement: float | None = None
+    tokenization_mismatches: int | None = None
+    bound: float | None = None
+    gated: bool = False
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        """True when no gated check failed."""
+        return not self.failures
+
+
+@dataclass
+class ParityReport:
+    """All rows plus the reference; `failures` lists every gated check that failed."""
+
+    rows: list[ModelRow]
+    eval_chats: int
+    eval_tokens: int
+    tokenization_texts: int
+
+    @property
+    def failures(self) -> list[str]:
+        """Every failed gated check, prefixed by the model row's name."""
+        return [f"{r.name}: {f}" for r in self.rows for f in r.failures]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (NaN becomes None)."""
+        rows = []
+        for row in self.rows:
+            item = asdict(row)
+            item["passed"] = row.passed
+            item["ppl"] = None if math.isnan(row.ppl) else row.ppl
+            rows.append(item)
+        return {
+            "rows": rows,
+            "eval_chats": self.eval_chats,
+            "eval_tokens": self.eval_tokens,
+            "tokenization_texts": self.tokenization_texts,
+            "passed": not self.failures,
+            "failures": self.failures,
+        }
+
+
+def dialogue_messages(dialogue: Any, system_prompt: str | None, strategy_prefix: bool) -> Messages:
+    """A `dialogue.types.Dialogue` as chat messages (raw turns, as the trainer's target block)."""
+    from dialogue.prompts import build_messages, format_strategy_prefix
+
+    history = []
+    for turn in dialogue.turns:
+        text = turn.text
+        if turn.role == "assistant" and strategy_prefix:
+            text = format_strategy_prefix(turn.strategy, text)
+        history.append((turn.role, text))
+    return build_messages(history, None, system_prompt)
+
+
+def _render(tokenizer: Any, messages: Messages, generation_prompt: bool = False) -> str:
+    return str(
+        tokenizer.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=generation_prompt
+        )
+    )
+
+
+def encode_chat(
+    tokenizer: Any, messages: Messages, max_tokens: int
+) -> tuple[list[int], list[bool], str]:
+    """Token ids of the longest whole-turn prefix within `max_tokens`, with a mask that is
+    True on assistant tokens (content and end-of-turn), and the rendered text."""
+    start = 1 if messages and messages[0]["role"] == "system" else 0
+    spans: list[tuple[int, int]] = []
+    text = _render(tokenizer, messages[:start]) if start else ""
+    best: tuple[list[int], list[bool], str] = ([], [], "")
+    for i in range(start, len(messages)):
+        if messages[i]["role"] == "assistant":
+            before = _render(tokenizer, messages[:i], generation_prompt=True)
+            after = _render(tokenizer, messages[: i + 1])
+            spans.append((len(before), len(after)))
+            text = after
+        else:
+            text = _render(tokenizer, messages[: i + 1])
+        enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        ids = list(enc["input_ids"])
+        if len(ids) > max_tokens:
+            break
+        mask = [any(a <= s < b for a, b in spans) for s, _ in enc["offset_mapping"]]
+        best = (ids, mask, text)
+    return best
+
+
+def build_eval_set(
+    tokenizer: Any,
+    dialogues: Sequence[Any],
+    cfg: ExportConfig,
+    system_prompt: str | None,
+    strategy_prefix: bool = False,
+) -> EvalSet:
+    """Render held-out dialogues into the chats, masks, prompts and texts the checks use."""
+    chats, masks, prompts, rendered = [], [], [], []
+    utterances: list[str] = []
+    for dialogue in dialogues[: cfg.eval_dialogues]:
+        messages = dialogue_messages(dialogue, system_prompt, strategy_prefix)
+        ids, mask, text = encode_chat(tokenizer, messages, cfg.eval_max_tokens)
+        if sum(mask) == 0:
+            continue
+        chats.append(ids)
+        masks.append(mask)
+        rendered.append(text)
+        utterances += [m["content"] for m in messages if m["role"] != "system"]
+        if len(prompts) < cfg.greedy_prompts:
+            users = [i for i, m in enumerate(messages) if m["role"] == "user"]
+            if users:
+                prompt = _render(tokenizer, messages[: users[0] + 1], generation_prompt=True)
+                prompts.append(list(tokenizer(prompt, add_special_tokens=False)["input_ids"]))
+    texts = [*HARD_STRINGS, *utterances[: cfg.tokenization_texts], *rendered]
+    return EvalSet(chats=chats, masks=masks, prompts=prompts, texts=texts)
+
+
+def _nll_from_logits(logits: Any, ids: Sequence[int], mask: Sequence[bool]) -> tuple[float, int]:
+    """Summed negative log-likelihood of masked target tokens, and how many there were."""
+    import numpy as np
+
+    arr = np.asarray(logits, dtype=np.float64)[: len(ids) - 1]
+    peak = arr.max(axis=-1, keepdims=True)
+    logz = peak[:, 0] + np.log(np.exp(arr - peak).sum(axis=-1))
+    targets = np.asarray(ids[1:])
+    picked = arr[np.arange(len(targets)), targets]
+    sel = np.asarray(mask[1:], dtype=bool)
+    return float((logz - picked)[sel].sum()), int(sel.sum())
+
+
+def hf_perplexity(model: Any, eval_set: EvalSet) -> float:
+    """Perplexity of the HF model on the assistant tokens of the eval chats."""
+    import torch
+
+    total, count = 0.0, 0
+    with torch.inference_mode():
+        for ids, mask in zip(eval_set.chats, eval_set.masks, strict=True):
+            logits = model(torch.tensor([ids])).logits[0].float().numpy()
+            nll, n = _nll_from_logits(logits, ids, mask)
+            total, count = total + nll, count + n
+    return math.exp(total / max(count, 1))
+
+
+def gguf_perplexity(llm: Any, eval_set: EvalSet) -> float:
+    """Perplexity of a llama.cpp model (built with logits_all=True) on the same token ids."""
+    total, count = 0.0, 0
+    for ids, mask in zip(eval_set.chats, eval_set.masks, strict=True):
+        llm.reset()
+        llm.eval(ids)
+        nll, n = _nll_from_logits(llm.scores[: len(ids)], ids, mask)
+        total, count = total + nll, count + n
+    return math.exp(total / max(count, 1))
+
+
+def hf_greedy(model: Any, prompt: list[int], n: int, eos: set[int]) -> list[int]:
+    """Greedy continuation of `prompt` with the HF model (stops at an end token)."""
+    import torch
+
+    out: list[int] = []
+    with torch.inference_mode():
+        past, inputs = None, torch.tensor([prompt])
+        for _ in range(n):
+            res = model(inputs, past_key_values=past, use_cache=True)
+            past = res.past_key_values
+            nxt = int(res.logits[0, -1].argmax())
+            out.append(nxt)
+            if nxt in eos:
+                break
+            inputs = torch.tensor([[nxt]])
+    return out
+
+
+def gguf_greedy(llm: Any, prompt: list[int], n: int, eos: set[int]) -> list[int]:
+    """Greedy continuation of `prompt` with llama.cpp (argmax of the raw logits)."""
+    import numpy as np
+
+    llm.reset()
+    llm.eval(prompt)
+    out: list[int] = []
+    for _ in range(n):
+        nxt = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+        out.append(nxt)
+        if nxt in eos:
+            break
+        llm.eval([nxt])
+    return out
+
+
+def agreement(a: Sequence[int], b: Sequence[int]) -> float:
+    """Shared-prefix length over the longer sequence (1.0 when identical)."""
+    if list(a) == list(b):
+        return 1.0
+    shared = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        shared += 1
+    return shared / max(len(a), len(b), 1)
+
+
+def tokenization_mismatches(tokenizer: Any, llm: Any, texts: Sequence[str]) -> list[int]:
+    """Indices of texts whose HF and llama.cpp token ids differ (special tokens parsed)."""
+    bad = []
+    for i, text in enumerate(texts):
+        hf_ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
+        ll_ids = llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+        if hf_ids != list(ll_ids):
+            bad.append(i)
+    return bad
+
+
+def load_llama(path: Path, cfg: ExportConfig, lora: Path | None = None, **kw: Any) -> Any:
+    """A llama_cpp.Llama for verification (all logits kept, quiet)."""
+    import llama_cpp
+
+    return llama_cpp.Llama(
+        model_path=str(path),
+        lora_path=str(lora) if lora else None,
+        n_ctx=cfg.n_ctx,
+        n_threads=cfg.n_threads,
+        n_threads_batch=cfg.n_threads,
+        logits_all=True,
+        verbose=False,
+        seed=0,
+        **kw,
+    )
+
+
+def gguf_tokens_per_s(llm: Any, prompt: list[int], n: int) -> float:
+    """Generation speed: greedy tokens per second after the prompt (no end-token stop)."""
+    import numpy as np
+
+    llm.reset()
+    llm.eval(prompt)
+    start = time.perf_counter()
+    for _ in range(n):
+        llm.eval([int(np.argmax(llm.scores[llm.n_tokens - 1]))])
+    return n / max(time.perf_counter() - start, 1e-9)
+
+
+def hf_tokens_per_s(model: Any, prompt: list[int], n: int) -> float:
+    """HF generation speed with a KV cache (greedy, no end-token stop)."""
+    start = time.perf_counter()
+    hf_greedy(model, prompt, n, eos=set())
+    return n / max(time.perf_counter() - start, 1e-9)
+
+
+Echo = Callable[[str], None]
+# Kinds whose greedy agreement is gated (the rest are quantized: reported, not gated).
+GREEDY_GATED_KINDS = ("F32", "F16", "BF16", "ADAPTER")
+
+
+@dataclass
+class GGUFTarget:
+    """A GGUF to check: a full model, or a base plus a LoRA (`lora`)."""
+
+    name: str
+    kind: str
+    path: Path
+    lora: Path | None = None
+    gated: bool = True  # False for the plain base: reported for comparison only
+
+
+@dataclass
+class Reference:
+    """The HF side: the model (adapter applied), its tokenizer and what was measured on it."""
+
+    model: Any
+    tokenizer: Any
+    row: ModelRow
+    greedy: list[list[int]] = field(default_factory=list)
+
+
+def measure_reference(ref: Reference, eval_set: EvalSet, cfg: ExportConfig, eos: set[int]) -> None:
+    """Perplexity, greedy continuations and speed of the HF model (filled into `ref`)."""
+    ref.row.ppl = hf_perplexity(ref.model, eval_set)
+    ref.greedy = [hf_greedy(ref.model, p, cfg.greedy_tokens, eos) for p in eval_set.prompts]
+    if eval_set.prompts:
+        ref.row.tokens_per_s = hf_tokens_per_s(ref.model, eval_set.prompts[0], cfg.bench_tokens)
+
+
+def check_target(
+    target: GGUFTarget, ref: Reference, eval_set: EvalSet, cfg: ExportConfig, eos: set[int]
+) -> ModelRow:
+    """Measure one GGUF against the reference and record every gated failure."""
+    import gc
+
+    row = ModelRow(name=target.name, kind=target.kind, path=str(target.lora or target.path))
+    row.size_bytes = (target.lora or target.path).stat().st_size
+    start = time.perf_counter()
+    llm = load_llama(target.path, cfg, target.lora)
+    row.load_s = time.perf_counter() - start
+    try:
+        bad = tokenization_mismatches(ref.tokenizer, llm, eval_set.texts)
+        row.tokenization_mismatches = len(bad)
+        row.ppl = gguf_perplexity(llm, eval_set)
+        outs = [gguf_greedy(llm, p, cfg.greedy_tokens, eos) for p in eval_set.prompts]
+        scores = [agreement(a, b) for a, b in zip(ref.greedy, outs, strict=True)]
+        row.greedy_agreement = sum(scores) / len(scores) if scores else None
+        if eval_set.prompts:
+            row.tokens_per_s = gguf_tokens_per_s(llm, eval_set.prompts[0], cfg.bench_tokens)
+    finally:
+        llm.close()
+        del llm
+        gc.collect()
+    if not target.gated:
+        return row
+    row.gated = True
+    row.ppl_increase = row.ppl / ref.row.ppl - 1.0
+    row.bound = cfg.ppl_bound(target.kind)
+    if bad:
+        row.failures.append(
+            f"tokenization differs from the HF tokenizer on {len(bad)} of "
+            f"{len(eval_set.texts)} texts (first: text #{bad[0]})"
+        )
+    if not math.isfinite(row.ppl) or row.ppl_increase > row.bound:
+        row.failures.append(
+            f"perplexity {row.ppl:.4g} vs HF {ref.row.ppl:.4g} "
+            f"({row.ppl_increase:+.2%} > allowed +{row.bound:.0%})"
+        )
+    agree = row.greedy_agreement
+    if target.kind in GREEDY_GATED_KINDS and agree is not None and agree < cfg.min_greedy_agreement:
+        row.failures.append(
+            f"greedy agreement {agree:.2f} < required {cfg.min_greedy_agreement:.2f}"
+        )
+    return row
+
+
+def run_checks(
+    ref: Reference,
+    targets: Sequence[GGUFTarget],
+    eval_set: EvalSet,
+    cfg: ExportConfig,
+    eos: set[int],
+    echo: Echo = print,
+) -> ParityReport:
+    """Measure the reference and every target; the report lists each failed gated check."""
+    if not eval_set.chats:
+        raise ValueError("no evaluation chats with assistant tokens; check eval_spec")
+    echo(f"  HF reference: perplexity on {len(eval_set.chats)} chats ...")
+    measure_reference(ref, eval_set, cfg, eos)
+    rows = [ref.row]
+    for target in targets:
+        echo(f"  {target.name}: tokenization, perplexity, greedy, speed ...")
+        row = check_target(target, ref, eval_set, cfg, eos)
+        status = "ok" if row.passed else "FAILED: " + "; ".join(row.failures)
+        echo(f"    ppl {row.ppl:.4g} (HF {ref.row.ppl:.4g}) {status}")
+        rows.append(row)
+    return ParityReport(
+        rows=rows,
+        eval_chats=len(eval_set.chats),
+        eval_tokens=sum(sum(m) for m in eval_set.masks),
+        tokenization_texts=len(eval_set.texts),
+    )
