@@ -98,7 +98,9 @@ def _print_issues(report: Any, limit: int) -> None:
     listed = [i for i in report.issues if REASONS[i.reason][0] != "kept"][:limit]
     for issue in listed:
         action = REASONS[issue.reason][0]
-        click.echo(f"  record {issue.record}: {action} {issue.reason} {issue.detail}".rstrip())
+        where = f"{issue.source} " if issue.source else ""
+        line = f"  {where}record {issue.record}: {action} {issue.reason} {issue.detail}"
+        click.echo(line.rstrip())
     if listed:
         click.echo("")
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from dialogue.strategies import Taxonomy, classify_strategy
@@ -64,6 +64,7 @@ class RecordIssue:
     record: int
     reason: str
     detail: str = ""
+    source: str = ""  # the file, set when reports of several files are merged
 
 
 @dataclass
@@ -100,7 +101,9 @@ class LoadReport:
         self.records += other.records
         self.loaded += other.loaded
         self.counts.update(other.counts)
-        self.issues.extend(other.issues)
+        self.issues.extend(
+            issue if issue.source else replace(issue, source=other.source) for issue in other.issues
+        )
         self.warnings.extend(other.warnings)
         self.notes.extend(other.notes)
 

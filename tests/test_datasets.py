@@ -206,6 +206,10 @@ def test_split_directory_and_gzip(tmp_path: Path) -> None:
     combined = load_path(split_dir)
     assert len(combined) == 4
     assert combined.dialogues[-1].id == "esconv:test:0"
+    assert {i.source for i in combined.report.issues} == {
+        str(split_dir / "train.json"),
+        str(split_dir / "test.json"),
+    }
     gz = tmp_path / "ExTES.json.gz"
     gz.write_bytes(gzip.compress(EXTES_IRREGULAR.read_bytes()))
     assert [d.turns for d in load_path(gz).dialogues] == [
