@@ -128,7 +128,9 @@ class LlamaCppBackend:
         for label, path in (("model", model_path), ("LoRA adapter", lora_path)):
             if path is not None and not Path(path).is_file():
                 raise ConfigError(f"{label} file {path} does not exist")
-        from llama_cpp import Llama, LlamaRAMCache
+        from llama_cpp import Llama
+
+        from bot.llama_state import KVStateCache
 
         try:
             self._llm = Llama(
@@ -141,14 +143,31 @@ class LlamaCppBackend:
         except Exception as exc:  # llama.cpp reports load failures as ValueError/RuntimeError
             what = f"{model_path}" + (f" with LoRA adapter {lora_path}" if lora_path else "")
             raise BackendError(f"could not load {what}: {exc}") from exc
-        if cache_mb > 0:
-            # Keyed by token prefix: each conversation's last state is found again even when
-            # other users' turns ran in between, so its shared prefix is not re-evaluated.
-            self._llm.set_cache(LlamaRAMCache(capacity_bytes=cache_mb * BYTES_PER_MB))
+        self._format = self._chat_formatter()
+        # Each conversation's last KV state, so returning to it does not re-evaluate its prefix
+        # even when other people's turns ran in between (see bot/llama_state.py).
+        self.states = KVStateCache(cache_mb * BYTES_PER_MB) if cache_mb > 0 else None
         self.n_ctx = n_ctx
         self.model_path = Path(model_path)
         self.lora_path = Path(lora_path) if lora_path else None
         logger.info("llama-cpp backend: %s lora=%s n_ctx=%d", model_path.name, lora_path, n_ctx)
+
+    def _chat_formatter(self) -> Any:
+        """The GGUF's own chat template, built the way llama-cpp-python builds it; None if the
+        GGUF has none (then llama-cpp-python's fallback format is used)."""
+        from llama_cpp import llama_chat_format
+
+        template = self._llm.metadata.get("tokenizer.chat_template")
+        if not template:
+            return None
+        eos_id, bos_id = self._llm.token_eos(), self._llm.token_bos()
+        text = self._llm._model.token_get_text
+        return llama_chat_format.Jinja2ChatFormatter(
+            template=template,
+            eos_token=text(eos_id) if eos_id != -1 else "",
+            bos_token=text(bos_id) if bos_id != -1 else "",
+            stop_token_ids=[eos_id],
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LlamaCppBackend:
@@ -171,26 +190,48 @@ class LlamaCppBackend:
         return self._llm
 
     def generate(self, messages: Sequence[Message], options: GenOptions) -> Iterator[str]:
-        """Stream with `create_chat_completion`, using the chat template inside the GGUF."""
+        """Stream a reply rendered with the GGUF's chat template, reusing saved KV states."""
         try:
-            stream: Any = self._llm.create_chat_completion(
-                messages=cast(Any, list(messages)),
-                stream=True,
-                temperature=options.temperature,
-                top_p=options.top_p,
-                top_k=options.top_k,
-                max_tokens=options.max_new_tokens,
-                seed=options.seed,
-                stop=list(options.stop) if options.stop else None,
-            )
-            for part in stream:
-                delta = part["choices"][0]["delta"].get("content")
-                if delta:
-                    yield delta
+            yield from self._generate(messages, options)
         except BackendError:
             raise
         except Exception as exc:
             raise BackendError(f"llama-cpp generation failed: {type(exc).__name__}") from exc
+
+    def _generate(self, messages: Sequence[Message], options: GenOptions) -> Iterator[str]:
+        sampling: dict[str, Any] = {
+            "temperature": options.temperature,
+            "top_p": options.top_p,
+            "top_k": options.top_k,
+            "max_tokens": options.max_new_tokens,
+            "seed": options.seed,
+            "stream": True,
+        }
+        stop = list(options.stop or ())
+        if self._format is None:
+            stream: Any = self._llm.create_chat_completion(
+                messages=cast(Any, list(messages)), stop=stop or None, **sampling
+            )
+            for part in stream:
+                if part["choices"][0]["delta"].get("content"):
+                    yield part["choices"][0]["delta"]["content"]
+            return
+        rendered = self._format(messages=list(messages))
+        prompt = self._llm.tokenize(
+            rendered.prompt.encode("utf-8"), add_bos=not rendered.added_special, special=True
+        )
+        if rendered.stop is not None:
+            stop += rendered.stop if isinstance(rendered.stop, list) else [rendered.stop]
+        if self.states is not None:
+            self.states.restore_best(self._llm, prompt)
+        stream = self._llm.create_completion(
+            prompt=prompt, stop=stop, stopping_criteria=rendered.stopping_criteria, **sampling
+        )
+        for part in stream:
+            if part["choices"][0]["text"]:
+                yield part["choices"][0]["text"]
+        if self.states is not None:
+            self.states.save(self._llm)
 
     def count_tokens(self, text: str) -> int:
         """Tokens under the GGUF's tokenizer (no BOS)."""

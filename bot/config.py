@@ -59,7 +59,7 @@ class ModelSettings(_Section):
     n_ctx: int = Field(2048, ge=256, le=131072, description="Context window in tokens.")
     n_threads: int | None = Field(None, ge=1, description="CPU threads; empty = llama.cpp's.")
     cache_mb: int = Field(
-        256, ge=0, description="RAM for saved per-conversation KV states; 0 = off."
+        512, ge=0, description="RAM for saved per-conversation KV states; 0 = off."
     )
 
 

@@ -240,7 +240,9 @@ def test_llama_cpp_state_cache_gives_the_same_reply_as_a_cold_run(llama_backend,
     "".join(llama_backend.generate(other_user, options))  # evicts the first prefix
     follow_up = [*MESSAGES, {"role": "assistant", "content": first}]
     follow_up.append({"role": "user", "content": "Yes, I miss my friends."})
+    hits = llama_backend.states.hits
     warm = "".join(llama_backend.generate(follow_up, options))
+    assert llama_backend.states.hits == hits + 1  # the first conversation's state came back
     cold_backend = LlamaCppBackend(smollm2_gguf, n_ctx=1024, n_threads=2, cache_mb=0)
     cold = "".join(cold_backend.generate(follow_up, options))
     assert warm == cold
