@@ -330,3 +330,31 @@ def test_context_never_exceeds_budget_and_keeps_whole_turns_newest_first(
                     turn.compressed_tokens is not None and turn.compressed_tokens + 8 > budget // 2
                 )
     assert built.report.turns_included == len(included)
+
+
+async def test_hybrid_context_matches_represent_history(
+    fake_backend, memory, fake_safety, tmp_path
+):
+    """Stored KeyPOS forms give the same prompt as dialogue.context.represent_history."""
+    from bot.config import Settings
+    from dialogue.context import represent_history
+
+    settings = Settings(
+        model={"backend": "echo", "n_ctx": 2048},
+        memory={"db_path": tmp_path / "h.db", "representation": "hybrid", "raw_recent": 2},
+    )
+    engine = Engine(fake_backend, memory, fake_safety, settings)
+    lines = [
+        "I don't want to go to work tomorrow because my boss shouts at me.",
+        "My sister and I had a terrible argument about our parents last night.",
+        "I have been sleeping badly for weeks and I feel exhausted all the time.",
+    ]
+    for line in lines:
+        await say(engine, line)
+    prompt = [m["content"] for m in fake_backend.history[-1][0][1:-1]]  # without system, current
+    stored_texts = [t.text for t in memory.recent_turns(memory.pseudonym("console", "u1"), 10)]
+    history = stored_texts[:-2]  # the prompt was built before the last user turn and reply
+    assert prompt == represent_history(history, "hybrid", raw_recent=2)
+    assert prompt[0] != history[0]  # the oldest turn really is compressed
+    stored = memory.recent_turns(memory.pseudonym("console", "u1"), 10)
+    assert all(t.representation == "keypos" and t.compressed_tokens for t in stored)
