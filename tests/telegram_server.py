@@ -41,6 +41,7 @@ class SentMessage:
     document: bytes | None = None
     file_name: str | None = None
     reply_to: int | None = None
+    created_at: float = field(default_factory=time.perf_counter)
 
 
 class FakeTelegramServer:
@@ -448,15 +449,18 @@ def rig_settings(server: FakeTelegramServer, db_path: Any, **sections: Any) -> A
 
 
 @contextlib.asynccontextmanager
-async def telegram_rig(memory: Any, db_path: Any, **sections: Any) -> AsyncIterator[TelegramRig]:
-    """Start the fake server and the real bot (echo backend, given memory); stop both after."""
+async def telegram_rig(
+    memory: Any, db_path: Any, backend: Any = None, **sections: Any
+) -> AsyncIterator[TelegramRig]:
+    """Start the fake server and the real bot (echo backend unless given); stop both after."""
     from bot.backends import EchoBackend
     from bot.engine import build_engine
     from bot.telegram_adapter import build_application, run_telegram
 
     async with FakeTelegramServer() as server:
         settings = rig_settings(server, db_path, **sections)
-        engine = build_engine(settings, backend=EchoBackend(n_ctx=2048), memory=memory)
+        backend = backend or EchoBackend(n_ctx=2048)
+        engine = build_engine(settings, backend=backend, memory=memory)
         app = build_application(engine, settings)
         async with run_telegram(app, settings):
             try:
