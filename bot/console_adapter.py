@@ -77,6 +77,7 @@ async def _reply(engine: Any, text: str, user_id: str, out: TextIO) -> None:
 async def run_console(engine: Any, user_id: str, stdin: TextIO, out: TextIO) -> int:
     """The read-reply loop; returns the number of messages handled."""
     interactive = stdin.isatty() and out.isatty()
+    warming = asyncio.create_task(engine.warm_up())  # while the person types the first line
     handled = 0
     while True:
         line = await asyncio.to_thread(_read_line, stdin, interactive)
@@ -87,9 +88,11 @@ async def run_console(engine: Any, user_id: str, stdin: TextIO, out: TextIO) -> 
                 f"{REPLY_PREFIX}(Part of that line was not valid UTF-8 text; "
                 "I replaced what I could not read.)\n"
             )
+        await warming
         await _reply(engine, line, user_id, out)
         out.flush()
         handled += 1
+    warming.cancel()
     return handled
 
 

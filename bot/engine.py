@@ -386,6 +386,12 @@ class Engine:
         """Counts only: users, turns, flagged turns, events by kind, users replying now."""
         return {**self.memory.stats(), "active_users": len(self._user_locks)}
 
+    async def warm_up(self) -> None:
+        """Load the context compressor (spaCy) now rather than on the first message."""
+        form = compressed_form(self.settings.memory.representation)
+        if form is not None:
+            await self._compress("Warming up.", form)
+
 
 def build_safety(settings: Settings, backend: Backend) -> SafetyProtocol:
     """The real `bot.safety.SafetyLayer` when present; otherwise a warned pass-through.
