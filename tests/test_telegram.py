@@ -400,3 +400,22 @@ def test_redactor_blanks_tokens_in_messages_args_and_tracebacks() -> None:
     assert redactor.filter(record)
     formatted = logging.Formatter().format(record)
     assert token not in formatted and "[token]" in formatted
+
+
+@pytest.mark.slow
+async def test_real_smollm2_reply_through_telegram(memory, db_path, smollm2_gguf) -> None:
+    """One real-model turn on this path: SmolLM2 via llama-cpp-python streams into Telegram."""
+    from bot.backends import LlamaCppBackend
+
+    backend = LlamaCppBackend(smollm2_gguf, n_ctx=1024, n_threads=2, cache_mb=0)
+    memory.mark_notice_seen(memory.pseudonym("telegram", "121"), "telegram")  # model text only
+    async with telegram_rig(
+        memory, db_path, backend=backend, generation={"max_new_tokens": 48, "seed": 1}
+    ) as rig:
+        await rig.server.send_text(121, "I feel nervous about my exam tomorrow.")
+        await eventually(lambda: len(stored_texts(db_path, "assistant")) == 1, timeout=120)
+        stored = stored_texts(db_path, "assistant")[0]
+        await rig.server.wait_for(
+            lambda: bool(rig.replies(121)) and rig.replies(121)[-1] == stored.strip()
+        )
+    assert len(rig.replies(121)) == 1 and stored.strip()  # one streamed message, as stored
