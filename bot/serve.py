@@ -13,12 +13,14 @@ import importlib.util
 import logging
 import signal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from bot.config import Settings
 from bot.errors import ConfigError
+
+if TYPE_CHECKING:  # pydantic-settings stays out of `solace --help`
+    from bot.config import Settings
 
 logger = logging.getLogger(__name__)
 
