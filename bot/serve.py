@@ -83,6 +83,9 @@ async def serve_platforms(
     stop: asyncio.Event,
 ) -> None:
     """Run the chosen adapters until `stop` is set (or Discord's connection fails for good)."""
+    warm_up = getattr(engine, "warm_up", None)
+    if warm_up is not None:  # load the context compressor now, not on someone's first message
+        await warm_up()
     async with contextlib.AsyncExitStack() as stack:
         waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(stop.wait())]
         if telegram:
