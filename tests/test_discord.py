@@ -243,3 +243,11 @@ async def test_wrong_token_is_a_login_failure(memory, db_path) -> None:
             await client.close()
     finally:
         discord.http.Route.BASE = original
+
+
+async def test_sharded_client_answers_a_dm(memory, db_path) -> None:
+    import discord
+
+    async with discord_rig(memory, db_path, discord={"sharded": True, "shard_count": 2}) as rig:
+        assert isinstance(rig.client, discord.AutoShardedClient)
+        assert (await say(rig, 91, "hello shards")).endswith("You said: hello shards")
