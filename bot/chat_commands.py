@@ -21,8 +21,10 @@ logger = logging.getLogger(__name__)
 
 EXPORT_FILE_NAME = "solace-export.json"
 # Commands that touch a person's stored data only run in a private chat, never in a group.
-PRIVATE_COMMANDS = frozenset({"reset", "forget", "export", "country", "stats"})
-KNOWN_COMMANDS = frozenset({"start", "help", "privacy", "reset", "forget", "export", "country"})
+PRIVATE_COMMANDS = frozenset({"reset", "forget", "export", "country", "stats", "review"})
+KNOWN_COMMANDS = frozenset(
+    {"start", "help", "privacy", "reset", "forget", "export", "country", "review"}
+)
 CONFIRM_WORDS = frozenset({"yes", "y", "confirm"})
 
 NON_TEXT_REPLY = (
@@ -59,6 +61,7 @@ class CommandEngine(Protocol):
     async def forget(self, platform: str, user_id: str) -> Any: ...
     async def export(self, platform: str, user_id: str) -> dict[str, Any]: ...
     async def set_country(self, platform: str, user_id: str, code: str | None) -> Any: ...
+    async def set_review(self, platform: str, user_id: str, choice: str | None) -> str: ...
     def privacy_text(self) -> str: ...
     def help_text(self) -> str: ...
     def welcome_text(self) -> str: ...
@@ -200,6 +203,8 @@ async def run_command(
         return CommandReply(
             _text_or(await engine.set_country(platform, user_id, code), texts.COUNTRY_INVALID)
         )
+    if name == "review":
+        return CommandReply(await engine.set_review(platform, user_id, args[0] if args else None))
     if name == "stats":
         if not admin:
             return CommandReply(NOT_ADMIN)

@@ -214,9 +214,76 @@ class AccessSettings(_Section):
 
 
 class JobsSettings(_Section):
-    """Scheduled jobs: retention purge, audits, reports (owned by the jobs area)."""
+    """Scheduled jobs: retention purge, audits, reports (owned by the jobs area; docs/audits.md).
+
+    Each `*_cron` is a five-field crontab line ("min hour day month weekday") in `timezone`;
+    an empty string disables that job.
+    """
 
     enabled: bool = Field(True, description="Run scheduled jobs inside `solace serve`.")
+    timezone: str = Field("UTC", description="Time zone of the cron schedules (IANA name).")
+    log_conversations_cron: str = Field(
+        "*/15 * * * *", description="Snapshot reviewable conversations into the audit store."
+    )
+    judge_cron: str = Field("30 2 * * *", description="LLM-judge a sample of new conversations.")
+    toxicity_cron: str = Field("*/30 * * * *", description="Score new turns for toxicity.")
+    retention_cron: str = Field("15 3 * * *", description="Purge data past its retention.")
+    report_daily_cron: str = Field("0 6 * * *", description="Write the daily moderator report.")
+    report_weekly_cron: str = Field("5 6 * * 1", description="Write the weekly moderator report.")
+    misfire_grace_seconds: int = Field(
+        3600, ge=1, description="A run missed by less than this still runs (once, coalesced)."
+    )
+    retry_max: int = Field(3, ge=0, le=10, description="Retries of a failed run, with backoff.")
+    retry_base_seconds: float = Field(
+        60.0, gt=0, description="First retry delay; doubles per failure (capped at 1 hour)."
+    )
+    lease_seconds: int = Field(
+        3600, ge=60, description="A run holds its job's lock at most this long (crash recovery)."
+    )
+    overlap_seconds: float = Field(
+        300.0, ge=0, description="Cursors re-read this much before their mark (late commits)."
+    )
+    audit_retention_days: int | None = Field(
+        None, ge=1, description="Audit rows kept this long; empty (and at most) memory's days."
+    )
+    judge_sample: int = Field(20, ge=0, description="Conversations judged per run (0 = none).")
+    judge_strata: int = Field(3, ge=1, le=10, description="Length strata for the sample.")
+    judge_base_url: str | None = Field(
+        None, description="Judge endpoint (OpenAI-compatible); empty = api.openai.com."
+    )
+    judge_model: str = Field("gpt-4o", description="Judge model name (stored with each score).")
+    judge_api_key_env: str = Field(
+        "OPENAI_API_KEY", description="Environment variable holding the judge's API key."
+    )
+    judge_samples: int = Field(1, ge=1, le=20, description="Judgements per conversation.")
+    judge_budget_usd: float = Field(1.0, ge=0, description="Cost cap of one judge run (USD).")
+    judge_max_turns: int = Field(
+        40, ge=2, description="Only the newest turns of a long conversation are judged."
+    )
+    toxicity_scorer: Literal["lexicon", "detoxify", "perspective"] = Field(
+        "lexicon",
+        description="lexicon/detoxify run here and score every new turn; perspective is remote "
+        "and scores only reviewable (audit-store, redacted) turns.",
+    )
+    toxicity_lexicon_path: Path | None = Field(None, description="Own lexicon JSON.")
+    toxicity_detoxify_checkpoint: Path | None = Field(None, description="Local Detoxify .ckpt.")
+    toxicity_threshold: float = Field(
+        0.5, gt=0, le=1, description="A score above this raises a moderator event."
+    )
+    report_dir: Path | None = Field(
+        None, description="Where reports go; empty = a `reports` folder beside the database."
+    )
+    report_max_flagged: int = Field(50, ge=0, description="Flagged conversations listed.")
+    report_excerpt_turns: int = Field(6, ge=1, description="Turns shown per flagged excerpt.")
+    report_telegram_chat_id: str | None = Field(
+        None, description="Moderator Telegram chat for the report (uses SOLACE_TELEGRAM_TOKEN)."
+    )
+    report_discord_channel_id: str | None = Field(
+        None, description="Moderator Discord channel for the report (SOLACE_DISCORD_TOKEN)."
+    )
+    report_post_html: bool = Field(
+        True, description="Attach the HTML report when posting (else the summary only)."
+    )
 
 
 class BackupSettings(_Section):

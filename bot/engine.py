@@ -352,6 +352,17 @@ class Engine:
             self.memory.set_country(key, platform, code.upper() or None)
         return texts.COUNTRY_SET.format(country=code.upper()) if code else texts.COUNTRY_CLEARED
 
+    async def set_review(self, platform: str, user_id: str, choice: str | None) -> str:
+        """`/review on|off`: consent to moderator review (default off); no argument = status."""
+        choice = (choice or "").strip().lower()
+        key = self.memory.pseudonym(platform, user_id)
+        async with self._single_flight(key):
+            if choice not in ("on", "off"):
+                state = "on" if self.memory.review_consent(key) else "off"
+                return texts.REVIEW_STATUS.format(state=state)
+            self.memory.set_review_consent(key, platform, choice == "on")
+        return texts.REVIEW_ON if choice == "on" else texts.REVIEW_OFF
+
     async def handle_command(self, msg: IncomingMessage) -> str | None:
         """Answer /reset, /forget, /privacy, /help, /start, /country; None if not a command.
 
@@ -367,6 +378,8 @@ class Engine:
             return await self.forget(msg.platform, msg.user_id)
         if name == "country":
             return await self.set_country(msg.platform, msg.user_id, argument)
+        if name == "review":
+            return await self.set_review(msg.platform, msg.user_id, argument)
         simple = {"privacy": self.privacy_text, "help": self.help_text, "start": self.welcome_text}
         return simple[name]() if name in simple else texts.UNKNOWN_COMMAND
 

@@ -88,6 +88,62 @@ def m001_initial(db: Database) -> None:
     db.table("events").create_index(["created_at"])
 
 
+@migrations()
+def m002_audits(db: Database) -> None:
+    """Review consent, the audit store, and scheduled-job state (docs/audits.md)."""
+    db.table("users").add_column("review_consent_at", float)
+    db.table("audit_conversations").create(
+        {"conversation_id": str, "user_key": str, "platform": str, "basis": str,
+         "first_at": float, "last_at": float, "turns": int, "chars": int, "snapshot_at": float},
+        pk="conversation_id", not_null={"user_key", "basis"},
+    )  # fmt: skip
+    db.table("audit_turns").create(
+        {"id": int, "user_key": str, "conversation_id": str, "turn_id": int, "role": str,
+         "text": str, "redactions": int, "flagged": int, "created_at": float,
+         "snapshot_at": float},
+        pk="id", not_null={"user_key", "conversation_id", "turn_id", "created_at"},
+    )  # fmt: skip
+    db.table("audit_toxicity").create(
+        {"id": int, "user_key": str, "conversation_id": str, "turn_id": int, "role": str,
+         "created_at": float, "scorer": str, "toxicity": float, "severe_toxicity": float,
+         "identity_attack": float, "insult": float, "profanity": float, "threat": float,
+         "max_attribute": str, "max_score": float, "scored_at": float},
+        pk="id", not_null={"user_key", "turn_id", "created_at"},
+    )  # fmt: skip
+    db.table("audit_judgements").create(
+        {"id": int, "user_key": str, "conversation_id": str, "judge_model": str,
+         "judged_at": float, "turns": int, "stratum": int, "samples": int, "errors": int,
+         "engagement": float, "comforting": float, "appropriateness": float,
+         "suggestion": float, "engagement_std": float, "comforting_std": float,
+         "appropriateness_std": float, "suggestion_std": float},
+        pk="id", not_null={"user_key", "conversation_id", "judged_at"},
+    )  # fmt: skip
+    db.table("job_state").create(
+        {"job": str, "last_success_at": float, "last_started_at": float, "cursor": str,
+         "failures": int, "last_error": str, "lease_owner": str, "lease_until": float},
+        pk="job",
+    )  # fmt: skip
+    db.table("job_runs").create(
+        {"id": int, "job": str, "started_at": float, "finished_at": float, "ok": int,
+         "items": int, "skipped": int, "detail": str, "error": str},
+        pk="id", not_null={"job", "started_at"},
+    )  # fmt: skip
+    for table, columns in (
+        ("audit_conversations", ["user_key"]), ("audit_conversations", ["snapshot_at"]),
+        ("audit_turns", ["turn_id", "created_at"]), ("audit_turns", ["conversation_id"]),
+        ("audit_turns", ["user_key"]), ("audit_turns", ["created_at"]),
+        ("audit_toxicity", ["turn_id", "created_at"]), ("audit_toxicity", ["user_key"]),
+        ("audit_toxicity", ["created_at"]), ("audit_judgements", ["conversation_id"]),
+        ("audit_judgements", ["user_key"]), ("audit_judgements", ["judged_at"]),
+        ("job_runs", ["started_at"]),
+    ):  # fmt: skip
+        unique = columns == ["turn_id", "created_at"] or (
+            table == "audit_judgements" and columns == ["conversation_id"]
+        )
+        db.table(table).create_index(columns, unique=unique)
+    db.table("events").create_index(["kind", "conversation_id"])
+
+
 @dataclass(frozen=True, slots=True)
 class StoredTurn:
     """One stored utterance, as the context builder needs it."""
@@ -208,6 +264,42 @@ class MemoryStore:
         """Remember the user's country for localised crisis resources."""
         self.ensure_user(user_key, platform)
         self._write("UPDATE users SET country = ? WHERE user_key = ?", [country, user_key])
+
+    def set_review_consent(self, user_key: str, platform: str, on: bool) -> None:
+        """Record (`/review on`) or withdraw (`/review off`) consent to moderator review.
+
+        Withdrawing also deletes the person's consent-based audit copies (and their judge
+        scores); crisis-flagged conversations stay reviewable, as the notice says.
+        """
+        self.ensure_user(user_key, platform)
+        with self._atomic():
+            if on:  # turning it on again keeps the original time
+                self.db.execute(
+                    "UPDATE users SET review_consent_at = COALESCE(review_consent_at, ?) "
+                    "WHERE user_key = ?",
+                    [self._clock(), user_key],
+                )
+                return
+            self.db.execute(
+                "UPDATE users SET review_consent_at = NULL WHERE user_key = ?", [user_key]
+            )
+            consent_only = (
+                "SELECT conversation_id FROM audit_conversations "
+                "WHERE user_key = ? AND basis = 'consent'"
+            )
+            for table in ("audit_turns", "audit_judgements", "audit_conversations"):
+                self.db.execute(
+                    f"DELETE FROM {table} WHERE user_key = ? AND conversation_id IN "
+                    f"({consent_only})",
+                    [user_key, user_key],
+                )
+
+    def review_consent(self, user_key: str) -> bool:
+        """True when the person has turned `/review on`."""
+        row = self.db.execute(
+            "SELECT review_consent_at FROM users WHERE user_key = ?", [user_key]
+        ).fetchone()
+        return row is not None and row[0] is not None
 
     def add_turn(
         self,

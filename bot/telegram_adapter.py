@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 
 PLATFORM = "telegram"
 TOKEN_PATTERN = re.compile(r"^\d{3,20}:[A-Za-z0-9_-]{30,}$")
-COMMANDS = ("start", "help", "reset", "forget", "export", "privacy", "country", "stats")
+COMMANDS = ("start", "help", "reset", "forget", "export", "privacy", "country", "review", "stats")
 MENU = (
     ("start", "What Solace is, and how your data is handled"),
     ("help", "What I can do"),
@@ -41,6 +41,7 @@ MENU = (
     ("export", "Get a copy of your stored data"),
     ("privacy", "What is stored and for how long"),
     ("country", "Your country for local support services, e.g. /country GB"),
+    ("review", "Let moderators review our chats: /review on or off"),
 )
 FORGET_YES, FORGET_NO = "forget:yes", "forget:no"
 

@@ -11,6 +11,7 @@ COMMANDS_HELP = (
     "/export - get a copy of everything stored about you\n"
     "/privacy - what is stored, for how long, and who may see it\n"
     "/country XX - your country (two letters), so I can point to local support services\n"
+    "/review on|off - let trained moderators read our conversations to improve Solace (off)\n"
     "/help - this list"
 )
 
@@ -50,6 +51,17 @@ FORGET_DONE = (
 COUNTRY_SET = "Thanks - I'll show support services for {country} if you ever need them."
 COUNTRY_CLEARED = "Okay - I've cleared your country."
 COUNTRY_INVALID = "Please give a two-letter country code, like /country GB or /country US."
+REVIEW_ON = (
+    "Thank you. From now on, trained moderators may read our conversations (with emails, phone "
+    "numbers and links removed, and never your name or account id) to keep Solace safe and "
+    "helpful. /review off stops it at any time and deletes those copies."
+)
+REVIEW_OFF = (
+    "Okay - moderators won't read our conversations, and any copies made for review are "
+    "deleted. (A conversation where someone may be in danger can still be reviewed for "
+    "safety, as the privacy notice says.)"
+)
+REVIEW_STATUS = "Moderator review of our conversations is {state}. Use /review on or /review off."
 UNKNOWN_COMMAND = "I don't know that command. " + COMMANDS_HELP
 
 
