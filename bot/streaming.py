@@ -166,16 +166,15 @@ class StreamingReply:
         return len(self._handles)
 
     async def feed(self, delta: str) -> None:
-        """Add a chunk of reply text; flushes now or schedules a flush for later."""
+        """Add a chunk of reply text; shows it now if an edit is due, else schedules one."""
         self._pending += delta
         while text_length(self._pending) > self._limit:
             head, self._pending = split_once(self._pending, self._limit)
             self._sealed.append(head)
-        wait = self._last_flush + self._interval - self._clock()
-        if wait <= 0:
-            await self._flush()
-        elif self._timer is None:
-            self._timer = asyncio.create_task(self._flush_later(wait))
+        if self._due() <= 0 and await self._flush():
+            return
+        if self._timer is None:
+            self._timer = asyncio.create_task(self._flush_later())
 
     async def finish(self) -> list[str]:
         """Flush everything and return the texts of the messages as finally shown."""
@@ -185,20 +184,33 @@ class StreamingReply:
                 timer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await timer
-        await self._flush()
+        await self._flush(final=True)
         return list(self._shown)
 
-    async def _flush_later(self, delay_s: float) -> None:
-        await asyncio.sleep(delay_s)
-        self._timer_flushing = True
-        self._timer = None
+    def _due(self) -> float:
+        """Seconds until the next edit is allowed (<= 0: now)."""
+        return self._last_flush + self._interval - self._clock()
+
+    async def _flush_later(self) -> None:
+        """Show text that arrived too soon once the interval has passed (the model may pause)."""
         try:
-            await self._flush()
+            while True:
+                await asyncio.sleep(max(self._due(), 0.0))
+                self._timer_flushing = True
+                if await self._flush():
+                    return
+                self._timer_flushing = False
         finally:
             self._timer_flushing = False
+            if self._timer is asyncio.current_task():
+                self._timer = None
 
-    async def _flush(self) -> None:
+    async def _flush(self, *, final: bool = False) -> bool:
+        """Send/edit what changed; False (nothing done) when not final and an edit is not due."""
         async with self._lock:
+            if not final and self._due() > 0:
+                return False
+            changed = False
             # Sealed pieces never change, so filtering blanks keeps indexes stable.
             pieces = [p for p in (*self._sealed, self._pending.strip()) if p.strip()]
             for index, piece in enumerate(pieces):
@@ -206,10 +218,14 @@ class StreamingReply:
                     if self._shown[index] != piece:
                         await self._sink.edit(self._handles[index], piece)
                         self._shown[index] = piece
+                        changed = True
                 else:
                     self._handles.append(await self._sink.send(piece))
                     self._shown.append(piece)
-            self._last_flush = self._clock()
+                    changed = True
+            if changed:
+                self._last_flush = self._clock()
+            return True
 
 
 @contextlib.asynccontextmanager
