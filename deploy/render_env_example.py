@@ -115,6 +115,12 @@ def render() -> str:
         else:
             lines.append(f"# {SECRETS_NOTES.get(name, field.description or name)}")
             lines.append(f"# SOLACE_{name.upper()}=")
+    for section, model in sections:  # secrets other settings name, e.g. the judge's API key
+        for name, field in model.model_fields.items():
+            if name.endswith("_env") and isinstance(field.default, str):
+                setting = f"SOLACE_{section.upper()}__{name.upper()}"
+                lines.append(f"# Read by name through {setting} ({field.description})")
+                lines.append(f"# {field.default}=")
     for name, model in sections:
         lines.extend(section_lines(name, model))
     return "\n".join(lines) + "\n" + COMPOSE_VARIABLES

@@ -240,8 +240,25 @@ def test_compose_variables_are_documented(compose: dict[str, Any]) -> None:
     used = set(VAR_RE.findall(text.replace("$$", "")))
     listed = set(env_example())
     assert used - listed == set(), f"add to .env.example: {sorted(used - listed)}"
-    extra = {n for n in listed if not n.startswith("SOLACE_")}
+    extra = {n for n in listed if not n.startswith("SOLACE_")} - named_by_settings()
     assert extra - used == set(), f"not used by compose.yaml: {sorted(extra - used)}"
+
+
+def named_by_settings() -> set[str]:
+    """Variables a setting names (e.g. jobs.judge_api_key_env = "OPENAI_API_KEY")."""
+    names = set()
+    for field in Settings.model_fields.values():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            for name, sub in annotation.model_fields.items():
+                if name.endswith("_env") and isinstance(sub.default, str):
+                    names.add(sub.default)
+    return names
+
+
+def test_env_example_lists_variables_named_by_settings() -> None:
+    """A secret another setting points to by name (the judge's key) is listed too."""
+    assert named_by_settings() <= set(env_example())
 
 
 # --- Dockerfile -------------------------------------------------------------------------------
