@@ -121,10 +121,22 @@ def read_metadata(path: Path, prefix: str = "") -> dict[str, Any]:
     }
 
 
+def _raw_fields(path: Path, prefix: str) -> dict[str, bytes]:
+    """Fields under `prefix` as their raw bytes (fast exact comparison of 50k-token arrays)."""
+    from gguf import GGUFReader
+
+    reader = GGUFReader(str(path), "r")
+    return {
+        name: b"".join(part.tobytes() for part in field.parts)
+        for name, field in reader.fields.items()
+        if name.startswith(prefix)
+    }
+
+
 def tokenizer_differences(converted: Path, base: Path) -> list[str]:
     """Tokenizer keys (chat template aside) whose values differ between two GGUF files."""
-    a = read_metadata(converted, TOKENIZER_PREFIX)
-    b = read_metadata(base, TOKENIZER_PREFIX)
+    a = _raw_fields(converted, TOKENIZER_PREFIX)
+    b = _raw_fields(base, TOKENIZER_PREFIX)
     keys = (set(a) | set(b)) - {CHAT_TEMPLATE_KEY}
     return sorted(k for k in keys if a.get(k) != b.get(k))
 

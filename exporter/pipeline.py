@@ -69,16 +69,27 @@ class StepState:
             else:
                 echo("  (the output directory holds another run's or config's export: redoing)")
 
-    def done(self, name: str) -> dict[str, Any] | None:
-        """The record of a finished step whose outputs all still exist, else None."""
+    def done(self, name: str, key: str = "") -> dict[str, Any] | None:
+        """The record of a finished step (same `key`) whose outputs all exist, else None."""
         rec = self.data["steps"].get(name)
-        if rec and all((self.path.parent / o).exists() for o in rec.get("outputs", [])):
+        if (
+            rec
+            and rec.get("key", "") == key
+            and all((self.path.parent / o).exists() for o in rec.get("outputs", []))
+        ):
             return dict(rec)
         return None
 
-    def record(self, name: str, seconds: float, outputs: list[str], info: dict[str, Any]) -> None:
+    def record(
+        self, name: str, seconds: float, outputs: list[str], info: dict[str, Any], key: str = ""
+    ) -> None:
         """Mark a step finished and save."""
-        self.data["steps"][name] = {"seconds": round(seconds, 2), "outputs": outputs, **info}
+        self.data["steps"][name] = {
+            "seconds": round(seconds, 2),
+            "outputs": outputs,
+            "key": key,
+            **info,
+        }
         tmp = self.path.with_name(self.path.name + ".part")
         tmp.write_text(json.dumps(self.data, indent=2) + "\n", encoding="utf-8")
         tmp.replace(self.path)
@@ -88,14 +99,31 @@ class StepState:
         return {k: v.get("seconds", 0.0) for k, v in self.data["steps"].items()}
 
 
+# Config keys that change the files written; the other keys only change the verify step.
+ARTIFACT_KEYS = (
+    "adapter_only",
+    "outtype",
+    "adapter_outtype",
+    "merge_dtype",
+    "base_gguf",
+    "copy_base_tokenizer",
+)
+
+
 def fingerprint(run: RunManifest, cfg: ExportConfig) -> str:
-    """Identifies (run manifest, adapter weights, config): a change invalidates old steps."""
+    """Identifies (run manifest, adapter weights, artifact config): a change starts over."""
     h = hashlib.sha256()
     h.update((run.run_dir / "manifest.json").read_bytes())
     for p in sorted(run.adapter_dir.glob("adapter_model.*")):
         h.update(f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}".encode())
-    h.update(cfg.model_dump_json().encode())
+    h.update(json.dumps(cfg.model_dump(mode="json", include=set(ARTIFACT_KEYS))).encode())
     return h.hexdigest()[:16]
+
+
+def verify_key(cfg: ExportConfig) -> str:
+    """Identifies the verification settings: a change reruns only the verify step."""
+    data = cfg.model_dump(mode="json", exclude=set(ARTIFACT_KEYS))
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def resolve_base_gguf(run: RunManifest, cfg: ExportConfig) -> tuple[Path | None, str | None]:
@@ -268,14 +296,15 @@ def run_export(run: RunManifest, cfg: ExportConfig, out_dir: Path, echo: Echo = 
     steps = build_steps(plan)
     total = len(steps) + 1
     for i, (name, fn) in enumerate(steps, start=1):
-        if state.done(name):
+        key = verify_key(cfg) if name == "verify" else ""
+        if state.done(name, key):
             echo(f"[{i}/{total}] {name}: already done, skipped")
             continue
         echo(f"[{i}/{total}] {name} ...")
         start = time.perf_counter()
         outputs, info = fn()
         seconds = time.perf_counter() - start
-        state.record(name, seconds, outputs, info)
+        state.record(name, seconds, outputs, info, key)
         echo(f"[{i}/{total}] {name}: done in {seconds:.1f} s")
     echo(f"[{total}/{total}] model card and manifest ...")
     manifest = write_outputs(plan, state.data["steps"])

@@ -374,10 +374,11 @@ def check_target(
             f"tokenization differs from the HF tokenizer on {len(bad)} of "
             f"{len(eval_set.texts)} texts (first: text #{bad[0]})"
         )
-    if not math.isfinite(row.ppl) or row.ppl_increase > row.bound:
+    # Two-sided: a GGUF that is "better" than the model it was converted from is not that model.
+    if not math.isfinite(row.ppl) or abs(row.ppl_increase) > row.bound:
         row.failures.append(
             f"perplexity {row.ppl:.4g} vs HF {ref.row.ppl:.4g} "
-            f"({row.ppl_increase:+.2%} > allowed +{row.bound:.0%})"
+            f"({row.ppl_increase:+.2%}, allowed ±{row.bound:.1%})"
         )
     agree = row.greedy_agreement
     if target.kind in GREEDY_GATED_KINDS and agree is not None and agree < cfg.min_greedy_agreement:
