@@ -22,6 +22,7 @@ LAZY_COMMANDS: dict[str, str] = {
     "eval": "evaluation.cli:eval_group",
     "safety": "bot.safety_cli:safety",
     "export": "exporter.cli:export",
+    "audit": "bot.audit_cli:audit",
     "health": "bot.ops_cli:health",
     "backup": "bot.ops_cli:backup",
     "restore": "bot.ops_cli:restore",
