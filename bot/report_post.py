@@ -11,8 +11,6 @@ from __future__ import annotations
 import io
 import logging
 from pathlib import Path
-from typing import Any
-
 from bot.config import Settings
 
 logger = logging.getLogger(__name__)
@@ -48,7 +46,7 @@ async def post_discord(settings: Settings, channel_id: str, text: str, html: Pat
     client = discord.Client(intents=discord.Intents.none())
     try:
         await client.login(discord_token(settings))
-        channel: Any = await client.fetch_channel(int(channel_id))
+        channel = client.get_partial_messageable(int(channel_id))  # no gateway, no fetch
         files = [discord.File(io.BytesIO(html.read_bytes()), filename=html.name)] if html else []
         await channel.send(
             text[:DISCORD_CONTENT_CHARS],
