@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from bot import chat_commands as cc
 from bot.config import Settings
 from bot.errors import ConfigError
-from bot.streaming import StreamingReply, keep_typing
+from bot.streaming import KeyedLocks, StreamingReply, keep_typing
 from bot.types import IncomingMessage
 
 if TYPE_CHECKING:
@@ -93,6 +93,7 @@ class DiscordHandlers:
     engine: Any
     settings: Settings
     gate: cc.Gate
+    order: KeyedLocks
     user: Any  # the bot's own ClientUser, set by discord.py on login
 
     def _private(self, message: discord.Message) -> bool:
@@ -141,12 +142,14 @@ class DiscordHandlers:
             if refusal and (self._private(message) or refusal != cc.NOT_ALLOWED):
                 await message.channel.send(refusal)
             return
-        if parsed is not None:
-            await self._command(message, uid, parsed[0], parsed[1])
-        elif text or message.content.strip():  # a bare mention gets the engine's "I'm here"
-            await self._stream(message, uid, text)
-        else:  # stickers, images, voice messages, files, polls…
-            await message.channel.send(cc.NON_TEXT_REPLY)
+        # One person's replies in the order of their messages (sending runs in the background).
+        async with self.order.hold(f"{message.channel.id}:{uid}"):
+            if parsed is not None:
+                await self._command(message, uid, parsed[0], parsed[1])
+            elif text or message.content.strip():  # a bare mention gets the engine's "I'm here"
+                await self._stream(message, uid, text)
+            else:  # stickers, images, voice messages, files, polls…
+                await message.channel.send(cc.NON_TEXT_REPLY)
 
     async def _command(
         self, message: discord.Message, uid: str, name: str, args: list[str]
@@ -179,11 +182,13 @@ class DiscordHandlers:
             limit=ds.max_message_chars,
             edit_interval_s=ds.edit_interval_seconds,
         )
-        async with keep_typing(lambda: message.channel.typing(), ds.typing_interval_seconds):
-            # aclosing: a failed send ends the engine's turn now and frees the user's slot.
-            async with contextlib.aclosing(self.engine.respond(incoming)) as stream:
-                async for delta in stream:
-                    await reply.feed(delta)
+        # aclosing: a failed send ends the engine's turn now and frees the user's slot.
+        async with (
+            keep_typing(lambda: message.channel.typing(), ds.typing_interval_seconds),
+            contextlib.aclosing(self.engine.respond(incoming)) as stream,
+        ):
+            async for delta in stream:
+                await reply.feed(delta)
         if not await reply.finish():  # nothing visible came back: never go silent
             await message.channel.send(cc.FALLBACK)
 
@@ -223,4 +228,5 @@ def build_client(engine: Any, settings: Settings, gate: cc.Gate | None = None) -
     client.engine = engine
     client.settings = settings
     client.gate = gate or cc.Gate(settings.access)
+    client.order = KeyedLocks()
     return client

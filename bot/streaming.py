@@ -28,6 +28,8 @@ DISCORD_MAX_CHARS = 2000
 # Grapheme clusters are looked for in a window this far past the limit, so that a cluster that
 # straddles the limit is seen whole.
 CLUSTER_LOOKAHEAD_CHARS = 64
+# How long a reply waits for a typing indicator already in flight when generation ends.
+TYPING_STOP_TIMEOUT_SECONDS = 2.0
 _GRAPHEME = regex.compile(r"\X")
 
 
@@ -129,9 +131,11 @@ class ReplySink(Protocol):
 class StreamingReply:
     """Shows a streamed reply as a message edited in place, split at the platform's limit.
 
-    Feed it deltas with `feed`, then call `finish`. Network calls are made one at a time, never
-    cancelled half-way (a cancelled send could otherwise be repeated), and the edits of one
-    reply are spaced at least `edit_interval_s` apart; the final state is always flushed.
+    Feed it deltas with `feed`, then call `finish`. `feed` never waits for the network: a
+    background task sends and edits, at most once per `edit_interval_s`, so the model (and its
+    lock) is never held up by a slow platform. Network calls are made one at a time and never
+    cancelled half-way (a cancelled send could be repeated); `finish` flushes the final state
+    and re-raises any send failure.
     """
 
     def __init__(
@@ -151,9 +155,10 @@ class StreamingReply:
         self._handles: list[Any] = []  # one per message sent so far
         self._shown: list[str] = []  # what each sent message currently shows
         self._last_flush = float("-inf")
-        self._lock = asyncio.Lock()
-        self._timer: asyncio.Task[None] | None = None
-        self._timer_flushing = False
+        self._wakeup = asyncio.Event()
+        self._pump: asyncio.Task[None] | None = None
+        self._flushing = False
+        self._closing = False
 
     @property
     def text(self) -> str:
@@ -166,66 +171,70 @@ class StreamingReply:
         return len(self._handles)
 
     async def feed(self, delta: str) -> None:
-        """Add a chunk of reply text; shows it now if an edit is due, else schedules one."""
+        """Add a chunk of reply text (shown by the background task when an edit is due)."""
+        if self._pump is not None and self._pump.done():
+            self._pump.result()  # a send failed: stop the stream now
         self._pending += delta
         while text_length(self._pending) > self._limit:
             head, self._pending = split_once(self._pending, self._limit)
             self._sealed.append(head)
-        if self._due() <= 0 and await self._flush():
-            return
-        if self._timer is None:
-            self._timer = asyncio.create_task(self._flush_later())
+        if self._pump is None:
+            self._pump = asyncio.create_task(self._run_pump())
+        self._wakeup.set()
 
     async def finish(self) -> list[str]:
         """Flush everything and return the texts of the messages as finally shown."""
-        timer, self._timer = self._timer, None
-        if timer is not None:
-            if not self._timer_flushing:  # still waiting: safe to cancel, nothing in flight
-                timer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await timer
-        await self._flush(final=True)
+        pump, self._pump = self._pump, None
+        self._closing = True
+        if pump is not None:
+            if not self._flushing:  # waiting: safe to cancel, nothing in flight
+                pump.cancel()
+            try:
+                await pump
+            except asyncio.CancelledError:
+                if not pump.cancelled():
+                    raise  # it is us who is being cancelled
+        await self._flush()
         return list(self._shown)
 
     def _due(self) -> float:
         """Seconds until the next edit is allowed (<= 0: now)."""
         return self._last_flush + self._interval - self._clock()
 
-    async def _flush_later(self) -> None:
-        """Show text that arrived too soon once the interval has passed (the model may pause)."""
-        try:
-            while True:
-                await asyncio.sleep(max(self._due(), 0.0))
-                self._timer_flushing = True
-                if await self._flush():
-                    return
-                self._timer_flushing = False
-        finally:
-            self._timer_flushing = False
-            if self._timer is asyncio.current_task():
-                self._timer = None
+    async def _run_pump(self) -> None:
+        """Show new text whenever some arrived and an edit is due."""
+        while True:
+            await self._wakeup.wait()
+            while (delay := self._due()) > 0:
+                self._wakeup.clear()  # woken early by new text: re-check the clock
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wakeup.wait(), delay)
+            self._wakeup.clear()
+            self._flushing = True
+            try:
+                await self._flush()
+            finally:
+                self._flushing = False
+            if self._closing:  # finish() is waiting for this flush, then flushes the rest
+                return
 
-    async def _flush(self, *, final: bool = False) -> bool:
-        """Send/edit what changed; False (nothing done) when not final and an edit is not due."""
-        async with self._lock:
-            if not final and self._due() > 0:
-                return False
-            changed = False
-            # Sealed pieces never change, so filtering blanks keeps indexes stable.
-            pieces = [p for p in (*self._sealed, self._pending.strip()) if p.strip()]
-            for index, piece in enumerate(pieces):
-                if index < len(self._handles):
-                    if self._shown[index] != piece:
-                        await self._sink.edit(self._handles[index], piece)
-                        self._shown[index] = piece
-                        changed = True
-                else:
-                    self._handles.append(await self._sink.send(piece))
-                    self._shown.append(piece)
+    async def _flush(self) -> None:
+        """Send or edit whatever changed since the last flush."""
+        changed = False
+        # Sealed pieces never change, so filtering blanks keeps indexes stable.
+        pieces = [p for p in (*self._sealed, self._pending.strip()) if p.strip()]
+        for index, piece in enumerate(pieces):
+            if index < len(self._handles):
+                if self._shown[index] != piece:
+                    await self._sink.edit(self._handles[index], piece)
+                    self._shown[index] = piece
                     changed = True
-            if changed:
-                self._last_flush = self._clock()
-            return True
+            else:
+                self._handles.append(await self._sink.send(piece))
+                self._shown.append(piece)
+                changed = True
+        if changed:
+            self._last_flush = self._clock()
 
 
 @contextlib.asynccontextmanager
@@ -234,23 +243,58 @@ async def keep_typing(
 ) -> AsyncIterator[None]:
     """Call `send_action` now and every `interval_s` seconds until the block exits.
 
-    A failing indicator is logged (type only) and otherwise ignored: it must never stop a reply.
+    On exit an indicator already on its way is allowed to finish (up to
+    `TYPING_STOP_TIMEOUT_SECONDS`) rather than cut off, so it cannot land after the reply and
+    show "typing…" again. A failing indicator is logged (type only) and otherwise ignored.
     """
+    stop = asyncio.Event()
 
     async def loop() -> None:
-        while True:
+        while not stop.is_set():
             try:
                 await send_action()
-            except asyncio.CancelledError:
-                raise
             except Exception as exc:  # boundary: typing is cosmetic
                 logger.warning("typing indicator failed: %s", type(exc).__name__)
-            await asyncio.sleep(interval_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), interval_s)
 
     task = asyncio.create_task(loop())
     try:
         yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        stop.set()
+        done, _ = await asyncio.wait({task}, timeout=TYPING_STOP_TIMEOUT_SECONDS)
+        if not done:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+class KeyedLocks:
+    """One FIFO `asyncio.Lock` per key (e.g. chat + user), dropped when nobody needs it.
+
+    Adapters hold it around a whole reply so one person's replies appear in the order of their
+    messages even though sending runs in the background: taking an uncontended lock does not
+    suspend, so handlers queue in the order their updates arrived.
+    """
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    def __len__(self) -> int:
+        return len(self._locks)
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        """Hold the lock for `key` for the duration of the block."""
+        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users <= 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)

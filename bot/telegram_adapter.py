@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from bot import chat_commands as cc
 from bot.config import Settings
 from bot.errors import ConfigError
-from bot.streaming import StreamingReply, keep_typing
+from bot.streaming import KeyedLocks, StreamingReply, keep_typing
 from bot.types import IncomingMessage
 
 if TYPE_CHECKING:
@@ -103,6 +103,7 @@ class TelegramHandlers:
         self.engine = engine
         self.settings = settings
         self.gate = gate or cc.Gate(settings.access)
+        self.order = KeyedLocks()  # one person's replies in the order of their messages
 
     async def check_access(self, update: Update, context: Context) -> None:
         """Stop updates from blocked or not-allowed users before any other handler."""
@@ -157,7 +158,8 @@ class TelegramHandlers:
         incoming = IncomingMessage(
             PLATFORM, str(user.id), text, user.language_code, str(message.chat_id)
         )
-        await self._stream(message, incoming)
+        async with self.order.hold(f"{message.chat_id}:{user.id}"):
+            await self._stream(message, incoming)
 
     async def _stream(self, message: Message, incoming: IncomingMessage) -> None:
         from telegram.constants import ChatAction
@@ -169,15 +171,17 @@ class TelegramHandlers:
             edit_interval_s=tg.edit_interval_seconds,
         )
         bot = message.get_bot()
-        async with keep_typing(
-            lambda: bot.send_chat_action(message.chat_id, ChatAction.TYPING),
-            tg.typing_interval_seconds,
+        # aclosing: if sending fails, the engine's turn ends now (storing what was shown and
+        # freeing the user's slot) instead of whenever the generator is collected.
+        async with (
+            keep_typing(
+                lambda: bot.send_chat_action(message.chat_id, ChatAction.TYPING),
+                tg.typing_interval_seconds,
+            ),
+            contextlib.aclosing(self.engine.respond(incoming)) as stream,
         ):
-            # aclosing: if sending fails, the engine's turn ends now (storing what was shown
-            # and freeing the user's slot) instead of whenever the generator is collected.
-            async with contextlib.aclosing(self.engine.respond(incoming)) as stream:
-                async for delta in stream:
-                    await reply.feed(delta)
+            async for delta in stream:
+                await reply.feed(delta)
         shown = await reply.finish()
         if not shown:  # the engine yielded nothing visible: never leave a person unanswered
             await message.reply_text(cc.FALLBACK)
@@ -196,8 +200,6 @@ class TelegramHandlers:
 
     async def on_command(self, update: Update, context: Context) -> None:
         """Run /start, /help, /reset, /forget, /export, /privacy, /country or /stats."""
-        from telegram import InlineKeyboardButton, InlineKeyboardMarkup, InputFile
-
         message, user = update.message, update.effective_user
         if message is None or user is None or not message.text:
             return
@@ -205,15 +207,21 @@ class TelegramHandlers:
         if parsed is None:
             return
         uid = str(user.id)
-        result = await cc.run_command(
-            self.engine,
-            parsed[0],
-            parsed[1],
-            platform=PLATFORM,
-            user_id=uid,
-            private=message.chat.type == "private",
-            admin=self.gate.policy.admin(PLATFORM, uid),
-        )
+        async with self.order.hold(f"{message.chat_id}:{uid}"):
+            result = await cc.run_command(
+                self.engine,
+                parsed[0],
+                parsed[1],
+                platform=PLATFORM,
+                user_id=uid,
+                private=message.chat.type == "private",
+                admin=self.gate.policy.admin(PLATFORM, uid),
+            )
+            await self._show(message, result)
+
+    async def _show(self, message: Message, result: cc.CommandReply) -> None:
+        from telegram import InlineKeyboardButton, InlineKeyboardMarkup, InputFile
+
         if result.attachment is not None:
             name, data = result.attachment
             await message.reply_document(InputFile(data, filename=name), caption=result.text)

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 import regex
-from hypothesis import assume, given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from bot.ratelimit import RateLimiter
@@ -29,6 +29,20 @@ ACCENT = "e\u0301"  # é as e + combining acute
 def clusters(text: str) -> list[str]:
     """Visible grapheme clusters of `text`."""
     return [c for c in regex.findall(r"\X", text) if not c.isspace()]
+
+
+def words(text: str) -> list[str]:
+    """Runs of visible grapheme clusters. Unlike str.split, a space that carries a combining
+    mark (" \u0301") is a visible cluster, not a separator."""
+    runs, current = [], ""
+    for cluster in regex.findall(r"\X", text):
+        if cluster.isspace():
+            if current:
+                runs.append(current)
+            current = ""
+        else:
+            current += cluster
+    return [*runs, current] if current else runs
 
 
 def test_text_length_counts_utf16_units() -> None:
@@ -81,7 +95,8 @@ TEXT_ALPHABET = st.sampled_from(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=500, deadline=None)
+@example(parts=["a", " ", "\u0301", FAMILY, " b"], limit=12)  # a space carrying a combining mark
 @given(parts=st.lists(TEXT_ALPHABET, max_size=200), limit=st.integers(min_value=12, max_value=60))
 def test_split_properties(parts: list[str], limit: int) -> None:
     text = "".join(parts)
@@ -91,8 +106,8 @@ def test_split_properties(parts: list[str], limit: int) -> None:
     # Nothing visible is lost, duplicated or cut inside a grapheme cluster.
     assert [c for p in pieces for c in clusters(p)] == clusters(text)
     # Words that fit the limit are never broken.
-    if all(text_length(w) <= limit for w in text.split()):
-        assert [w for p in pieces for w in p.split()] == text.split()
+    if all(text_length(w) <= limit for w in words(text)):
+        assert [w for p in pieces for w in words(p)] == words(text)
 
 
 def test_split_rejects_a_silly_limit() -> None:
@@ -126,11 +141,20 @@ class FakeClock:
         return self.now
 
 
+async def settle() -> None:
+    """Let the reply's background task run until it waits again."""
+    for _ in range(10):
+        await asyncio.sleep(0)
+
+
 async def test_edits_are_throttled_to_the_interval() -> None:
     sink, clock = RecordingSink(), FakeClock()
     reply = StreamingReply(sink, limit=4096, edit_interval_s=60.0, clock=clock)
-    for word in ["Hello"] + [" there"] * 100:
-        await reply.feed(word)
+    await reply.feed("Hello")
+    await settle()
+    for _ in range(100):
+        await reply.feed(" there")
+        await settle()
     assert [op[0] for op in sink.ops] == ["send"]  # the clock did not move: no edit yet
     shown = await reply.finish()
     assert [op[0] for op in sink.ops] == ["send", "edit"]
@@ -142,6 +166,7 @@ async def test_one_edit_per_elapsed_interval() -> None:
     reply = StreamingReply(sink, limit=4096, edit_interval_s=1.0, clock=clock)
     for index in range(10):
         await reply.feed(f" w{index}")
+        await settle()
         clock.now += 0.5  # two deltas per interval
     await reply.finish()
     kinds = [op[0] for op in sink.ops]
@@ -150,12 +175,45 @@ async def test_one_edit_per_elapsed_interval() -> None:
     assert sink.messages == ["w0 w1 w2 w3 w4 w5 w6 w7 w8 w9"]
 
 
+async def test_feed_never_waits_for_the_network() -> None:
+    gate = asyncio.Event()
+
+    class SlowSink(RecordingSink):
+        async def send(self, text: str) -> int:
+            await gate.wait()  # a platform that takes its time
+            return await super().send(text)
+
+    sink = SlowSink()
+    reply = StreamingReply(sink, limit=4096, edit_interval_s=0.0)
+    await reply.feed("one")
+    await settle()
+    for word in (" two", " three"):
+        await reply.feed(word)  # returns although the send is still in flight
+    assert sink.ops == []
+    gate.set()
+    assert await reply.finish() == ["one two three"]
+    assert [op[0] for op in sink.ops] == ["send", "edit"]  # the in-flight send was not repeated
+
+
+async def test_a_failed_send_surfaces() -> None:
+    class BrokenSink(RecordingSink):
+        async def send(self, text: str) -> int:
+            raise ConnectionError("platform down")
+
+    reply = StreamingReply(BrokenSink(), limit=4096, edit_interval_s=0.0)
+    await reply.feed("hello")
+    await settle()
+    with pytest.raises(ConnectionError):
+        await reply.feed(" again")  # the stream stops instead of generating for nobody
+
+
 async def test_stream_splits_into_several_messages() -> None:
     sink, clock = RecordingSink(), FakeClock()
     reply = StreamingReply(sink, limit=50, edit_interval_s=1.0, clock=clock)
     words = [f"{FLAG}word{i}" for i in range(60)]
     for word in words:
         await reply.feed(" " + word)
+        await settle()
         clock.now += 0.3
     shown = await reply.finish()
     assert shown == sink.messages
@@ -168,9 +226,11 @@ async def test_delayed_flush_shows_text_when_the_model_pauses() -> None:
     sink = RecordingSink()
     reply = StreamingReply(sink, limit=4096, edit_interval_s=0.05)
     await reply.feed("first")
-    await reply.feed(" second")  # too soon: scheduled, not sent
+    await settle()
+    await reply.feed(" second")  # too soon: waits for the interval
+    await settle()
     assert sink.messages == ["first"]
-    await asyncio.sleep(0.3)  # the model is silent; the scheduled flush runs
+    await asyncio.sleep(0.3)  # the model is silent; the pending text is shown anyway
     assert sink.messages == ["first second"]
     await reply.finish()
     assert [op[0] for op in sink.ops] == ["send", "edit"]
