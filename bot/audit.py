@@ -75,6 +75,7 @@ class AuditDB:
             )
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA secure_delete = ON")
+            conn.execute("PRAGMA synchronous = NORMAL")  # per connection; safe with WAL
             conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
         except sqlite3.DatabaseError as exc:
             raise StorageError(f"cannot open {path} for the audit jobs: {exc}") from exc

@@ -23,7 +23,7 @@ from bot.config import Settings
 logger = logging.getLogger(__name__)
 
 SECONDS_PER_DAY = 86_400
-BATCH_ROWS = 500
+BATCH_ROWS = 200  # rows per write transaction: a chat's write waits at most one small batch
 TOXICITY_ATTRIBUTES = (
     "toxicity", "severe_toxicity", "identity_attack", "insult", "profanity", "threat",
 )  # fmt: skip
@@ -42,21 +42,36 @@ NEW_TURNS = (
     "t.created_at, u.review_consent_at AS consent_at, "
     f"t.conversation_id IN ({CRISIS_CONVERSATIONS}) AS crisis "
     "FROM turns t LEFT JOIN users u ON u.user_key = t.user_key "
-    "WHERE (t.created_at > ? OR (t.created_at = ? AND t.id > ?)) "
+    "WHERE t.created_at >= ? AND (t.created_at > ? OR t.id > ?) "
     "ORDER BY t.created_at, t.id LIMIT ?"
+)
+# Re-checked inside the write transaction: the turn still exists and is still reviewable, so a
+# /forget or /review off that lands between the read and the write leaves nothing behind.
+STILL_REVIEWABLE = (
+    "SELECT 1 FROM turns t LEFT JOIN users u ON u.user_key = t.user_key "
+    "WHERE t.id = ? AND t.created_at = ? AND (t.conversation_id IN "
+    f"({CRISIS_CONVERSATIONS}) OR (u.review_consent_at IS NOT NULL AND "
+    "t.created_at >= u.review_consent_at))"
 )
 
 
-def _copy_turns(conn: sqlite3.Connection, rows: Sequence[sqlite3.Row], now: float) -> set[str]:
-    """Insert redacted copies (duplicates ignored); returns conversations that gained turns."""
+def _redacted(rows: Sequence[sqlite3.Row]) -> list[tuple[sqlite3.Row, str, int]]:
+    """Redact outside any transaction (the CPU work), so the write lock is held briefly."""
+    return [(r, *redact(r["text"] or "")) for r in rows]
+
+
+def _copy_turns(
+    conn: sqlite3.Connection, copies: Sequence[tuple[sqlite3.Row, str, int]], now: float
+) -> set[str]:
+    """Insert redacted copies still reviewable (duplicates ignored); returns touched ids."""
     touched: set[str] = set()
-    for r in rows:
-        text, count = redact(r["text"] or "")
+    for r, text, count in copies:
         inserted = conn.execute(
             "INSERT OR IGNORE INTO audit_turns (user_key, conversation_id, turn_id, role, text, "
-            "redactions, flagged, created_at, snapshot_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "redactions, flagged, created_at, snapshot_at) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ? "
+            f"WHERE EXISTS ({STILL_REVIEWABLE})",
             [r["user_key"], r["conversation_id"], r["id"], r["role"], text, count,
-             r["flagged"] or 0, r["created_at"], now],
+             r["flagged"] or 0, r["created_at"], now, r["id"], r["created_at"]],
         ).rowcount  # fmt: skip
         if inserted:
             touched.add(r["conversation_id"])
@@ -93,21 +108,19 @@ def _eligible(row: sqlite3.Row) -> bool:
 def snapshot_conversations(adb: AuditDB, settings: Settings, now: float) -> JobResult:
     """Copy reviewable turns written since the last run into the audit store (redacted).
 
-    Each page is read and written inside one write transaction, so a `/forget` or
-    `/review off` on the engine's connection happens wholly before or wholly after it.
+    Pages are read and redacted outside any transaction; the write re-checks each turn, so a
+    `/forget` or `/review off` on the engine's connection is never undone by a copy.
     """
     job = "log-conversations"
     since = _cursor(adb, job).get("since", 0.0)
     result = JobResult(detail={"turns_seen": 0, "skipped_reason": "no review consent"})
     result.detail["crisis_backfill"] = _backfill_crisis(adb, since, now, settings)
     mark = (since - settings.jobs.overlap_seconds if since else 0.0, -1)
-    while True:
+    while rows := _page(adb.conn, NEW_TURNS, mark):
+        keep = [r for r in rows if _eligible(r)]
+        copies = _redacted(keep)
         with adb.write() as conn:
-            rows = _page(conn, NEW_TURNS, mark)
-            if not rows:
-                break
-            keep = [r for r in rows if _eligible(r)]
-            touched = _copy_turns(conn, keep, now)
+            touched = _copy_turns(conn, copies, now)
             owners = {r["conversation_id"]: (r["user_key"], r["platform"]) for r in keep}
             _refresh_conversations(conn, touched, owners, now)
             mark = (rows[-1]["created_at"], rows[-1]["id"])
@@ -124,25 +137,23 @@ def snapshot_conversations(adb: AuditDB, settings: Settings, now: float) -> JobR
 def _backfill_crisis(adb: AuditDB, since: float, now: float, settings: Settings) -> int:
     """Copy whole conversations that got a crisis event since the mark (earlier turns too)."""
     scan_from = since - settings.jobs.overlap_seconds if since else 0.0
-    ids = [
-        r[0]
-        for r in adb.query(
-            "SELECT DISTINCT conversation_id FROM events WHERE kind = 'crisis' "
-            "AND conversation_id IS NOT NULL AND created_at >= ?",
-            [scan_from],
-        )
-    ]
+    found = adb.query(
+        "SELECT DISTINCT user_key, conversation_id FROM events WHERE kind = 'crisis' "
+        "AND conversation_id IS NOT NULL AND created_at >= ?",
+        [scan_from],
+    )
     copied = 0
-    for cid in ids:
+    for key, cid in found:
+        rows = adb.query(  # (user_key, conversation_id) uses the turns index
+            "SELECT t.*, NULL AS consent_at, 1 AS crisis FROM turns t WHERE t.user_key = ? "
+            "AND t.conversation_id = ? AND t.created_at <= ? ORDER BY t.created_at, t.id",
+            [key, cid, since if since else now],
+        )
+        if not rows:
+            continue
+        copies = _redacted(rows)
         with adb.write() as conn:
-            rows = conn.execute(
-                "SELECT t.*, NULL AS consent_at, 1 AS crisis FROM turns t "
-                "WHERE t.conversation_id = ? AND t.created_at <= ? ORDER BY t.created_at, t.id",
-                [cid, since if since else now],
-            ).fetchall()
-            if not rows:
-                continue
-            touched = _copy_turns(conn, rows, now)
+            touched = _copy_turns(conn, copies, now)
             _refresh_conversations(
                 conn, touched, {cid: (rows[0]["user_key"], rows[0]["platform"])}, now
             )
@@ -177,11 +188,11 @@ def build_toxicity_scorer(settings: Settings) -> Any:
 
 UNSCORED_TURNS = (
     "SELECT id, user_key, conversation_id, role, text, created_at FROM turns "
-    "WHERE (created_at > ? OR (created_at = ? AND id > ?)) ORDER BY created_at, id LIMIT ?"
+    "WHERE created_at >= ? AND (created_at > ? OR id > ?) ORDER BY created_at, id LIMIT ?"
 )
 UNSCORED_AUDIT_TURNS = (  # remote scorers only see reviewable, redacted copies
     "SELECT turn_id AS id, user_key, conversation_id, role, text, created_at FROM audit_turns "
-    "WHERE (created_at > ? OR (created_at = ? AND turn_id > ?)) "
+    "WHERE created_at >= ? AND (created_at > ? OR turn_id > ?) "
     "ORDER BY created_at, turn_id LIMIT ?"
 )
 

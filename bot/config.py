@@ -237,6 +237,11 @@ class JobsSettings(_Section):
     retry_base_seconds: float = Field(
         60.0, gt=0, description="First retry delay; doubles per failure (capped at 1 hour)."
     )
+    worker_process: bool = Field(
+        True,
+        description="Run the jobs' CPU work (redaction, scoring, charts) in a separate process "
+        "so it never competes with chats for the bot's interpreter lock.",
+    )
     lease_seconds: int = Field(
         3600, ge=60, description="A run holds its job's lock at most this long (crash recovery)."
     )

@@ -15,12 +15,16 @@ jobs' own connections, so chats keep their event loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
+import multiprocessing
 import os
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,6 +66,12 @@ class JobContext:
     owner: str = field(default_factory=lambda: f"{os.getpid()}-{uuid.uuid4().hex[:8]}")
     locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     judge_client: Any = None  # injected by tests; None = built from settings per run
+    executor: Executor | None = None  # a worker process for CPU work; None = a thread here
+
+    def close(self) -> None:
+        """Stop the worker process, if any."""
+        if self.executor is not None:
+            self.executor.shutdown(wait=False, cancel_futures=True)
 
 
 @dataclass(frozen=True)
@@ -81,17 +91,13 @@ class RunOutcome:
 
 async def log_conversations(ctx: JobContext) -> JobResult:
     """Snapshot reviewable conversations updated since the last run (redacted)."""
-    from bot.audit_tasks import snapshot_conversations
-
-    return await _in_thread(ctx, snapshot_conversations)
+    return await _offload(ctx, run_task, "log-conversations", ctx.db_path, ctx.settings,
+                          ctx.clock())  # fmt: skip
 
 
 async def toxicity(ctx: JobContext) -> JobResult:
     """Score new turns with the configured scorer; events above the threshold."""
-    from bot.audit_tasks import build_toxicity_scorer, score_toxicity
-
-    scorer = await asyncio.to_thread(build_toxicity_scorer, ctx.settings)
-    return await _in_thread(ctx, lambda adb, s, now: score_toxicity(adb, s, now, scorer))
+    return await _offload(ctx, run_task, "toxicity", ctx.db_path, ctx.settings, ctx.clock())
 
 
 async def judge(ctx: JobContext) -> JobResult:
@@ -103,19 +109,19 @@ async def judge(ctx: JobContext) -> JobResult:
 
 async def retention(ctx: JobContext) -> JobResult:
     """Purge turns, events and audit rows past their retention."""
-    from bot.audit_tasks import purge_expired
-
-    return await _in_thread(ctx, purge_expired)
+    return await _offload(ctx, run_task, "retention", ctx.db_path, ctx.settings, ctx.clock())
 
 
 async def report(ctx: JobContext, period: str = "daily") -> JobResult:
     """Write the moderator report (HTML + JSON) and post it where configured."""
-    from bot.report import PERIOD_SECONDS, publish_report
+    from bot.report import PERIOD_SECONDS, build_report, report_dir, summary_text
+    from bot.report_post import post_report
 
     now = ctx.clock()
-    paths, posted = await publish_report(
-        ctx.db_path, ctx.settings, now - PERIOD_SECONDS[period], now, period
-    )
+    out = report_dir(ctx.settings, ctx.db_path)
+    data, paths = await _offload(ctx, build_report, ctx.db_path, ctx.settings,
+                                 now - PERIOD_SECONDS[period], now, period, out)  # fmt: skip
+    posted = await post_report(ctx.settings, summary_text(data), paths[0])
     return JobResult(items=1, detail={"html": str(paths[0]), "posted": posted})
 
 
@@ -128,12 +134,45 @@ JOBS: dict[str, Callable[..., Awaitable[JobResult]]] = {
 }
 
 
-async def _in_thread(ctx: JobContext, work: Callable[..., JobResult]) -> JobResult:
-    def run() -> JobResult:
-        with audit_connection(ctx.db_path) as adb:
-            return work(adb, ctx.settings, ctx.clock())
+def run_task(task: str, db_path: Path, settings: Settings, now: float) -> JobResult:
+    """The synchronous work of a job (module-level, so a worker process can run it)."""
+    from bot import audit_tasks
 
-    return await asyncio.to_thread(run)
+    with audit_connection(db_path) as adb:
+        if task == "log-conversations":
+            return audit_tasks.snapshot_conversations(adb, settings, now)
+        if task == "toxicity":
+            scorer = audit_tasks.build_toxicity_scorer(settings)
+            return audit_tasks.score_toxicity(adb, settings, now, scorer)
+        if task == "retention":
+            return audit_tasks.purge_expired(adb, settings, now)
+    raise ValueError(f"no synchronous task {task!r}")
+
+
+WORKER_NICENESS = 10  # the OS prefers the bot's process when both want the CPU
+
+
+def _lower_priority() -> None:
+    with contextlib.suppress(OSError):  # not permitted here: run at normal priority
+        os.nice(WORKER_NICENESS)
+
+
+def worker_pool() -> ProcessPoolExecutor:
+    """One spawned, low-priority worker process (spawn: never fork a process holding a model)."""
+    return ProcessPoolExecutor(
+        max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=_lower_priority
+    )
+
+
+async def _offload(ctx: JobContext, fn: Callable[..., Any], *args: Any) -> Any:
+    """Run `fn(*args)` in the worker process, or in a thread when there is none."""
+    if ctx.executor is None:
+        return await asyncio.to_thread(fn, *args)
+    try:
+        return await asyncio.get_running_loop().run_in_executor(ctx.executor, fn, *args)
+    except BrokenProcessPool:
+        ctx.executor = worker_pool()  # the worker died (e.g. killed): the retry gets a new one
+        raise
 
 
 # --- one run, with lock, lease and bookkeeping -----------------------------------------------
@@ -281,6 +320,11 @@ def build_scheduler(
     if not j.enabled:
         return scheduler
     ctx = JobContext(settings, database_file(memory.db), clock=clock)
+    if j.worker_process:
+        from apscheduler.events import EVENT_SCHEDULER_SHUTDOWN
+
+        ctx.executor = worker_pool()
+        scheduler.add_listener(lambda _: ctx.close(), EVENT_SCHEDULER_SHUTDOWN)
     triggers = build_triggers(settings)
     runner = JobRunner(ctx, scheduler, triggers)
     for job_id, trigger in triggers.items():

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import logging
 from pathlib import Path
+
 from bot.config import Settings
 
 logger = logging.getLogger(__name__)
