@@ -183,12 +183,17 @@ class DiscordHandlers:
             edit_interval_s=ds.edit_interval_seconds,
         )
         # aclosing: a failed send ends the engine's turn now and frees the user's slot.
-        async with (
-            keep_typing(lambda: message.channel.typing(), ds.typing_interval_seconds),
-            contextlib.aclosing(self.engine.respond(incoming)) as stream,
-        ):
-            async for delta in stream:
-                await reply.feed(delta)
+        try:
+            async with (
+                keep_typing(lambda: message.channel.typing(), ds.typing_interval_seconds),
+                contextlib.aclosing(self.engine.respond(incoming)) as stream,
+            ):
+                async for delta in stream:
+                    await reply.feed(delta)
+        except BaseException:
+            with contextlib.suppress(Exception):  # show what was said; on_message adds a fallback
+                await reply.finish()
+            raise
         if not await reply.finish():  # nothing visible came back: never go silent
             await message.channel.send(cc.FALLBACK)
 

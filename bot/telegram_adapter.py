@@ -173,15 +173,20 @@ class TelegramHandlers:
         bot = message.get_bot()
         # aclosing: if sending fails, the engine's turn ends now (storing what was shown and
         # freeing the user's slot) instead of whenever the generator is collected.
-        async with (
-            keep_typing(
-                lambda: bot.send_chat_action(message.chat_id, ChatAction.TYPING),
-                tg.typing_interval_seconds,
-            ),
-            contextlib.aclosing(self.engine.respond(incoming)) as stream,
-        ):
-            async for delta in stream:
-                await reply.feed(delta)
+        try:
+            async with (
+                keep_typing(
+                    lambda: bot.send_chat_action(message.chat_id, ChatAction.TYPING),
+                    tg.typing_interval_seconds,
+                ),
+                contextlib.aclosing(self.engine.respond(incoming)) as stream,
+            ):
+                async for delta in stream:
+                    await reply.feed(delta)
+        except BaseException:
+            with contextlib.suppress(Exception):  # show what was said; on_error adds a fallback
+                await reply.finish()
+            raise
         shown = await reply.finish()
         if not shown:  # the engine yielded nothing visible: never leave a person unanswered
             await message.reply_text(cc.FALLBACK)

@@ -251,3 +251,17 @@ async def test_sharded_client_answers_a_dm(memory, db_path) -> None:
     async with discord_rig(memory, db_path, discord={"sharded": True, "shard_count": 2}) as rig:
         assert isinstance(rig.client, discord.AutoShardedClient)
         assert (await say(rig, 91, "hello shards")).endswith("You said: hello shards")
+
+
+async def test_failure_mid_reply_keeps_what_was_shown_and_adds_a_fallback(memory, db_path) -> None:
+    async with discord_rig(memory, db_path) as rig:
+
+        async def breaks_halfway(msg):
+            yield "I hear how hard "
+            yield "this week has been."
+            raise RuntimeError("lost the model")
+
+        rig.engine.respond = breaks_halfway
+        rig.gateway.send(131, "a hard week")
+        await rig.rest.wait_for(lambda: dm(rig, 131)[-1:] == [cc.FALLBACK])
+    assert dm(rig, 131) == ["I hear how hard this week has been.", cc.FALLBACK]

@@ -419,3 +419,17 @@ async def test_real_smollm2_reply_through_telegram(memory, db_path, smollm2_gguf
             lambda: bool(rig.replies(121)) and rig.replies(121)[-1] == stored.strip()
         )
     assert len(rig.replies(121)) == 1 and stored.strip()  # one streamed message, as stored
+
+
+async def test_failure_mid_reply_keeps_what_was_shown_and_adds_a_fallback(memory, db_path) -> None:
+    async with telegram_rig(memory, db_path) as rig:
+
+        async def breaks_halfway(msg):
+            yield "I hear how hard "
+            yield "this week has been."
+            raise RuntimeError("lost the model")
+
+        rig.engine.respond = breaks_halfway
+        await rig.server.send_text(131, "a hard week")
+        await rig.server.wait_for(lambda: rig.replies(131)[-1:] == [cc.FALLBACK])
+    assert rig.replies(131) == ["I hear how hard this week has been.", cc.FALLBACK]
