@@ -287,7 +287,7 @@ def write_manifest(
     manifest = {
         "stage": "eval-generate", "created": old.get("created", now_iso()), "updated": now_iso(),
         "git_sha": git_sha(), "config": config.model_dump(mode="json"),
-        "model": {"backend": backend.name, "path": str(getattr(backend, "model_path", "") or config.generate.model),
+        "model": {"backend": backend.name, "path": str(getattr(backend, "model_path", "") or config.generate.model or "") or None,
                   "lora": str(getattr(backend, "lora_path", None) or "") or None,
                   "base_url": config.generate.openai_base_url, "n_ctx": backend.n_ctx},
         "data": {"spec": config.generate.data, "dialogues": [d.id for d in dialogues],

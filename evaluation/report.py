@@ -66,7 +66,9 @@ def run_label(manifest: dict[str, Any], path: Path) -> str:
     gen = manifest.get("config", {}).get("generate", {})
     if not model:
         return path.name
-    name = Path(str(model.get("path") or model.get("base_url") or "model")).name
+    name = Path(
+        str(model.get("path") or model.get("base_url") or model.get("backend", "model"))
+    ).name
     name = name.replace(".gguf", "").replace("-Instruct.Q4_1", "-Instruct")
     lora = f" + {Path(model['lora']).parent.name or 'LoRA'}" if model.get("lora") else ""
     mode = " (dialogue-level)" if gen.get("mode") == "dialogue" else ""

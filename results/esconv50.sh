@@ -7,6 +7,9 @@
 # if it is stopped every configuration covers the same dialogues; rerunning resumes.
 # Usage: SOLACE_DATA_DIR=../shared/data bash results/esconv50.sh [generate|score|all]
 set -euo pipefail
+# llama.cpp uses OpenMP; on a shared 2-core machine spinning workers starve each other (measured
+# 3.3 tok/s with 1 thread vs 7.0 with 2 threads + passive waiting under load 13).
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 cd "$(dirname "$0")/.."
 SOLACE=${SOLACE:-.venv/bin/solace}
 RUNS=${RUNS:-runs/esconv50}

@@ -197,25 +197,33 @@ def test_real_model_generation_and_perplexity(
     from evaluation.ppl import ScoringModel, corpus_perplexity
 
     run = tmp_path / "run"
-    cfg = _config(data_file, "generate.dialogues=1", "generate.max_new_tokens=12")
+    cfg = _config(
+        data_file,
+        "generate.dialogues=1",
+        "generate.max_new_tokens=12",
+        "generate.context_tokens=512",
+    )
     counts = run_generation(cfg, run, progress=False)
     rows = read_rows(run).rows
     assert counts["failed"] == 0 and rows and all(r["generated"] for r in rows)
     assert all(0 < r["completion_tokens"] <= 13 for r in rows)
-    model = ScoringModel(smollm2_gguf, n_ctx=2048)
+    model = ScoringModel(smollm2_gguf, n_ctx=512)
     ppl = corpus_perplexity(rows, model)
     assert 1.0 < ppl["value"] < 1e4 and ppl["reference_tokens"] > 10
     # our NLL equals llama-cpp-python's own prompt logprobs (echo=True) for the same tokens
     text = "I'm so sorry, that is a hard blow."
+    prompt = model.formatter(messages=[{"role": "user", "content": "I lost my job."}]).prompt
     prefix, cont = (
         model.prompt_tokens([{"role": "user", "content": "I lost my job."}]),
         model.text_tokens(text),
     )
+    assert model.llm.tokenize((prompt + text).encode(), special=True) == prefix + cont
     ours = model.continuation_nll(prefix, cont)
     out = model.llm.create_completion(
-        prefix + cont, max_tokens=1, echo=True, logprobs=1, temperature=0
+        prompt + text, max_tokens=1, echo=True, logprobs=1, temperature=0
     )
-    ref = out["choices"][0]["logprobs"]["token_logprobs"][len(prefix) : len(prefix) + len(cont)]
+    # aligned from the end: its token list leaves out special tokens; the last one is generated
+    ref = out["choices"][0]["logprobs"]["token_logprobs"][-len(cont) - 1 : -1]
     assert ours == pytest.approx([-x for x in ref], abs=1e-3)
     # a scrambled reference is less likely than the real one
     scrambled = [dict(r, reference=" ".join(reversed(r["reference"].split()))) for r in rows]
