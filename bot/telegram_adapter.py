@@ -299,6 +299,10 @@ def build_application(engine: Any, settings: Settings, gate: cc.Gate | None = No
         )
         .concurrent_updates(tg.concurrent_updates)
         .get_updates_read_timeout(tg.poll_timeout_seconds + 10)
+        # A second connection for the final getUpdates that confirms the last offset at
+        # shutdown: with one, a cancelled long poll can still hold it (PoolTimeout) and
+        # Telegram re-delivers those updates after a restart — duplicate replies.
+        .get_updates_connection_pool_size(2)
         .post_init(post_init)
         .build()
     )

@@ -265,7 +265,10 @@ class FakeTelegramServer:
                 {"ok": False, "error_code": 401, "description": "Unauthorized"}, status=401
             )
         method = request.match_info["method"]
-        params, files = await self._params(request)
+        try:
+            params, files = await self._params(request)
+        except ConnectionResetError:  # the client gave up mid-request (e.g. a cancelled poll)
+            return web.Response(status=499)
         failures = self._failures.get(method)
         if failures:
             retry_after = failures.popleft()
