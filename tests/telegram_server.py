@@ -201,6 +201,10 @@ class FakeTelegramServer:
         self._closing = True
         await self._notify()
 
+    def reopen_polls(self) -> None:
+        """Long-poll normally again (after `release_polls`, for a bot that restarts)."""
+        self._closing = False
+
     async def _notify(self) -> None:
         async with self._changed:
             self._changed.notify_all()

@@ -433,3 +433,24 @@ async def test_failure_mid_reply_keeps_what_was_shown_and_adds_a_fallback(memory
         await rig.server.send_text(131, "a hard week")
         await rig.server.wait_for(lambda: rig.replies(131)[-1:] == [cc.FALLBACK])
     assert rig.replies(131) == ["I hear how hard this week has been.", cc.FALLBACK]
+
+
+async def test_restart_does_not_answer_old_messages_again(memory, db_path) -> None:
+    from bot.backends import EchoBackend
+    from bot.engine import build_engine
+    from bot.telegram_adapter import build_application, run_telegram
+    from tests.telegram_server import FakeTelegramServer
+
+    async with FakeTelegramServer() as server:
+        settings = rig_settings(server, db_path)
+        engine = build_engine(settings, backend=EchoBackend(), memory=memory)
+        for run, text in enumerate(["before the restart", "after the restart"]):
+            async with run_telegram(build_application(engine, settings), settings):
+                await server.send_text(141, text)
+                await server.wait_for(
+                    lambda t=text: any((m.text or "").endswith(t) for m in server.sent_to(141))
+                )
+                await server.release_polls()
+            server.reopen_polls()
+            assert len(server.sent_to(141)) == run + 1
+    assert stored_texts(db_path, "user") == ["before the restart", "after the restart"]
