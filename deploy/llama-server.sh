@@ -18,7 +18,11 @@
 #   LLAMA_WORKERS    worker processes = requests served at once (default: 1)
 #   LLAMA_N_CTX      context window per worker in tokens (default: 2048)
 #   LLAMA_THREADS    CPU threads per worker (default: CPU cores / workers, at least 1)
-#   LLAMA_CACHE_MB   RAM per worker for saved prompt prefixes (default: 256; 0 = off)
+#   LLAMA_CACHE_MB   RAM per worker for saved conversation states (default: 0 = off). Off by
+#                    default: llama-cpp-python's state copies n_tokens x vocabulary floats
+#                    (SmolLM2: ~200 KB per token), which costs more than it saves (BENCHMARKS.md).
+#                    Without it the server still reuses the prefix shared with the previous
+#                    request (the system prompt).
 #   LLAMA_API_KEY    if set, clients must send it as a Bearer token (SOLACE_OPENAI_API_KEY)
 #   PYTHON           the Python that has llama-cpp-python[server] (default: python3)
 set -euo pipefail
@@ -46,13 +50,16 @@ export N_THREADS="${LLAMA_THREADS:-$DEFAULT_THREADS}"
 export N_THREADS_BATCH="$N_THREADS"
 export INTERRUPT_REQUESTS=false   # never cut a streaming reply because another request waits
 export LOGITS_ALL=false           # the server's default keeps logits of every prompt token
-cache_mb="${LLAMA_CACHE_MB:-256}"
+cache_mb="${LLAMA_CACHE_MB:-0}"
 if (( cache_mb > 0 )); then
   export CACHE=true CACHE_TYPE=ram CACHE_SIZE=$(( cache_mb * 1024 * 1024 ))
 else
   export CACHE=false
 fi
 export VERBOSE=false
+# Idle OpenMP threads sleep instead of spinning (the bot's embedded backend does the same), so
+# several workers on shared cores do not burn CPU waiting for each other.
+export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
 if [[ -n "${LLAMA_LORA:-}" ]]; then export LORA_PATH="$LLAMA_LORA"; fi
 if [[ -n "${LLAMA_API_KEY:-}" ]]; then export API_KEY="$LLAMA_API_KEY"; fi
 

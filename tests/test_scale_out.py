@@ -65,7 +65,6 @@ class ModelServer:
             "LLAMA_WORKERS": "2",
             "LLAMA_THREADS": "1",
             "LLAMA_N_CTX": "1024",
-            "LLAMA_CACHE_MB": "64",
         }
         self.process: subprocess.Popen[bytes] | None = None
 
