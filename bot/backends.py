@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
 from pathlib import Path
@@ -128,6 +129,9 @@ class LlamaCppBackend:
         for label, path in (("model", model_path), ("LoRA adapter", lora_path)):
             if path is not None and not Path(path).is_file():
                 raise ConfigError(f"{label} file {path} does not exist")
+        # llama.cpp's OpenMP threads spin while waiting by default; on a shared or busy CPU
+        # that is up to 10x slower (measured here). Must be set before libgomp loads.
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         from llama_cpp import Llama
 
         from bot.llama_state import KVStateCache
@@ -143,6 +147,14 @@ class LlamaCppBackend:
         except Exception as exc:  # llama.cpp reports load failures as ValueError/RuntimeError
             what = f"{model_path}" + (f" with LoRA adapter {lora_path}" if lora_path else "")
             raise BackendError(f"could not load {what}: {exc}") from exc
+        # llama-cpp-python 0.3.36 compares the adapter pointer with None, so an adapter file
+        # llama.cpp rejects (NULL pointer) would be silently ignored: check it ourselves.
+        if lora_path and not getattr(self._llm, "_lora_adapter", None):
+            self._llm.close()
+            raise BackendError(
+                f"could not load the LoRA adapter {lora_path}: llama.cpp rejected the file "
+                f"(not a LoRA GGUF for {Path(model_path).name}?)"
+            )
         self._format = self._chat_formatter()
         # Each conversation's last KV state, so returning to it does not re-evaluate its prefix
         # even when other people's turns ran in between (see bot/llama_state.py).

@@ -17,19 +17,24 @@ SOLACE = [sys.executable, "-m", "bot"]
 
 
 def run_chat(
-    tmp_path: Path, stdin: bytes, *args: str, timeout: int = 120
+    tmp_path: Path,
+    stdin: bytes,
+    *args: str,
+    timeout: int = 120,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess:
-    env = {
+    child_env = {
         k: v for k, v in os.environ.items() if not k.startswith("SOLACE_") and k != "XDG_DATA_HOME"
     }
-    env["HOME"] = str(tmp_path / "home")
-    env["SOLACE_MEMORY__REPRESENTATION"] = "raw"  # keep spaCy out of the echo tests
+    child_env["HOME"] = str(tmp_path / "home")
+    child_env["SOLACE_MEMORY__REPRESENTATION"] = "raw"  # keep spaCy out of the echo tests
+    child_env.update(env or {})
     return subprocess.run(
         [*SOLACE, "chat", *args],
         input=stdin,
         capture_output=True,
         cwd=tmp_path,
-        env=env,
+        env=child_env,
         timeout=timeout,
         check=False,
     )
@@ -158,6 +163,7 @@ def test_chat_with_the_embedded_model(tmp_path, smollm2_gguf):
         "--user",
         "erin",
         timeout=300,
+        env={"SOLACE_GENERATION__MAX_NEW_TOKENS": "32"},
     )
     assert result.returncode == 0, result.stderr.decode()
     replies = [text for role, text in stored_texts(db) if role == "assistant"]
