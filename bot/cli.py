@@ -21,6 +21,7 @@ LAZY_COMMANDS: dict[str, str] = {
     "data": "dialogue.cli:data",
     "eval": "evaluation.cli:eval_group",
     "safety": "bot.safety_cli:safety",
+    "train": "trainer.cli:train",
     "export": "exporter.cli:export",
     "audit": "bot.audit_cli:audit",
     "health": "bot.ops_cli:health",

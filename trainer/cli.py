@@ -1,0 +1,34 @@
+"""`solace train`: fine-tune a LoRA adapter from a TOML config (heavy imports inside the body)."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command()
+@click.argument("config", type=click.Path(dir_okay=False, path_type=str))
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a config key; VALUE is read as TOML (e.g. --set max_steps=20 --set lora_r=8).",
+)
+@click.option("--resume", is_flag=True, help="Continue the run from its newest checkpoint.")
+def train(config: str, overrides: tuple[str, ...], resume: bool) -> None:
+    """Train a LoRA adapter as CONFIG (configs/train/*.toml) describes.
+
+    Writes the adapter, tokenizer, data statistics, loss history/curve and manifest.json to the
+    config's output_dir (default runs/<name>). Ctrl-C saves a checkpoint; --resume continues it.
+    """
+    from trainer.config import ConfigError, load_config
+    from trainer.data import DataError
+    from trainer.model import ModelError
+    from trainer.train import TrainError
+    from trainer.train import train as run_training
+
+    try:
+        cfg = load_config(config, overrides)
+        run_training(cfg, resume=resume, echo=click.echo)
+    except (ConfigError, DataError, ModelError, TrainError) as exc:
+        raise click.ClickException(str(exc)) from exc

@@ -1,0 +1,502 @@
+"""Train a LoRA adapter on support dialogues. Reads top to bottom: config → data → model →
+train → save, in the spirit of nanoGPT's train.py, with transformers + peft + accelerate.
+
+`train(cfg, resume)` is the whole run; the `solace train` command only parses arguments.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from trainer.config import RESUMABLE_KEYS, TrainConfig
+from trainer.data import DataError, Sample, build_samples
+from trainer.model import (
+    BaseSource,
+    load_model,
+    load_tokenizer,
+    prepare_base,
+    resolve_base,
+    target_only_lm,
+)
+from trainer.outputs import (
+    TrainState,
+    checkpoints,
+    plot_losses,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+    state_dict,
+    stop_on_signals,
+    write_history,
+    write_json,
+    write_manifest,
+)
+
+logger = logging.getLogger(__name__)
+
+# Batches are formed from length-sorted groups of this many batches (like transformers'
+# group_by_length): little padding, yet a random order from step to step.
+LENGTH_GROUP_BATCHES = 50
+PAD_MULTIPLE = 8
+
+
+class TrainError(RuntimeError):
+    """The run cannot start or continue; the message says what to do."""
+
+
+@dataclass
+class Run:
+    """Everything a step needs, built once."""
+
+    cfg: TrainConfig
+    accelerator: Any
+    net: Any  # TargetOnlyLM, possibly wrapped by DDP / DeepSpeed
+    optimizer: Any
+    scheduler: Any
+    train: list[Sample]
+    evals: list[Sample]
+    pad_id: int
+    total_steps: int
+    stop: dict[str, bool]
+
+
+# ---------------------------------------------------------------------------------- data ---
+def load_dialogues(cfg: TrainConfig) -> tuple[list[Any], list[Any]]:
+    """Training and held-out dialogues; DataError with the spec when either is empty."""
+    from dialogue.datasets import load_spec
+    from dialogue.splits import stratified_split
+
+    def load(spec: str) -> list[Any]:
+        try:
+            dialogues = load_spec(spec).dialogues
+        except (ValueError, OSError) as exc:  # DatasetError is a ValueError
+            raise DataError(f"dataset {spec!r}: {exc}") from exc
+        if not dialogues:
+            raise DataError(f"dataset {spec!r} holds no dialogues")
+        return dialogues
+
+    train = load(cfg.dataset)
+    if cfg.eval_dataset:
+        evals = load(cfg.eval_dataset)
+    else:
+        train, evals = stratified_split(train, test_size=cfg.eval_fraction, seed=cfg.seed)
+    if cfg.max_train_dialogues:
+        train = train[: cfg.max_train_dialogues]
+    return train, evals
+
+
+def epoch_batches(samples: list[Sample], batch_size: int, seed: int, epoch: int) -> list[list[int]]:
+    """This epoch's batches (sample indices): length-grouped, order fixed by (seed, epoch)."""
+    rng = random.Random(seed * 100_003 + epoch)
+    order = list(range(len(samples)))
+    rng.shuffle(order)
+    group = batch_size * LENGTH_GROUP_BATCHES
+    batches = []
+    for start in range(0, len(order), group):
+        chunk = sorted(order[start : start + group], key=lambda i: -len(samples[i].input_ids))
+        batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
+    rng.shuffle(batches)
+    return batches
+
+
+def collate(samples: list[Sample], pad_id: int, device: Any) -> dict[str, Any]:
+    """Right-padded tensors: input_ids, attention_mask, labels (-100 on padding)."""
+    import torch
+
+    width = max(len(s.input_ids) for s in samples)
+    width = -(-width // PAD_MULTIPLE) * PAD_MULTIPLE
+    ids = torch.full((len(samples), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(samples), width), -100, dtype=torch.long)
+    mask = torch.zeros((len(samples), width), dtype=torch.long)
+    for row, s in enumerate(samples):
+        n = len(s.input_ids)
+        ids[row, :n] = torch.tensor(s.input_ids)
+        labels[row, :n] = torch.tensor(s.labels)
+        mask[row, :n] = 1
+    return {
+        "input_ids": ids.to(device),
+        "attention_mask": mask.to(device),
+        "labels": labels.to(device),
+    }
+
+
+def step_batches(run: Run, state: TrainState) -> tuple[list[list[int]], int, int]:
+    """The micro-batches of the next step for this process, and the position after it."""
+    per_step = run.cfg.grad_accum * run.accelerator.num_processes
+    epoch, cursor = state.epoch, state.batch_in_epoch
+    picked: list[list[int]] = []
+    order = epoch_batches(run.train, run.cfg.batch_size, run.cfg.seed, epoch)
+    while len(picked) < per_step:
+        if cursor >= len(order):
+            epoch, cursor = epoch + 1, 0
+            order = epoch_batches(run.train, run.cfg.batch_size, run.cfg.seed, epoch)
+        picked.append(order[cursor])
+        cursor += 1
+    rank, world = run.accelerator.process_index, run.accelerator.num_processes
+    return picked[rank::world], epoch, cursor
+
+
+# --------------------------------------------------------------------------------- model ---
+def resolve_precision(cfg: TrainConfig, on_cuda: bool) -> str:
+    """accelerate's mixed_precision: "no", "bf16" or "fp16"."""
+    import torch
+
+    if cfg.precision != "auto":
+        return {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[cfg.precision]
+    if on_cuda:
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "bf16" if torch.backends.mkldnn.is_available() and _cpu_has_bf16() else "no"
+
+
+def _cpu_has_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def make_accelerator(cfg: TrainConfig) -> Any:
+    """An Accelerator for the device and precision (one process, or `accelerate launch`)."""
+    import torch
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise TrainError("device = 'cuda' but no CUDA GPU is visible; use device = 'cpu'")
+    if cfg.quantization == "nf4" and not torch.cuda.is_available():
+        raise TrainError("quantization = 'nf4' (QLoRA) needs a CUDA GPU and bitsandbytes")
+    on_cuda = cfg.device != "cpu" and torch.cuda.is_available()
+    torch.set_num_threads(cfg.num_threads or len(os.sched_getaffinity(0)))
+    accelerator = Accelerator(cpu=not on_cuda, mixed_precision=resolve_precision(cfg, on_cuda))
+    set_seed(cfg.seed)
+    return accelerator
+
+
+def build_run(
+    cfg: TrainConfig,
+    model: Any,
+    train: list[Sample],
+    evals: list[Sample],
+    pad_id: int,
+    accelerator: Any,
+) -> Run:
+    """Optimizer, scheduler and the target-only loss module, prepared by accelerate."""
+    import torch
+    from transformers import get_scheduler
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(
+        params,
+        lr=cfg.learning_rate,
+        weight_decay=cfg.weight_decay,
+        betas=(cfg.adam_beta1, cfg.adam_beta2),
+    )
+    per_step = cfg.batch_size * cfg.grad_accum * accelerator.num_processes
+    steps_per_epoch = max(1, math.ceil(len(train) / per_step))
+    total = cfg.max_steps or max(1, math.ceil(cfg.epochs * steps_per_epoch))
+    scheduler = get_scheduler(
+        cfg.lr_scheduler,
+        optimizer,
+        num_warmup_steps=int(cfg.warmup_ratio * total),
+        num_training_steps=total,
+    )
+    # The scheduler is not prepared: accelerate would step it once per process.
+    net, optimizer = accelerator.prepare(target_only_lm(model), optimizer)
+    return Run(cfg, accelerator, net, optimizer, scheduler, train, evals, pad_id, total, {})
+
+
+def peft_model(run: Run) -> Any:
+    """The peft model inside the (possibly wrapped) loss module."""
+    return run.accelerator.unwrap_model(run.net).model
+
+
+# ---------------------------------------------------------------------------- train loop ---
+def train_step(run: Run, batches: list[list[int]]) -> tuple[float, int]:
+    """One optimizer step over this process's micro-batches; (mean target loss, tokens)."""
+    acc, net = run.accelerator, run.net
+    targets = sum(run.train[i].num_targets for b in batches for i in b)
+    loss_total, tokens = 0.0, 0
+    net.train()
+    for k, batch in enumerate(batches):
+        inputs = collate([run.train[i] for i in batch], run.pad_id, acc.device)
+        tokens += int(inputs["attention_mask"].sum())
+        sync = acc.no_sync(net) if k < len(batches) - 1 else contextlib.nullcontext()
+        with sync, acc.autocast():
+            loss_sum, _n = net(**inputs)
+            acc.backward(loss_sum / max(targets, 1))
+        loss_total += float(loss_sum.detach())
+    if run.cfg.max_grad_norm > 0:
+        acc.clip_grad_norm_(net.parameters(), run.cfg.max_grad_norm)
+    run.optimizer.step()
+    run.scheduler.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    return loss_total / max(targets, 1), tokens
+
+
+def evaluate(run: Run) -> float:
+    """Mean loss per target token on the fixed held-out samples."""
+    import torch
+
+    acc, net = run.accelerator, run.net
+    net.eval()
+    loss, count = 0.0, 0
+    bs = run.cfg.batch_size
+    with torch.no_grad():
+        for start in range(0, len(run.evals), bs):
+            inputs = collate(run.evals[start : start + bs], run.pad_id, acc.device)
+            with acc.autocast():
+                loss_sum, n = net(**inputs)
+            loss, count = loss + float(loss_sum), count + int(n)
+    net.train()
+    return loss / max(count, 1)
+
+
+def train_loop(run: Run, state: TrainState, run_dir: Path, echo: Callable[[str], None]) -> bool:
+    """Steps until done or stopped; returns True when all steps ran."""
+    from tqdm import tqdm
+
+    cfg, acc = run.cfg, run.accelerator
+    bar = tqdm(
+        total=run.total_steps,
+        initial=state.step,
+        disable=not acc.is_main_process,
+        dynamic_ncols=True,
+        unit="step",
+    )
+    window_loss, window_steps, started = 0.0, 0, time.monotonic() - state.elapsed_s
+    tokens_at_start, time_at_start = state.tokens, time.monotonic()
+    while state.step < run.total_steps and not run.stop.get("requested"):
+        batches, epoch, cursor = step_batches(run, state)
+        loss, tokens = train_step(run, batches)
+        state.step, state.epoch, state.batch_in_epoch = state.step + 1, epoch, cursor
+        state.tokens += tokens * acc.num_processes
+        state.elapsed_s = time.monotonic() - started
+        window_loss, window_steps = window_loss + loss, window_steps + 1
+        speed = (state.tokens - tokens_at_start) / max(time.monotonic() - time_at_start, 1e-9)
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{speed:.0f}", epoch=epoch)
+        if state.step % cfg.log_every == 0 or state.step == run.total_steps:
+            state.history.append(_row(run, state, train_loss=window_loss / window_steps))
+            window_loss, window_steps = 0.0, 0
+        if state.step % cfg.eval_every == 0 or state.step == run.total_steps:
+            state.last_eval_loss = evaluate(run)
+            state.history.append(_row(run, state, eval_loss=state.last_eval_loss))
+            echo(f"step {state.step}: eval loss {state.last_eval_loss:.4f}")
+        if state.step % cfg.save_every == 0:
+            save(run, state, run_dir)
+    bar.close()
+    return state.step >= run.total_steps
+
+
+def _row(run: Run, state: TrainState, **losses: float) -> dict[str, Any]:
+    per_step = run.cfg.batch_size * run.cfg.grad_accum * run.accelerator.num_processes
+    return {
+        "step": state.step,
+        "epoch": round(state.step * per_step / max(len(run.train), 1), 4),
+        "lr": f"{run.scheduler.get_last_lr()[0]:.3e}",
+        "tokens": state.tokens,
+        "tokens_per_s": round(state.tokens / max(state.elapsed_s, 1e-9), 1),
+        "elapsed_s": round(state.elapsed_s, 1),
+        **{k: round(v, 5) for k, v in losses.items()},
+    }
+
+
+# ----------------------------------------------------------------------------- checkpoints ---
+def save(run: Run, state: TrainState, run_dir: Path) -> None:
+    """Checkpoint: trainable weights, optimizer, scheduler, RNG and data position."""
+    run.accelerator.wait_for_everyone()
+    if not run.accelerator.is_main_process:
+        return
+    model = peft_model(run)
+    trainable = {
+        n: p.detach().cpu().clone() for n, p in model.named_parameters() if p.requires_grad
+    }
+    payload = {
+        "trainable": trainable,
+        "optimizer": run.optimizer.state_dict(),
+        "scheduler": run.scheduler.state_dict(),
+        "rng": rng_state(),
+        "state": state_dict(state),
+        "config": run.cfg.model_dump(mode="json"),
+    }
+    write_history(run_dir, state.history)
+    save_checkpoint(run_dir, payload, run.cfg.keep_checkpoints)
+
+
+def restore(run: Run, path: Path) -> TrainState:
+    """Load a checkpoint into the run; refuse one made with a different setup."""
+    import torch
+
+    payload = torch.load(path / "state.pt", map_location="cpu", weights_only=False)
+    old, new = payload["config"], run.cfg.model_dump(mode="json")
+    changed = sorted(k for k in new if k not in RESUMABLE_KEYS and old.get(k) != new[k])
+    if changed:
+        raise TrainError(
+            f"--resume: the config differs from the checkpoint's in {changed}; only "
+            f"{sorted(RESUMABLE_KEYS)} may change when resuming"
+        )
+    params = dict(peft_model(run).named_parameters())
+    with torch.no_grad():
+        for name, value in payload["trainable"].items():
+            params[name].copy_(value)
+    run.optimizer.load_state_dict(payload["optimizer"])
+    run.scheduler.load_state_dict(payload["scheduler"])
+    set_rng_state(payload["rng"])
+    return TrainState(**payload["state"])
+
+
+# ---------------------------------------------------------------------------------- main ---
+def train(cfg: TrainConfig, resume: bool = False, echo: Callable[[str], None] = print) -> Path:
+    """The whole run: config → data → model → train → save. Returns the run directory."""
+    run_dir = cfg.run_dir
+    resume_from = check_run_dir(run_dir, resume, echo)
+    source = resolve_base(cfg)  # cheap checks first: a bad path fails before anything heavy
+    train_dialogues, eval_dialogues = load_dialogues(cfg)
+    echo("resolved config:\n" + json.dumps(cfg.model_dump(mode="json"), indent=2))
+    accelerator = make_accelerator(cfg)
+    base = prepare_base(source, cfg)
+    tokenizer = load_tokenizer(base, cfg)
+    train_samples, eval_samples, stats = prepare_data(
+        cfg, tokenizer, train_dialogues, eval_dialogues, run_dir, echo
+    )
+    model = load_model(base, cfg, accelerator.local_process_index)
+    run = build_run(cfg, model, train_samples, eval_samples, tokenizer.pad_token_id, accelerator)
+    state = restore(run, resume_from) if resume_from else TrainState()
+    if resume_from:
+        echo(f"resumed from {resume_from} (step {state.step} of {run.total_steps})")
+    with stop_on_signals(run.stop):
+        finished = train_loop(run, state, run_dir, echo)
+    save(run, state, run_dir)
+    if not finished:
+        echo(
+            f"stopped at step {state.step}/{run.total_steps}; checkpoint saved in "
+            f"{run_dir / 'checkpoints'}; continue with --resume"
+        )
+        return run_dir
+    if accelerator.is_main_process:
+        finish(run, state, run_dir, source, base, tokenizer, stats)
+        echo(f"done: adapter and manifest in {run_dir}")
+    return run_dir
+
+
+def check_run_dir(run_dir: Path, resume: bool, echo: Callable[[str], None]) -> Path | None:
+    """The checkpoint to resume from; refuse to overwrite a run unless resuming."""
+    found = checkpoints(run_dir)
+    if not resume:
+        if found or (run_dir / "manifest.json").exists():
+            raise TrainError(
+                f"{run_dir} already holds a run; pass --resume to continue it (or to extend it "
+                "with more epochs), or --set output_dir=<new dir>"
+            )
+        run_dir.mkdir(parents=True, exist_ok=True)
+        return None
+    if not found:
+        echo(f"--resume: no checkpoint in {run_dir}, starting from step 0")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        return None
+    return found[-1]
+
+
+def prepare_data(
+    cfg: TrainConfig,
+    tokenizer: Any,
+    train_dialogues: list[Any],
+    eval_dialogues: list[Any],
+    run_dir: Path,
+    echo: Callable[[str], None],
+) -> tuple[list[Sample], list[Sample], dict[str, Any]]:
+    """Tokenised windows for both splits, a fixed eval subset, stats printed and saved."""
+    train_samples, train_stats = build_samples(train_dialogues, tokenizer, cfg)
+    eval_samples, eval_stats = build_samples(eval_dialogues, tokenizer, cfg)
+    if len(eval_samples) > cfg.eval_max_samples:
+        picked = sorted(
+            random.Random(cfg.seed).sample(range(len(eval_samples)), cfg.eval_max_samples)
+        )
+        eval_samples = [eval_samples[i] for i in picked]
+    stats = {
+        "train": train_stats.as_dict(),
+        "eval": eval_stats.as_dict(),
+        "eval_samples_used": len(eval_samples),
+        "eval_tokens_used": sum(len(s.input_ids) for s in eval_samples),
+    }
+    write_json(run_dir / "data_stats.json", stats)
+    for split, s in (("train", train_stats), ("eval", eval_stats)):
+        echo(
+            f"{split}: {s.dialogues} dialogues → {s.samples} samples, {s.tokens} tokens, "
+            f"{s.target_tokens} target tokens ({s.target_turns} target turns; skipped "
+            f"{s.skipped_long_exchanges} over-long exchanges)"
+        )
+    return train_samples, eval_samples, stats
+
+
+def finish(
+    run: Run,
+    state: TrainState,
+    run_dir: Path,
+    source: BaseSource,
+    base: str,
+    tokenizer: Any,
+    stats: dict[str, Any],
+) -> None:
+    """Adapter, tokenizer, chat template, config, loss CSV + curve, manifest.json."""
+    from dialogue.prompts import SYSTEM_PROMPT
+
+    cfg = run.cfg
+    peft_model(run).save_pretrained(run_dir / "adapter")
+    tokenizer.save_pretrained(run_dir / "tokenizer")
+    (run_dir / "chat_template.jinja").write_text(tokenizer.chat_template)
+    write_json(run_dir / "config.json", cfg.model_dump(mode="json"))
+    write_history(run_dir, state.history)
+    plot_losses(run_dir, state.history, f"{cfg.name}: LoRA r={cfg.lora_r}")
+    train_losses = [r["train_loss"] for r in state.history if "train_loss" in r]
+    write_manifest(
+        run_dir,
+        {
+            "config": cfg.model_dump(mode="json"),
+            "base_model": source.manifest(base),
+            "chat_template": tokenizer.chat_template,
+            "system_prompt": SYSTEM_PROMPT if cfg.use_system_prompt else None,
+            "context_representation": cfg.context_representation,
+            "raw_recent": cfg.raw_recent,
+            "strategy_conditioning": cfg.strategy_conditioning,
+            "data": {
+                "spec": cfg.dataset,
+                "eval_spec": cfg.eval_dataset
+                or f"{cfg.dataset} (stratified {cfg.eval_fraction:.0%} held out)",
+                "samples": stats["train"]["samples"],
+                "tokens": stats["train"]["tokens"],
+                "target_tokens": stats["train"]["target_tokens"],
+                "eval_samples": stats["eval_samples_used"],
+            },
+            "metrics": {
+                "steps": state.step,
+                "tokens": state.tokens,
+                "epochs": state.history[-1]["epoch"] if state.history else 0,
+                "final_train_loss": train_losses[-1] if train_losses else None,
+                "final_eval_loss": state.last_eval_loss,
+                "train_runtime_s": round(state.elapsed_s, 1),
+                "tokens_per_s": round(state.tokens / max(state.elapsed_s, 1e-9), 1),
+            },
+            "artifacts": {
+                "adapter_dir": "adapter",
+                "tokenizer_dir": "tokenizer",
+                "chat_template": "chat_template.jinja",
+                "config": "config.json",
+                "data_stats": "data_stats.json",
+                "loss_history": "loss_history.csv",
+                "loss_curve": "loss_curve.png",
+                "checkpoints": "checkpoints",
+            },
+        },
+    )
