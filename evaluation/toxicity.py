@@ -71,6 +71,21 @@ class LexiconScorer:
             ]
             self._rules[attr] = rules
         self._toxicity_from = {k: float(v) for k, v in lexicon.get("toxicity_from", {}).items()}
+        cues = lexicon.get("hedge_cues")
+        self._hedge = re.compile(cues) if cues else None
+        self._hedged = set(lexicon.get("hedged_attributes", []))
+        self._n_words = {
+            attr: len(spec.get("words", {})) for attr, spec in lexicon["attributes"].items()
+        }
+
+    def _matches(self, attr: str, index: int, pattern: re.Pattern[str], text: str) -> bool:
+        """Does this rule fire? Hedged or negated pattern matches do not."""
+        if index < self._n_words.get(attr, 0) or self._hedge is None or attr not in self._hedged:
+            return pattern.search(text) is not None
+        return any(
+            self._hedge.search(text[max(0, m.start() - 40) : m.start()]) is None
+            for m in pattern.finditer(text)
+        )
 
     @classmethod
     def from_path(cls, path: str | Path | None = None) -> LexiconScorer:
@@ -93,8 +108,8 @@ class LexiconScorer:
         out: Scores = {}
         for attr in ATTRIBUTES:
             keep = 1.0
-            for pattern, weight in self._rules.get(attr, []):
-                if pattern.search(lowered):
+            for index, (pattern, weight) in enumerate(self._rules.get(attr, [])):
+                if self._matches(attr, index, pattern, lowered):
                     keep *= 1.0 - weight
             out[attr] = 1.0 - keep
         keep = 1.0 - out["toxicity"]
