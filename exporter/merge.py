@@ -20,16 +20,55 @@ MERGE_DTYPES = ("float32", "bfloat16", "float16")
 COMPLETE_MARKER = ".complete"
 
 
-def check_base_precision(base_hf_dir: Path) -> None:
-    """Refuse a base saved with a quantization config (bitsandbytes 4/8-bit, GPTQ, ...)."""
+# transformers writes quantization_config {"quant_method": "gguf"} into the config of a model it
+# loaded (and dequantized) from a GGUF file; the weights saved from it are plain floats.
+DEQUANTIZED_METHODS = ("gguf",)
+
+
+def base_quant_method(base_hf_dir: Path) -> str | None:
+    """The `quantization_config.quant_method` in a model's config.json, or None."""
     config = json.loads((base_hf_dir / "config.json").read_text(encoding="utf-8"))
     quant = config.get("quantization_config")
-    if quant:
-        method = quant.get("quant_method", "unknown") if isinstance(quant, dict) else quant
+    if not quant:
+        return None
+    return str(quant.get("quant_method", "unknown")) if isinstance(quant, dict) else str(quant)
+
+
+def check_base_precision(base_hf_dir: Path) -> None:
+    """Refuse a base saved with a quantization config (bitsandbytes 4/8-bit, GPTQ, ...)."""
+    method = base_quant_method(base_hf_dir)
+    if method is not None and method not in DEQUANTIZED_METHODS:
         raise ExportError(
             f"base {base_hf_dir} is quantized ({method}); merge into the 16/32-bit base "
             "instead (for a QLoRA run, point base_model.hf_dir at the unquantized model)"
         )
+
+
+def plain_config(base_hf_dir: Path) -> Any:
+    """The base's config without a leftover GGUF quantization_config (weights are floats)."""
+    from transformers import AutoConfig
+
+    check_base_precision(base_hf_dir)
+    config = AutoConfig.from_pretrained(str(base_hf_dir), local_files_only=True)
+    if hasattr(config, "quantization_config"):
+        delattr(config, "quantization_config")
+    return config
+
+
+def converter_base_dir(base_hf_dir: Path, work_dir: Path) -> Path:
+    """A directory llama.cpp's converters accept as the base: the base itself, or a copy of its
+    small files with the GGUF quantization_config removed (the converters reject it)."""
+    if base_quant_method(base_hf_dir) is None:
+        return base_hf_dir
+    out = work_dir / "base-config"
+    out.mkdir(parents=True, exist_ok=True)
+    for item in base_hf_dir.iterdir():
+        if item.is_file() and item.suffix in (".json", ".jinja", ".model", ".txt"):
+            shutil.copyfile(item, out / item.name)
+    config = json.loads((base_hf_dir / "config.json").read_text(encoding="utf-8"))
+    config.pop("quantization_config", None)
+    (out / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
+    return out
 
 
 def load_tokenizer(tokenizer_dir: Path, chat_template: str | None = None) -> Any:
@@ -51,9 +90,11 @@ def load_model(
 
     if dtype not in MERGE_DTYPES:
         raise ExportError(f"merge dtype {dtype!r} is not one of {MERGE_DTYPES}")
-    check_base_precision(base_hf_dir)
     model = AutoModelForCausalLM.from_pretrained(
-        str(base_hf_dir), dtype=getattr(torch, dtype), local_files_only=True
+        str(base_hf_dir),
+        config=plain_config(base_hf_dir),
+        dtype=getattr(torch, dtype),
+        local_files_only=True,
     )
     if adapter_dir is not None:
         from peft import PeftModel

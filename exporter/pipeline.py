@@ -232,14 +232,17 @@ def step_quantize(plan: Plan, qtype: str) -> tuple[list[str], dict[str, Any]]:
 
 def step_convert_lora(plan: Plan) -> tuple[list[str], dict[str, Any]]:
     """convert_lora_to_gguf.py: the adapter as a GGUF LoRA for the base GGUF."""
+    from exporter.merge import converter_base_dir
+
     out = plan.path("adapter.gguf")
     gg.convert_lora(
         plan.run.adapter_dir,
-        plan.run.base_hf_dir,
+        converter_base_dir(plan.run.base_hf_dir, plan.path("work")),
         out,
         plan.cfg.adapter_outtype,
         plan.path(f"{LOG_DIR}/convert_lora.log"),
     )
+    shutil.rmtree(plan.path("work"), ignore_errors=True)
     return [out.name], {"size_bytes": out.stat().st_size}
 
 

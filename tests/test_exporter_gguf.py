@@ -142,6 +142,8 @@ def _export(tiny: dict[str, Path], out: Path, *args: str) -> CliRunner:
             "greedy_prompts=2",
             "--set",
             "greedy_tokens=12",
+            "--set",
+            "n_threads=1",  # robust on a shared 2-core machine (torch spins when oversubscribed)
             *args,
         ],
     )

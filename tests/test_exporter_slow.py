@@ -94,6 +94,10 @@ def _export(smol: dict[str, Path], out: Path, *args: str):
             "bench_tokens=16",
             "--set",
             "greedy_tokens=16",
+            "--set",
+            "greedy_prompts=2",
+            "--set",
+            "n_threads=1",  # robust on a shared 2-core machine (torch spins when oversubscribed)
             *args,
         ],
     )
