@@ -73,8 +73,16 @@ class ScoringModel:
         if not prefix:
             raise ValueError("prefix must hold at least one token")
         tokens = list(prefix) + list(continuation)
-        self.llm.reset()
-        self.llm.eval(tokens)
+        # Reuse the KV cache (and kept logits) of the longest prefix already evaluated: the next
+        # supporter turn's prompt usually extends the previous one.
+        held = self.llm.input_ids[: self.llm.n_tokens].tolist()
+        common = 0
+        for a, b in zip(held, tokens, strict=False):
+            if a != b:
+                break
+            common += 1
+        self.llm.n_tokens = min(common, len(tokens) - 1)
+        self.llm.eval(tokens[self.llm.n_tokens :])
         start = len(prefix) - 1
         logits = np.asarray(self.llm.scores[start : start + len(continuation)], dtype=np.float64)
         peak = logits.max(axis=1, keepdims=True)
@@ -89,7 +97,8 @@ def corpus_perplexity(rows: Sequence[dict[str, Any]], model: ScoringModel) -> di
     total_tokens = 0
     per_utterance: list[float] = []
     truncated = skipped = 0
-    for row in rows:
+    # dialogue order: each prompt then extends the previous one and its KV cache is reused
+    for row in sorted(rows, key=lambda r: (str(r.get("dialogue_id")), r.get("turn_index", 0))):
         prompt = model.prompt_tokens(row["messages"])
         ref = model.text_tokens(row["reference"])
         room = model.n_ctx - len(prompt)
