@@ -205,3 +205,32 @@ def test_every_shipped_config_validates(path: Path) -> None:
         assert set(cfg.lora_target_modules) == {"q_proj", "k_proj", "v_proj", "o_proj"}
         assert cfg.epochs == 50 and cfg.precision in ("auto", "fp16", "bf16")
         assert cfg.quantization == ("nf4" if "qlora" in path.name else "none")
+
+
+def test_mistral_system_template_locates_assistant_turns() -> None:
+    from tests.trainer_helpers import make_tokenizer
+    from trainer.data import IGNORE_INDEX, build_samples
+    from trainer.model import read_chat_template
+
+    root = Path(__file__).parent.parent
+    tok = make_tokenizer()
+    tok.chat_template = read_chat_template(
+        str(root / "configs" / "train" / "templates" / "mistral-instruct-system.jinja")
+    )
+    cfg = TrainConfig(name="m", base_model="x", max_seq_len=512, history_tokens=0)
+    samples, stats = build_samples(make_dialogues(2), tok, cfg)
+    assert stats.target_turns == 8  # 2 dialogues x 4 replies, the system prompt folded in
+    targets = tok.decode([x for x in samples[0].labels if x != IGNORE_INDEX])
+    assert targets.count("<|im_end|>") == 4
+
+
+def test_launch_configs_parse() -> None:
+    import yaml
+
+    root = Path(__file__).parent.parent / "configs"
+    for path in (root / "accelerate").glob("*.yaml"):
+        config = yaml.safe_load(path.read_text())
+        assert config["num_processes"] == 4, path
+    zero2 = json.loads((root / "deepspeed" / "zero2.json").read_text())
+    assert zero2["zero_optimization"]["stage"] == 2
+    assert (root / "accelerate" / "deepspeed-zero2.yaml").read_text().count("zero2.json") == 1

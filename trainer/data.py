@@ -343,7 +343,7 @@ def warm_representation_cache(dialogues: Sequence[Dialogue], representation: str
     from dialogue.context import represent
 
     rep = "keypos" if representation == "hybrid" else representation
-    texts = []
+    texts: list[str] = []
     for dialogue in dialogues:
         texts.extend(t.text for t in conversation_turns(dialogue))
     represent(texts, rep)  # type: ignore[arg-type]

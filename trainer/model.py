@@ -64,6 +64,8 @@ def resolve_package_file(ref: str) -> Path:
 
 def resolve_base(cfg: TrainConfig) -> BaseSource:
     """Classify and check `base_model` without loading anything heavy."""
+    if cfg.chat_template:
+        read_chat_template(cfg.chat_template)
     spec = cfg.base_model
     if spec.startswith("pkg:"):
         return BaseSource("gguf", str(resolve_package_file(spec)), spec)
@@ -135,6 +137,19 @@ def prepare_base(source: BaseSource, cfg: TrainConfig) -> str:
     return source.location
 
 
+def read_chat_template(value: str) -> str:
+    """A template given inline, or as a path to a .jinja file (relative to the working dir)."""
+    if value.endswith(".jinja"):
+        path = Path(value)
+        if not path.is_file():
+            raise ModelError(
+                f"chat_template file {value!r} not found (paths are relative to "
+                "the directory solace train runs in)"
+            )
+        return path.read_text(encoding="utf-8")
+    return value
+
+
 def load_tokenizer(base: str, cfg: TrainConfig) -> Any:
     """The base tokenizer, with the config's chat template and a pad token."""
     from transformers import AutoTokenizer
@@ -142,9 +157,7 @@ def load_tokenizer(base: str, cfg: TrainConfig) -> Any:
     local_only = not cfg.allow_download
     tokenizer = AutoTokenizer.from_pretrained(base, local_files_only=local_only)
     if cfg.chat_template:
-        template_path = Path(cfg.chat_template)
-        is_file = len(cfg.chat_template) < 4096 and template_path.is_file()
-        tokenizer.chat_template = template_path.read_text() if is_file else cfg.chat_template
+        tokenizer.chat_template = read_chat_template(cfg.chat_template)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -185,7 +198,7 @@ def load_model(base: str, cfg: TrainConfig, device_index: int | None) -> Any:
         layers = list(range(max(0, n_layers - cfg.lora_layers), n_layers))
     lora = LoraConfig(
         r=cfg.lora_r,
-        lora_alpha=cfg.lora_alpha,
+        lora_alpha=cfg.lora_alpha,  # type: ignore[arg-type]  # peft accepts a float scale
         lora_dropout=cfg.lora_dropout,
         bias=cfg.lora_bias,
         task_type=cfg.task_type,
@@ -193,10 +206,6 @@ def load_model(base: str, cfg: TrainConfig, device_index: int | None) -> Any:
         layers_to_transform=layers,
     )
     return get_peft_model(model, lora)
-
-
-class _TargetOnlyLoss:
-    """Namespace for the module built lazily (torch is imported only when training)."""
 
 
 def target_only_lm(peft_model: Any) -> torch.nn.Module:

