@@ -27,6 +27,7 @@ def train(config: str, overrides: tuple[str, ...], resume: bool) -> None:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from trainer.config import ConfigError, load_config
     from trainer.data import DataError
+    from trainer.devices import DeviceError
     from trainer.model import ModelError
     from trainer.train import TrainError
     from trainer.train import train as run_training
@@ -34,5 +35,5 @@ def train(config: str, overrides: tuple[str, ...], resume: bool) -> None:
     try:
         cfg = load_config(config, overrides)
         run_training(cfg, resume=resume, echo=click.echo)
-    except (ConfigError, DataError, ModelError, TrainError) as exc:
+    except (ConfigError, DataError, DeviceError, ModelError, TrainError) as exc:
         raise click.ClickException(str(exc)) from exc

@@ -112,7 +112,13 @@ def convert_gguf(gguf: Path, cache_root: Path) -> Path:
         str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
     )
     tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    plain = AutoModelForCausalLM.from_config(loaded.config, dtype=torch.float32)
+    config = loaded.config
+    # A GGUF-loaded config keeps quantization_config {"quant_method": "gguf"}: from_pretrained
+    # would then look for the .gguf again, and llama.cpp's converters refuse it. The rebuilt model
+    # is plain float32, so the key goes.
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     missing, unexpected = plain.load_state_dict(loaded.state_dict(), strict=False)
     tied = {"lm_head.weight"} if loaded.config.tie_word_embeddings else set()
     if set(missing) - tied or unexpected:

@@ -10,7 +10,6 @@ import contextlib
 import json
 import logging
 import math
-import os
 import random
 import time
 from collections.abc import Callable
@@ -18,8 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from trainer.batches import collate, epoch_batches, load_dialogues
 from trainer.config import RESUMABLE_KEYS, TrainConfig
-from trainer.data import DataError, Sample, build_samples
+from trainer.data import Sample, build_samples
+from trainer.devices import make_accelerator
 from trainer.model import (
     BaseSource,
     load_model,
@@ -44,11 +45,6 @@ from trainer.outputs import (
 
 logger = logging.getLogger(__name__)
 
-# Batches are formed from length-sorted groups of this many batches (like transformers'
-# group_by_length): little padding, yet a random order from step to step.
-LENGTH_GROUP_BATCHES = 50
-PAD_MULTIPLE = 8
-
 
 class TrainError(RuntimeError):
     """The run cannot start or continue; the message says what to do."""
@@ -71,65 +67,6 @@ class Run:
 
 
 # ---------------------------------------------------------------------------------- data ---
-def load_dialogues(cfg: TrainConfig) -> tuple[list[Any], list[Any]]:
-    """Training and held-out dialogues; DataError with the spec when either is empty."""
-    from dialogue.datasets import load_spec
-    from dialogue.splits import stratified_split
-
-    def load(spec: str) -> list[Any]:
-        try:
-            dialogues = load_spec(spec).dialogues
-        except (ValueError, OSError) as exc:  # DatasetError is a ValueError
-            raise DataError(f"dataset {spec!r}: {exc}") from exc
-        if not dialogues:
-            raise DataError(f"dataset {spec!r} holds no dialogues")
-        return dialogues
-
-    train = load(cfg.dataset)
-    if cfg.eval_dataset:
-        evals = load(cfg.eval_dataset)
-    else:
-        train, evals = stratified_split(train, test_size=cfg.eval_fraction, seed=cfg.seed)
-    if cfg.max_train_dialogues:
-        train = train[: cfg.max_train_dialogues]
-    return train, evals
-
-
-def epoch_batches(samples: list[Sample], batch_size: int, seed: int, epoch: int) -> list[list[int]]:
-    """This epoch's batches (sample indices): length-grouped, order fixed by (seed, epoch)."""
-    rng = random.Random(seed * 100_003 + epoch)
-    order = list(range(len(samples)))
-    rng.shuffle(order)
-    group = batch_size * LENGTH_GROUP_BATCHES
-    batches: list[list[int]] = []
-    for start in range(0, len(order), group):
-        chunk = sorted(order[start : start + group], key=lambda i: -len(samples[i].input_ids))
-        batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
-    rng.shuffle(batches)
-    return batches
-
-
-def collate(samples: list[Sample], pad_id: int, device: Any) -> dict[str, Any]:
-    """Right-padded tensors: input_ids, attention_mask, labels (-100 on padding)."""
-    import torch
-
-    width = max(len(s.input_ids) for s in samples)
-    width = -(-width // PAD_MULTIPLE) * PAD_MULTIPLE
-    ids = torch.full((len(samples), width), pad_id, dtype=torch.long)
-    labels = torch.full((len(samples), width), -100, dtype=torch.long)
-    mask = torch.zeros((len(samples), width), dtype=torch.long)
-    for row, s in enumerate(samples):
-        n = len(s.input_ids)
-        ids[row, :n] = torch.tensor(s.input_ids)
-        labels[row, :n] = torch.tensor(s.labels)
-        mask[row, :n] = 1
-    return {
-        "input_ids": ids.to(device),
-        "attention_mask": mask.to(device),
-        "labels": labels.to(device),
-    }
-
-
 def step_batches(run: Run, state: TrainState) -> tuple[list[list[int]], int, int]:
     """The micro-batches of the next step for this process, and the position after it."""
     per_step = run.cfg.grad_accum * run.accelerator.num_processes
@@ -147,69 +84,6 @@ def step_batches(run: Run, state: TrainState) -> tuple[list[list[int]], int, int
 
 
 # --------------------------------------------------------------------------------- model ---
-def resolve_precision(cfg: TrainConfig, on_cuda: bool) -> str:
-    """accelerate's mixed_precision: "no", "bf16" or "fp16"."""
-    import torch
-
-    if cfg.precision != "auto":
-        return {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[cfg.precision]
-    if on_cuda:
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "bf16" if torch.backends.mkldnn.is_available() and _cpu_has_bf16() else "no"
-
-
-def _cpu_has_bf16() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def make_accelerator(cfg: TrainConfig) -> Any:
-    """An Accelerator for the device and precision (one process, or `accelerate launch`)."""
-    import torch
-    from accelerate import Accelerator
-    from accelerate.utils import set_seed
-
-    if cfg.device == "cuda" and not torch.cuda.is_available():
-        raise TrainError("device = 'cuda' but no CUDA GPU is visible; use device = 'cpu'")
-    if cfg.quantization == "nf4" and not torch.cuda.is_available():
-        raise TrainError("quantization = 'nf4' (QLoRA) needs a CUDA GPU and bitsandbytes")
-    on_cuda = cfg.device != "cpu" and torch.cuda.is_available()
-    torch.set_num_threads(cfg.num_threads or len(os.sched_getaffinity(0)))
-    precision = resolve_precision(cfg, on_cuda)
-    accelerator = Accelerator(
-        cpu=not on_cuda,
-        mixed_precision=precision,
-        deepspeed_plugin=deepspeed_plugin(cfg, precision),
-    )
-    set_seed(cfg.seed)
-    return accelerator
-
-
-def deepspeed_plugin(cfg: TrainConfig, precision: str) -> Any:
-    """Under `accelerate launch` with DeepSpeed: its plugin with the "auto" values filled in
-    (no data loader is prepared, so accelerate cannot infer them); None otherwise.
-
-    Untested here (no GPU): see docs/training.md.
-    """
-    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() != "true":
-        return None
-    from accelerate.utils import DeepSpeedPlugin
-
-    plugin = DeepSpeedPlugin()  # reads the config file that accelerate launch names
-    ds = plugin.deepspeed_config
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    ds["train_micro_batch_size_per_gpu"] = cfg.batch_size
-    ds["gradient_accumulation_steps"] = cfg.grad_accum
-    ds["train_batch_size"] = cfg.batch_size * cfg.grad_accum * world
-    ds["gradient_clipping"] = cfg.max_grad_norm
-    ds.setdefault("bf16", {})["enabled"] = precision == "bf16"
-    ds.setdefault("fp16", {})["enabled"] = precision == "fp16"
-    return plugin
-
-
 def build_run(
     cfg: TrainConfig,
     model: Any,
