@@ -101,7 +101,8 @@ def _ppl_entry(
             "error": "no model recorded in manifest; pass --model",
         }
     lora = lora if model else (lora or info.get("lora"))
-    scorer = ScoringModel(path, lora, n_ctx=info.get("n_ctx") or cfg.generate.context_tokens)
+    n_ctx = info.get("n_ctx") or cfg.generate.context_tokens
+    scorer = ScoringModel(path, lora, n_ctx=n_ctx, n_threads=cfg.generate.threads)
     return corpus_perplexity(rows, scorer)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -96,7 +97,12 @@ def prepare_wordnet(
 def load_wordnet(
     source: str | Path = DEBIAN_WORDNET_DIR, cache_dir: str | Path | None = None
 ) -> Any:
-    """An NLTK `WordNetCorpusReader` over the prepared copy (see module docstring)."""
+    """An NLTK `WordNetCorpusReader` over the prepared copy (see module docstring); cached."""
+    return _load_wordnet(str(source), str(cache_dir) if cache_dir else None)
+
+
+@lru_cache(maxsize=4)
+def _load_wordnet(source: str, cache_dir: str | None) -> Any:
     import nltk
     from nltk.corpus.reader.wordnet import WordNetCorpusReader
 

@@ -102,12 +102,18 @@ def test_lexnames_has_45_fixed_entries() -> None:
     assert lines[0] == "00\tadj.all\t3" and lines[-1] == "44\tadj.ppl\t3"
 
 
+@pytest.fixture(scope="module")
+def wordnet_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("nltk_data")
+
+
 @needs_wordnet
-def test_meteor_with_debian_wordnet_matches_nltk(tmp_path: Path) -> None:
+def test_meteor_with_debian_wordnet_matches_nltk(wordnet_cache: Path) -> None:
     from nltk.translate.meteor_score import meteor_score
 
     from evaluation.wordnet import load_wordnet
 
+    tmp_path = wordnet_cache
     wn = load_wordnet(cache_dir=tmp_path)
     assert wn.synsets("happy") and (tmp_path / "corpora" / "wordnet" / "lexnames").is_file()
     refs = [tokenize("i feel so sad today"), tokenize("you can talk to me")]
@@ -183,8 +189,7 @@ def test_bertscore_matches_library_and_names_model() -> None:
     assert entries["bertscore_p"]["value"] == pytest.approx(100 * float(p.mean()), abs=1e-6)
     assert entries["bertscore_f1"]["model"] == MINILM_NAME and entries["bertscore_f1"]["layer"] == 6
     assert "roberta-large" in entries["bertscore_f1"]["note"]
-    same = bertscore_entries(["i hear you"], ["i hear you"], MetricsConfig())
-    assert same["bertscore_f1"]["value"] == pytest.approx(100.0, abs=1e-3)
+    assert float(f[1]) == pytest.approx(1.0, abs=1e-5)  # the identical pair
 
 
 def test_compute_metrics_records_provenance() -> None:
