@@ -284,7 +284,12 @@ served one at a time per process. Two defaults matter for a bot: `interrupt_requ
 queued request *cut off* the reply that is streaming (people would get half replies under load),
 and `logits_all=True` keeps logits for every prompt token. `deploy/llama-server.sh` turns both off
 and gets concurrency the only way this server offers: uvicorn `--workers N`, N processes sharing
-the port, each with its own model copy (RSS above). Real parallel slots with continuous batching
+the port, each with its own model copy (RSS above). On a machine whose cores are all in use,
+more workers add no throughput: they only help when cores are idle. llama-cpp-python's state
+cache (`cache=True`, LlamaRAMCache) copies `n_tokens x n_vocab` floats per saved state (SmolLM2:
+~200 KB per token), so with 8 interleaved conversations it costs more than it saves (last row,
+when present); the script leaves it off and relies on the server reusing the prefix it shares
+with the previous request (the system prompt). Real parallel slots with continuous batching
 need llama.cpp's native `llama-server --parallel N` (a C++ binary not built here) or vLLM on a GPU
 (compose profile `gpu`); neither could be measured on this machine."""
 
