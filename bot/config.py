@@ -88,6 +88,11 @@ class MemorySettings(_Section):
         "hybrid", description="How older turns enter the context (see dialogue.context)."
     )
     raw_recent: int = Field(4, ge=0, description="Newest turns kept raw in the hybrid form.")
+    compress_in_blocks: bool = Field(
+        True,
+        description="Hybrid: compress older turns raw_recent at a time, so the prompt prefix "
+        "(and the model's KV cache) stays the same for several turns.",
+    )
     max_history_turns: int = Field(
         200, ge=0, description="At most this many stored turns are considered for the context."
     )

@@ -6,6 +6,11 @@ A turn is never cut: the first one that does not fit ends the history. In the `h
 representation the newest `raw_recent` turns are raw and older ones use their compressed (KeyPOS)
 form, stored when the turn was written so nothing is recomputed per message — the same result as
 `dialogue.context.represent_history`, without re-running spaCy.
+
+With `blocks=True` (the default in settings) older turns are compressed `raw_recent` at a time,
+so between `raw_recent` and `2 * raw_recent - 1` newest turns stay raw and the prompt's prefix
+stays identical for several turns in a row: the backend can reuse its KV cache instead of
+re-evaluating every turn that has just changed from raw to compressed.
 """
 
 from __future__ import annotations
@@ -29,6 +34,14 @@ def compressed_form(representation: str) -> str | None:
     if representation in ("keypos", "nostopwords"):
         return representation
     return None
+
+
+def raw_window_start(n_turns: int, raw_recent: int, blocks: bool) -> int:
+    """Index (oldest first) of the first history turn kept raw in the hybrid representation."""
+    older = max(n_turns - raw_recent, 0)
+    if blocks and raw_recent > 0:
+        older -= older % raw_recent  # move the boundary a whole block at a time
+    return older
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +95,7 @@ def build_context(
     budget_tokens: int,
     representation: str,
     raw_recent: int = 4,
+    blocks: bool = False,
 ) -> BuiltContext:
     """Choose which stored turns enter the prompt, newest first, within `budget_tokens`.
 
@@ -92,6 +106,7 @@ def build_context(
         budget_tokens: `n_ctx` minus the reply budget (`max_new_tokens`).
         representation: raw, keypos, nostopwords or hybrid.
         raw_recent: in hybrid, how many of the newest history turns stay raw.
+        blocks: in hybrid, compress older turns `raw_recent` at a time (stable prefix).
     """
     used = GENERATION_PROMPT_TOKENS + current_tokens + MESSAGE_OVERHEAD_TOKENS
     if system_prompt:
@@ -100,8 +115,9 @@ def build_context(
     form = compressed_form(representation)
     chosen: list[tuple[str, str]] = []
     raw_total = compressed = oversize = 0
+    raw_from = raw_window_start(len(history), raw_recent, blocks)
     for age, turn in enumerate(reversed(history) if fits else ()):
-        compress = representation != "hybrid" or age >= raw_recent
+        compress = representation != "hybrid" or len(history) - 1 - age < raw_from
         text, tokens, is_compressed = _choose(turn, compress, form)
         cost = tokens + MESSAGE_OVERHEAD_TOKENS
         if cost > budget_tokens // 2:

@@ -190,6 +190,7 @@ class Engine:
             budget_tokens=self.backend.n_ctx - self._options.max_new_tokens,
             representation=m.representation,
             raw_recent=m.raw_recent,
+            blocks=m.compress_in_blocks,
         )
         r = built.report
         logger.debug(

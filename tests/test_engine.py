@@ -12,7 +12,7 @@ from hypothesis import settings as hyp_settings
 from hypothesis import strategies as st
 
 from bot import texts
-from bot.context_builder import build_context, prompt_cost
+from bot.context_builder import build_context, prompt_cost, raw_window_start
 from bot.engine import Engine, clean_text, releasable
 from bot.errors import BackendError
 from bot.memory import StoredTurn
@@ -287,9 +287,10 @@ def _turn(i: int, role: str, words: int, compressed_words: int | None) -> Stored
     budget=st.integers(64, 1500),
     representation=st.sampled_from(["raw", "keypos", "nostopwords", "hybrid"]),
     raw_recent=st.integers(0, 6),
+    blocks=st.booleans(),
 )
 def test_context_never_exceeds_budget_and_keeps_whole_turns_newest_first(
-    lengths, current, budget, representation, raw_recent
+    lengths, current, budget, representation, raw_recent, blocks
 ):
     history = [
         _turn(i, "user" if i % 2 == 0 else "assistant", w, c) for i, (w, c) in enumerate(lengths)
@@ -303,6 +304,7 @@ def test_context_never_exceeds_budget_and_keeps_whole_turns_newest_first(
         budget_tokens=budget,
         representation=representation,
         raw_recent=raw_recent,
+        blocks=blocks,
     )
     assert built.messages[-1]["content"] == "q " * current  # the current message, raw
     if not built.fits:
@@ -341,7 +343,12 @@ async def test_hybrid_context_matches_represent_history(
 
     settings = Settings(
         model={"backend": "echo", "n_ctx": 2048},
-        memory={"db_path": tmp_path / "h.db", "representation": "hybrid", "raw_recent": 2},
+        memory={
+            "db_path": tmp_path / "h.db",
+            "representation": "hybrid",
+            "raw_recent": 2,
+            "compress_in_blocks": False,
+        },
     )
     engine = Engine(fake_backend, memory, fake_safety, settings)
     lines = [
@@ -358,3 +365,31 @@ async def test_hybrid_context_matches_represent_history(
     assert prompt[0] != history[0]  # the oldest turn really is compressed
     stored = memory.recent_turns(memory.pseudonym("console", "u1"), 10)
     assert all(t.representation == "keypos" and t.compressed_tokens for t in stored)
+
+
+def test_block_hybrid_keeps_the_prefix_stable_between_boundaries():
+    """Compressing raw_recent turns at a time: the same prompt prefix for raw_recent turns."""
+    history = [_turn(i, "user" if i % 2 == 0 else "assistant", 10, 3) for i in range(40)]
+
+    def prompt(n: int) -> list[str]:
+        built = build_context(
+            history[:n],
+            "now",
+            1,
+            system_prompt=None,
+            system_tokens=0,
+            budget_tokens=10_000,
+            representation="hybrid",
+            raw_recent=4,
+            blocks=True,
+        )
+        return [m["content"] for m in built.messages[:-1]]
+
+    for n in range(8, 36):
+        raw = sum(1 for m, t in zip(prompt(n), history, strict=False) if m == t.text)
+        assert 4 <= raw <= 7
+        if n % 4 != 3:  # within a block, the next prompt extends this one
+            assert prompt(n + 1)[:n] == prompt(n)
+    assert raw_window_start(10, 4, blocks=False) == 6
+    assert raw_window_start(10, 4, blocks=True) == 4
+    assert raw_window_start(3, 4, blocks=True) == 0
