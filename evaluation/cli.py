@@ -132,6 +132,7 @@ def _write_metrics(run: Path, report: dict[str, Any]) -> None:
 @click.option("--ppl/--no-ppl", default=None, help="Compute reference perplexity (needs the GGUF).")
 @click.option("--model", help="GGUF for perplexity (default: the run's model).")
 @click.option("--lora", help="LoRA GGUF for perplexity (default: the run's adapter).")
+@click.option("--max-dialogues", type=int, help="Only the first N dialogues of the subset.")
 def metrics_cmd(
     run: str,
     config_path: str | None,
@@ -139,6 +140,7 @@ def metrics_cmd(
     ppl: bool | None,
     model: str | None,
     lora: str | None,
+    max_dialogues: int | None,
 ) -> None:
     """Score a run: PPL, BLEU-2/4, ROUGE-L, METEOR, BERTScore, Extrema, Distinct-n, lengths."""
     from evaluation.metrics import compute_metrics
@@ -147,7 +149,7 @@ def metrics_cmd(
     cfg = _config(config_path, overrides, {"metrics.ppl": ppl})
     run_dir = Path(run)
     try:
-        loaded = read_rows(run_dir)
+        loaded = read_rows(run_dir, max_dialogues=max_dialogues)
     except RunFileError as exc:
         raise click.ClickException(str(exc)) from exc
     for problem in loaded.problems[:10]:
@@ -166,7 +168,7 @@ def metrics_cmd(
         "run": str(run_dir), "computed": now_iso(), "seconds": round(time.perf_counter() - start, 2),
         "data": manifest.get("data", {}).get("spec"), "model": manifest.get("model"),
         "rows": len(loaded.rows), "dialogues": len({r["dialogue_id"] for r in loaded.rows}),
-        "rows_skipped": len(loaded.problems), "metrics": results,
+        "rows_skipped": len(loaded.problems), "max_dialogues": max_dialogues, "metrics": results,
     }  # fmt: skip
     _write_metrics(run_dir, report)
     for key, entry in results.items():
@@ -241,6 +243,7 @@ def _db_texts(db_path: str) -> dict[str, list[str]]:
 @click.option(
     "--out", type=click.Path(dir_okay=False), help="JSON output (default: RUN/toxicity.json)."
 )
+@click.option("--max-dialogues", type=int, help="Only the first N dialogues of the subset.")
 def toxicity_cmd(
     run: str | None,
     config_path: str | None,
@@ -249,6 +252,7 @@ def toxicity_cmd(
     db_path: str | None,
     scorer: str | None,
     out: str | None,
+    max_dialogues: int | None,
 ) -> None:
     """Mean toxicity per attribute (ExTES Table 7) for a run, a data set or the bot's database."""
     from evaluation.runs import read_rows, write_json
@@ -259,7 +263,7 @@ def toxicity_cmd(
     cfg = _config(config_path, overrides, {"toxicity.scorer": scorer})
     sets: dict[str, list[str]] = {}
     if run:
-        rows = read_rows(run).rows
+        rows = read_rows(run, max_dialogues=max_dialogues).rows
         sets = {
             "generated": [r["generated"] for r in rows],
             "reference": [r["reference"] for r in rows],
@@ -276,7 +280,10 @@ def toxicity_cmd(
         sets = _db_texts(str(db_path))
     try:
         tox = build_scorer(cfg.toxicity)
-        result = {"sets": {name: summarize(tox, texts) for name, texts in sets.items()}}
+        result = {
+            "sets": {name: summarize(tox, texts) for name, texts in sets.items()},
+            "max_dialogues": max_dialogues,
+        }
     except ToxicityError as exc:
         raise click.ClickException(str(exc)) from exc
     target = Path(out) if out else (Path(run) / "toxicity.json" if run else None)

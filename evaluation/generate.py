@@ -293,6 +293,7 @@ def write_manifest(
         "data": {"spec": config.generate.data, "dialogues": [d.id for d in dialogues],
                  "subset_seed": config.generate.subset_seed, "load_report": data_report},
         "targets": sum(len(targets(d)) for d in dialogues),
+        "targets_per_dialogue": {d.id: len(targets(d)) for d in dialogues},
     }  # fmt: skip
     if old and _comparable(old.get("config")) != _comparable(manifest["config"]):
         raise ValueError(f"{run} was started with a different configuration; use a new --out")

@@ -81,10 +81,12 @@ def load_run(path: str | Path) -> RunSummary:
 
     path = Path(path)
     manifest = read_manifest(path)
-    rows = read_rows(path).rows
+    metrics = _load_json(path / "metrics.json")
+    # a table scored on the first N dialogues only (runs stopped at different points)
+    rows = read_rows(path, max_dialogues=metrics.get("max_dialogues")).rows
     return RunSummary(
         path=path, label=run_label(manifest, path), manifest=manifest,
-        metrics=_load_json(path / "metrics.json"), toxicity=_load_json(path / "toxicity.json"),
+        metrics=metrics, toxicity=_load_json(path / "toxicity.json"),
         judge=_load_json(path / "judge.json"), rows=len(rows),
         dialogues=len({r["dialogue_id"] for r in rows}),
         generated_lengths=[len(tokenize(r["generated"])) for r in rows],

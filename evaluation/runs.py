@@ -94,8 +94,39 @@ def validate_row(row: dict[str, Any]) -> str | None:
     return None
 
 
-def read_rows(run: str | Path, *, strict: bool = False) -> RunRows:
+def subset_ids(run: str | Path, max_dialogues: int) -> set[str]:
+    """The first `max_dialogues` dialogue ids of the run's fixed subset (manifest order)."""
+    ids = read_manifest(run).get("data", {}).get("dialogues")
+    if not isinstance(ids, list):
+        raise RunFileError(
+            f"{run}: manifest.json lists no dialogues; cannot cut to {max_dialogues}"
+        )
+    return set(ids[:max_dialogues])
+
+
+def complete_prefix(run: str | Path) -> int:
+    """How many dialogues, in subset order, are completely generated (for comparable tables)."""
+    manifest = read_manifest(run)
+    per_dialogue = manifest.get("targets_per_dialogue", {})
+    done: dict[str, int] = {}
+    for row in read_rows(run).rows:
+        done[row["dialogue_id"]] = done.get(row["dialogue_id"], 0) + 1
+    count = 0
+    for did in manifest.get("data", {}).get("dialogues", []):
+        if did not in per_dialogue or done.get(did, 0) < per_dialogue[did]:
+            break
+        count += 1
+    return count
+
+
+def read_rows(
+    run: str | Path, *, strict: bool = False, max_dialogues: int | None = None
+) -> RunRows:
     """Read a run's usable generation rows; the last row per key wins.
+
+    Args:
+        max_dialogues: keep only the first N dialogues of the run's subset (to compare runs
+            that stopped at different points on the same dialogues).
 
     Raises:
         RunFileError: no generations file, or (strict) any malformed row.
@@ -117,7 +148,11 @@ def read_rows(run: str | Path, *, strict: bool = False) -> RunRows:
             continue
         assert obj is not None
         by_key[obj["key"]] = obj
-    return RunRows(rows=list(by_key.values()), problems=problems)
+    rows = list(by_key.values())
+    if max_dialogues is not None:
+        keep = subset_ids(run, max_dialogues)
+        rows = [r for r in rows if r["dialogue_id"] in keep]
+    return RunRows(rows=rows, problems=problems)
 
 
 def done_keys(run: str | Path) -> set[str]:

@@ -38,12 +38,15 @@ score() {
   runs=()
   for model in "${MODELS[@]}"; do
     for rep in "${REPS[@]}"; do
-      run="$RUNS/$model-$rep"
-      [ -f "$run/generations.jsonl" ] || continue
-      "$SOLACE" eval metrics "$run" --config configs/eval/esconv50.toml
-      "$SOLACE" eval toxicity "$run" --config configs/eval/esconv50.toml
-      runs+=("$run")
+      [ -f "$RUNS/$model-$rep/generations.jsonl" ] && runs+=("$RUNS/$model-$rep")
     done
+  done
+  # Score every run on the same dialogues: the longest subset prefix all runs have finished.
+  N=${N:-$(.venv/bin/python -c 'import sys; from evaluation.runs import complete_prefix; print(min(complete_prefix(r) for r in sys.argv[1:]))' "${runs[@]}")}
+  echo "scoring ${#runs[@]} runs on the first $N dialogues of the subset"
+  for run in "${runs[@]}"; do
+    "$SOLACE" eval metrics "$run" --config configs/eval/esconv50.toml --max-dialogues "$N"
+    "$SOLACE" eval toxicity "$run" --config configs/eval/esconv50.toml --max-dialogues "$N"
   done
   mkdir -p "$OUT"
   "$SOLACE" eval toxicity --data esconv:test --config configs/eval/esconv50.toml --out "$OUT/toxicity_esconv_test.json"

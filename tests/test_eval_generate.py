@@ -237,3 +237,22 @@ def test_subset_can_grow_on_resume(data_file: Path, tmp_path: Path) -> None:
     )
     grown = run_generation(_config(data_file), run, backend=EchoBackend(), progress=False)
     assert grown["skipped"] == first["done"] and grown["done"] == 4 - first["done"]
+
+
+def test_max_dialogues_cuts_to_the_same_subset_prefix(data_file: Path, tmp_path: Path) -> None:
+    from evaluation.runs import complete_prefix
+
+    run = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):  # stops inside the second dialogue
+        run_generation(_config(data_file), run, backend=CrashingBackend(3), progress=False)
+    assert complete_prefix(run) == 1
+    first = json.loads((run / "manifest.json").read_text())["data"]["dialogues"][0]
+    rows = read_rows(run, max_dialogues=1).rows
+    assert rows and {r["dialogue_id"] for r in rows} == {first}
+    result = CliRunner().invoke(cli, ["eval", "metrics", str(run), "--no-ppl", "--max-dialogues", "1",
+                                      "--set", 'metrics.skip=["bertscore","meteor","extrema"]'])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert (
+        metrics["dialogues"] == 1 and metrics["rows"] == len(rows) and metrics["max_dialogues"] == 1
+    )
