@@ -96,7 +96,7 @@ def _hf_trainer(steps: int) -> dict[str, float]:
         gradient_accumulation_steps=cfg.grad_accum,
         learning_rate=cfg.learning_rate,
         lr_scheduler_type=cfg.lr_scheduler,
-        warmup_ratio=cfg.warmup_ratio,
+        warmup_steps=int(cfg.warmup_ratio * steps),
         max_steps=steps,
         bf16=resolve_precision(cfg, False) == "bf16",
         use_cpu=True,

@@ -306,11 +306,9 @@ def check_run_dir(run_dir: Path, resume: bool, echo: Callable[[str], None]) -> P
                 f"{run_dir} already holds a run; pass --resume to continue it (or to extend it "
                 "with more epochs), or --set output_dir=<new dir>"
             )
-        run_dir.mkdir(parents=True, exist_ok=True)
         return None
     if not found:
         echo(f"--resume: no checkpoint in {run_dir}, starting from step 0")
-        run_dir.mkdir(parents=True, exist_ok=True)
         return None
     return found[-1]
 
@@ -341,6 +339,7 @@ def prepare_data(
         "eval_samples_used": len(eval_samples),
         "eval_tokens_used": sum(len(s.input_ids) for s in eval_samples),
     }
+    run_dir.mkdir(parents=True, exist_ok=True)
     write_json(run_dir / "data_stats.json", stats)
     for split, s in (("train", train_stats), ("eval", eval_stats)):
         echo(
