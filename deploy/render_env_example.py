@@ -45,12 +45,13 @@ COMPOSE_VARIABLES = """\
 ## deploy/compose.yaml only (not Solace settings)
 # Tag of the image `docker compose build` makes and the services run.
 # IMAGE_TAG=latest
-# Host folder mounted read-only at /models in the model services (GGUF files, exported models).
+# Host folder mounted read-only at /models in the model services: typically a `solace export --out`
+# folder (model-<QUANT>.gguf files and merged/), relative to deploy/.
 # MODELS_DIR=../models
 # Seconds between backups made by the backup service.
 # BACKUP_INTERVAL_SECONDS=21600
 # profile cpu: GGUF for llama_cpp.server, as seen in the container (empty = embedded SmolLM2).
-# LLAMA_MODEL=/models/solace-q4_k_m.gguf
+# LLAMA_MODEL=/models/model-Q4_K_M.gguf
 # profile cpu: a LoRA adapter GGUF applied by the model server (empty = none).
 # LLAMA_LORA=
 # profile cpu: worker processes, each with its own model copy = requests served at once.
@@ -62,7 +63,7 @@ COMPOSE_VARIABLES = """\
 # profile gpu: vLLM image tag.
 # VLLM_VERSION=v0.11.0
 # profile gpu: the exported HF model directory under MODELS_DIR.
-# VLLM_MODEL_DIR=solace-merged
+# VLLM_MODEL_DIR=merged
 # profile gpu: GPUs to split the model across (tensor parallelism).
 # VLLM_TENSOR_PARALLEL=1
 # profile gpu: context window (set SOLACE_OPENAI__CONTEXT_TOKENS to match).
