@@ -53,6 +53,7 @@ class GenerateConfig(_Section):
     seed: int = Field(42, description="Base seed; each turn uses seed + a stable hash of its key.")
     threads: int | None = Field(None, ge=1, description="llama.cpp threads (None: its default).")
     timeout_seconds: float = Field(120.0, gt=0, description="Per-request timeout (openai).")
+    max_retries: int = Field(2, ge=0, le=10, description="Retries after a failed request (openai).")
 
 
 class MetricsConfig(_Section):

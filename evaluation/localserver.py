@@ -1,8 +1,8 @@
 """A minimal OpenAI-compatible chat server (aiohttp) around a local llama.cpp model.
 
 For judging or generating through the OpenAI code path without `llama_cpp.server`'s extra
-dependencies (FastAPI, uvicorn, ...): `POST /v1/chat/completions`, non-streaming, one request at a
-time (one model, one context). OpenAI's `response_format: json_schema` is translated to
+dependencies (FastAPI, uvicorn, ...): `POST /v1/chat/completions` (a streamed request gets the finished reply as one
+server-sent chunk), one request at a time (one model, one context). OpenAI's `response_format: json_schema` is translated to
 llama-cpp-python's grammar-constrained `json_object` + `schema`, so small models answer in the
 requested JSON. Listens on 127.0.0.1 only.
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import time
 import uuid
@@ -44,14 +45,17 @@ def completion_response(
 def build_app(handler: Handler) -> web.Application:
     """An aiohttp app serving `/v1/chat/completions` with `handler(request_json) -> response`."""
 
-    async def chat(request: web.Request) -> web.Response:
+    async def chat(request: web.Request) -> web.StreamResponse:
         try:
             body = await request.json()
         except ValueError:
             return web.json_response({"error": {"message": "body is not JSON"}}, status=400)
         if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
             return web.json_response({"error": {"message": "messages must be a list"}}, status=400)
-        return web.json_response(await handler(body))
+        result = await handler(body)
+        if not body.get("stream"):
+            return web.json_response(result)
+        return await _stream(request, result)
 
     async def models(_: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": [{"id": "local", "object": "model"}]})
@@ -60,6 +64,21 @@ def build_app(handler: Handler) -> web.Application:
     app.router.add_post("/v1/chat/completions", chat)
     app.router.add_get("/v1/models", models)
     return app
+
+
+async def _stream(request: web.Request, result: dict[str, Any]) -> web.StreamResponse:
+    """Send a finished completion as OpenAI server-sent events (one content chunk)."""
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await response.prepare(request)
+    content = result["choices"][0]["message"]["content"]
+    base = {"id": result["id"], "object": "chat.completion.chunk", "created": result["created"],
+            "model": result["model"]}  # fmt: skip
+    for delta, finish in (({"role": "assistant", "content": content}, None), ({}, "stop")):
+        chunk = {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+        await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
+    await response.write(b"data: [DONE]\n\n")
+    await response.write_eof()
+    return response
 
 
 def llama_handler(llm: Any, name: str = "local") -> Handler:

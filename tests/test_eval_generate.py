@@ -256,3 +256,44 @@ def test_max_dialogues_cuts_to_the_same_subset_prefix(data_file: Path, tmp_path:
     assert (
         metrics["dialogues"] == 1 and metrics["rows"] == len(rows) and metrics["max_dialogues"] == 1
     )
+
+
+async def test_openai_endpoint_path_and_timeouts(data_file: Path, tmp_path: Path) -> None:
+    import asyncio
+
+    from evaluation.localserver import build_app, completion_response, start
+
+    slow = {"on": False}
+
+    async def handler(body: dict) -> dict:
+        if slow["on"]:
+            await asyncio.sleep(2)
+        return completion_response("m", "Tell me more about " + body["messages"][-1]["content"])
+
+    runner, port = await start(build_app(handler))
+    url = f"http://127.0.0.1:{port}/v1"
+    flags = [f"generate.openai_base_url={url}", "generate.model=m", "generate.max_retries=0"]
+    try:
+        run = tmp_path / "run"
+        counts = await asyncio.to_thread(
+            run_generation, _config(data_file, *flags), run, progress=False
+        )
+        assert counts["done"] == 4
+        rows = read_rows(run).rows
+        assert all(r["generated"].startswith("Tell me more about ") for r in rows)
+        manifest = json.loads((run / "manifest.json").read_text())
+        assert manifest["model"]["backend"] == "openai" and manifest["model"]["base_url"] == url
+        slow["on"] = True  # an endpoint that times out: errors are recorded, the run goes on
+        cfg = _config(data_file, *flags, "generate.timeout_seconds=0.3")
+        failed = await asyncio.to_thread(run_generation, cfg, tmp_path / "slow", progress=False)
+        assert failed["failed"] == 4 and failed["done"] == 0
+        lines = [
+            json.loads(x)
+            for x in (tmp_path / "slow" / "generations.jsonl").read_text().splitlines()
+        ]
+        assert all(x["error"] and x["generated"] is None for x in lines)
+        slow["on"] = False  # rerun retries exactly the failed turns
+        again = await asyncio.to_thread(run_generation, cfg, tmp_path / "slow", progress=False)
+        assert again["done"] == 4 and again["skipped"] == 0
+    finally:
+        await runner.cleanup()
