@@ -90,7 +90,7 @@ def load_model(
 
     if dtype not in MERGE_DTYPES:
         raise ExportError(f"merge dtype {dtype!r} is not one of {MERGE_DTYPES}")
-    model = AutoModelForCausalLM.from_pretrained(
+    model: Any = AutoModelForCausalLM.from_pretrained(
         str(base_hf_dir),
         config=plain_config(base_hf_dir),
         dtype=getattr(torch, dtype),

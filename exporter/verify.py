@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -156,7 +156,10 @@ def build_eval_set(
     strategy_prefix: bool = False,
 ) -> EvalSet:
     """Render held-out dialogues into the chats, masks, prompts and texts the checks use."""
-    chats, masks, prompts, rendered = [], [], [], []
+    chats: list[list[int]] = []
+    masks: list[list[bool]] = []
+    prompts: list[list[int]] = []
+    rendered: list[str] = []
     utterances: list[str] = []
     for dialogue in dialogues[: cfg.eval_dialogues]:
         messages = dialogue_messages(dialogue, system_prompt, strategy_prefix)
@@ -304,113 +307,3 @@ def hf_tokens_per_s(model: Any, prompt: list[int], n: int) -> float:
     start = time.perf_counter()
     hf_greedy(model, prompt, n, eos=set())
     return n / max(time.perf_counter() - start, 1e-9)
-
-
-Echo = Callable[[str], None]
-# Kinds whose greedy agreement is gated (the rest are quantized: reported, not gated).
-GREEDY_GATED_KINDS = ("F32", "F16", "BF16", "ADAPTER")
-
-
-@dataclass
-class GGUFTarget:
-    """A GGUF to check: a full model, or a base plus a LoRA (`lora`)."""
-
-    name: str
-    kind: str
-    path: Path
-    lora: Path | None = None
-    gated: bool = True  # False for the plain base: reported for comparison only
-
-
-@dataclass
-class Reference:
-    """The HF side: the model (adapter applied), its tokenizer and what was measured on it."""
-
-    model: Any
-    tokenizer: Any
-    row: ModelRow
-    greedy: list[list[int]] = field(default_factory=list)
-
-
-def measure_reference(ref: Reference, eval_set: EvalSet, cfg: ExportConfig, eos: set[int]) -> None:
-    """Perplexity, greedy continuations and speed of the HF model (filled into `ref`)."""
-    ref.row.ppl = hf_perplexity(ref.model, eval_set)
-    ref.greedy = [hf_greedy(ref.model, p, cfg.greedy_tokens, eos) for p in eval_set.prompts]
-    if eval_set.prompts:
-        ref.row.tokens_per_s = hf_tokens_per_s(ref.model, eval_set.prompts[0], cfg.bench_tokens)
-
-
-def check_target(
-    target: GGUFTarget, ref: Reference, eval_set: EvalSet, cfg: ExportConfig, eos: set[int]
-) -> ModelRow:
-    """Measure one GGUF against the reference and record every gated failure."""
-    import gc
-
-    row = ModelRow(name=target.name, kind=target.kind, path=str(target.lora or target.path))
-    row.size_bytes = (target.lora or target.path).stat().st_size
-    start = time.perf_counter()
-    llm = load_llama(target.path, cfg, target.lora)
-    row.load_s = time.perf_counter() - start
-    try:
-        bad = tokenization_mismatches(ref.tokenizer, llm, eval_set.texts)
-        row.tokenization_mismatches = len(bad)
-        row.ppl = gguf_perplexity(llm, eval_set)
-        outs = [gguf_greedy(llm, p, cfg.greedy_tokens, eos) for p in eval_set.prompts]
-        scores = [agreement(a, b) for a, b in zip(ref.greedy, outs, strict=True)]
-        row.greedy_agreement = sum(scores) / len(scores) if scores else None
-        if eval_set.prompts:
-            row.tokens_per_s = gguf_tokens_per_s(llm, eval_set.prompts[0], cfg.bench_tokens)
-    finally:
-        llm.close()
-        del llm
-        gc.collect()
-    if not target.gated:
-        return row
-    row.gated = True
-    row.ppl_increase = row.ppl / ref.row.ppl - 1.0
-    row.bound = cfg.ppl_bound(target.kind)
-    if bad:
-        row.failures.append(
-            f"tokenization differs from the HF tokenizer on {len(bad)} of "
-            f"{len(eval_set.texts)} texts (first: text #{bad[0]})"
-        )
-    # Two-sided: a GGUF that is "better" than the model it was converted from is not that model.
-    if not math.isfinite(row.ppl) or abs(row.ppl_increase) > row.bound:
-        row.failures.append(
-            f"perplexity {row.ppl:.4g} vs HF {ref.row.ppl:.4g} "
-            f"({row.ppl_increase:+.2%}, allowed ±{row.bound:.1%})"
-        )
-    agree = row.greedy_agreement
-    if target.kind in GREEDY_GATED_KINDS and agree is not None and agree < cfg.min_greedy_agreement:
-        row.failures.append(
-            f"greedy agreement {agree:.2f} < required {cfg.min_greedy_agreement:.2f}"
-        )
-    return row
-
-
-def run_checks(
-    ref: Reference,
-    targets: Sequence[GGUFTarget],
-    eval_set: EvalSet,
-    cfg: ExportConfig,
-    eos: set[int],
-    echo: Echo = print,
-) -> ParityReport:
-    """Measure the reference and every target; the report lists each failed gated check."""
-    if not eval_set.chats:
-        raise ValueError("no evaluation chats with assistant tokens; check eval_spec")
-    echo(f"  HF reference: perplexity on {len(eval_set.chats)} chats ...")
-    measure_reference(ref, eval_set, cfg, eos)
-    rows = [ref.row]
-    for target in targets:
-        echo(f"  {target.name}: tokenization, perplexity, greedy, speed ...")
-        row = check_target(target, ref, eval_set, cfg, eos)
-        status = "ok" if row.passed else "FAILED: " + "; ".join(row.failures)
-        echo(f"    ppl {row.ppl:.4g} (HF {ref.row.ppl:.4g}) {status}")
-        rows.append(row)
-    return ParityReport(
-        rows=rows,
-        eval_chats=len(eval_set.chats),
-        eval_tokens=sum(sum(m) for m in eval_set.masks),
-        tokenization_texts=len(eval_set.texts),
-    )
