@@ -95,7 +95,7 @@ def test_run_writes_outputs_and_manifest(tiny_dir: Path, data_file: Path, tmp_pa
         assert (run_dir / name).exists(), name
     rows = (run_dir / "loss_history.csv").read_text().splitlines()
     assert rows[0].startswith("step,epoch,train_loss,eval_loss")
-    assert len(rows) == 1 + 4 + 2  # four train rows, two eval rows
+    assert len(rows) == 1 + 4 + 3  # four train rows, eval rows at steps 0, 2 and 4
     stats = json.loads((run_dir / "data_stats.json").read_text())
     assert stats["train"]["target_tokens"] == manifest["data"]["target_tokens"]
     # the same run again without --resume refuses to overwrite it

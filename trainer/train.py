@@ -197,13 +197,18 @@ def train_loop(run: Run, state: TrainState, run_dir: Path, echo: Callable[[str],
             state.history.append(_row(run, state, train_loss=window_loss / window_steps))
             window_loss, window_steps = 0.0, 0
         if state.step % cfg.eval_every == 0 or state.step == run.total_steps:
-            state.last_eval_loss = evaluate(run)
-            state.history.append(_row(run, state, eval_loss=state.last_eval_loss))
-            echo(f"step {state.step}: eval loss {state.last_eval_loss:.4f}")
+            record_eval(run, state, echo)
         if state.step % cfg.save_every == 0:
             save(run, state, run_dir)
     bar.close()
     return state.step >= run.total_steps
+
+
+def record_eval(run: Run, state: TrainState, echo: Callable[[str], None]) -> None:
+    """Measure eval loss now and add it to the loss history."""
+    state.last_eval_loss = evaluate(run)
+    state.history.append(_row(run, state, eval_loss=state.last_eval_loss))
+    echo(f"step {state.step}: eval loss {state.last_eval_loss:.4f}")
 
 
 def _row(run: Run, state: TrainState, **losses: float) -> dict[str, Any]:
@@ -283,7 +288,12 @@ def train(cfg: TrainConfig, resume: bool = False, echo: Callable[[str], None] = 
     if resume_from:
         echo(f"resumed from {resume_from} (step {state.step} of {run.total_steps})")
     with stop_on_signals(run.stop):
+        if state.step == 0:
+            record_eval(run, state, echo)  # the curve starts at the base model's loss
         finished = train_loop(run, state, run_dir, echo)
+        evaluated = [r["step"] for r in state.history if "eval_loss" in r]
+        if finished and evaluated[-1:] != [state.step]:
+            record_eval(run, state, echo)  # e.g. outputs written from a checkpoint
     save(run, state, run_dir)
     if not finished:
         echo(
