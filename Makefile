@@ -73,7 +73,7 @@ bench: install-dev  ## run the benchmarks and write BENCHMARKS.md
 
 model: install-dev  ## train and export Solace's default adapter from scratch (long: hours on CPU)
 	$(BIN)/solace train configs/train/smollm2-135m-esconv.toml
-	$(BIN)/solace export runs/smollm2-135m-esconv --adapter-only --out models/solace-smollm2-esconv
+	$(BIN)/solace export runs/smollm2-135m-esconv -c configs/export/smollm2-adapter.toml --out models/solace-smollm2-esconv
 
 clean:  ## remove the environment and caches (keeps pip's wheel cache)
 	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache
