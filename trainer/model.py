@@ -139,7 +139,8 @@ def convert_gguf(gguf: Path, cache_root: Path) -> Path:
 def prepare_base(source: BaseSource, cfg: TrainConfig) -> str:
     """The directory (or, with allow_download, hub id) that from_pretrained will read."""
     if source.kind == "gguf":
-        return str(convert_gguf(Path(source.location), Path(cfg.base_cache_dir)))
+        # absolute: the exporter resolves relative paths against the run directory
+        return str(convert_gguf(Path(source.location), Path(cfg.base_cache_dir)).resolve())
     return source.location
 
 
