@@ -10,8 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from bot import texts
+from bot.cli import cli
 
 SOLACE = [sys.executable, "-m", "bot"]
 
@@ -118,38 +120,52 @@ def test_forget_and_reset_through_the_console(tmp_path):
     assert stored_texts(db) == []
 
 
-def test_configuration_errors_are_clear(tmp_path):
+@pytest.fixture
+def cli_env(tmp_path, monkeypatch):
+    """In-process CLI runs (faster than subprocesses) with a clean SOLACE_* environment."""
+    for name in list(os.environ):
+        if name.startswith("SOLACE_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("XDG_DATA_HOME", raising=False)
+    monkeypatch.chdir(tmp_path)
+    return CliRunner()
+
+
+def test_configuration_errors_are_clear(tmp_path, cli_env):
     bad = tmp_path / "bad.toml"
     bad.write_text("[model]\nbakend = 'echo'\n")
-    result = run_chat(tmp_path, b"hi\n", "--config", str(bad))
-    assert result.returncode == 1
-    assert "unknown key 'model.bakend'" in result.stderr.decode()
-    missing = run_chat(tmp_path, b"hi\n", "--config", str(tmp_path / "nope.toml"))
-    assert missing.returncode == 1 and "does not exist" in missing.stderr.decode()
+    result = cli_env.invoke(cli, ["chat", "--config", str(bad)], input="hi\n")
+    assert result.exit_code == 1
+    assert "unknown key 'model.bakend'" in result.output
+    missing = cli_env.invoke(cli, ["chat", "--config", str(tmp_path / "nope.toml")])
+    assert missing.exit_code == 1 and "does not exist" in missing.output
     junk_db = tmp_path / "junk.db"
     junk_db.write_bytes(b"not sqlite" * 200)
-    broken = run_chat(tmp_path, b"hi\n", "--backend", "echo", "--db", str(junk_db))
-    assert broken.returncode == 1 and "junk.db" in broken.stderr.decode()
-    assert "Traceback" not in broken.stderr.decode()
+    broken = cli_env.invoke(cli, ["chat", "--backend", "echo", "--db", str(junk_db)])
+    assert broken.exit_code == 1 and "junk.db" in broken.output
+    assert broken.exception is None or isinstance(broken.exception, SystemExit)
 
 
-def test_missing_model_file_fails_at_start(tmp_path):
-    env_model = tmp_path / "absent.gguf"
+def test_missing_model_file_fails_at_start(tmp_path, cli_env):
     config = tmp_path / "c.toml"
-    config.write_text(f"[model]\npath = '{env_model}'\n")
-    result = run_chat(tmp_path, b"hi\n", "--config", str(config), "--db", str(tmp_path / "m.db"))
-    assert result.returncode == 1
-    assert "absent.gguf" in result.stderr.decode() and "does not exist" in result.stderr.decode()
+    config.write_text(f"[model]\npath = '{tmp_path / 'absent.gguf'}'\n")
+    args = ["chat", "--config", str(config), "--db", str(tmp_path / "m.db")]
+    result = cli_env.invoke(cli, args, input="hi\n")
+    assert result.exit_code == 1
+    assert "absent.gguf" in result.output and "does not exist" in result.output
 
 
-def test_migrate_command(tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SOLACE_")}
+def test_migrate_command(tmp_path, cli_env):
     db = tmp_path / "m.db"
-    run = [*SOLACE, "migrate", "--db", str(db)]
-    first = subprocess.run(run, capture_output=True, text=True, env=env, check=False)
-    assert first.returncode == 0 and "applied now: m001_initial" in first.stdout
-    again = subprocess.run(run, capture_output=True, text=True, env=env, check=False)
-    assert "already applied: m001_initial" in again.stdout
+    first = cli_env.invoke(cli, ["migrate", "--db", str(db)])
+    assert first.exit_code == 0 and "applied now: m001_initial" in first.output
+    again = cli_env.invoke(cli, ["migrate", "--db", str(db)])
+    assert "already applied: m001_initial" in again.output
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"not sqlite" * 200)
+    broken = cli_env.invoke(cli, ["migrate", "--db", str(junk)])
+    assert broken.exit_code == 1 and "junk.db" in broken.output
 
 
 @pytest.mark.slow
