@@ -40,11 +40,11 @@ TEST_SECRET = b"solace-test-pseudonym-secret-0123456789"
 
 
 @pytest.fixture
-def settings(tmp_path: Path):
+def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """Settings built in code: echo backend, raw context, a temp database path, no TOML."""
     from bot.config import Settings
 
-    os.environ.pop("SOLACE_CONFIG", None)
+    monkeypatch.delenv("SOLACE_CONFIG", raising=False)
     return Settings(
         model={"backend": "echo", "n_ctx": 512},
         memory={"db_path": tmp_path / "solace.db", "representation": "raw"},
