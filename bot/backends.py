@@ -12,6 +12,7 @@ False). Streaming is the only mode: a caller that wants the whole reply writes `
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import threading
@@ -194,6 +195,8 @@ class LlamaCppBackend:
         lora = m.lora_path
         if lora is None and m.path is None and m.use_default_adapter:
             lora = default_adapter_path()
+        if lora is not None:
+            _check_adapter_manifest(lora, settings.memory.representation)
         return cls(path, lora_path=lora, n_ctx=m.n_ctx, n_threads=m.n_threads, cache_mb=m.cache_mb)
 
     @property
@@ -248,6 +251,22 @@ class LlamaCppBackend:
     def count_tokens(self, text: str) -> int:
         """Tokens under the GGUF's tokenizer (no BOS)."""
         return len(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+
+def _check_adapter_manifest(adapter: Path, representation: str) -> None:
+    """Warn when the exporter's manifest says the adapter was trained on another context form."""
+    manifest = Path(adapter).parent / "manifest.json"
+    try:
+        trained = json.loads(manifest.read_text()).get("context_representation")
+    except (OSError, ValueError, AttributeError):
+        return  # no manifest (a hand-made adapter): nothing to compare
+    if trained and trained != representation:
+        logger.warning(
+            "adapter %s was trained with %s context but memory.representation is %s",
+            adapter,
+            trained,
+            representation,
+        )
 
 
 class OpenAIBackend:

@@ -258,3 +258,15 @@ def test_llama_cpp_bad_files_fail_clearly(smollm2_gguf, tmp_path):
     junk.write_bytes(b"GGUF but not really" * 10)
     with pytest.raises(BackendError, match="junk-adapter.gguf"):
         LlamaCppBackend(smollm2_gguf, lora_path=junk, n_ctx=256)
+
+
+def test_adapter_manifest_mismatch_is_warned(tmp_path, caplog):
+    from bot.backends import _check_adapter_manifest
+
+    adapter = tmp_path / "adapter.gguf"
+    _check_adapter_manifest(adapter, "hybrid")  # no manifest: silent
+    (tmp_path / "manifest.json").write_text('{"context_representation": "raw"}')
+    with caplog.at_level("WARNING"):
+        _check_adapter_manifest(adapter, "hybrid")
+        _check_adapter_manifest(adapter, "raw")
+    assert [r.getMessage().endswith("is hybrid") for r in caplog.records] == [True]
