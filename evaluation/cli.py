@@ -280,16 +280,13 @@ def toxicity_cmd(
         sets = _db_texts(str(db_path))
     try:
         tox = build_scorer(cfg.toxicity)
-        result = {
-            "sets": {name: summarize(tox, texts) for name, texts in sets.items()},
-            "max_dialogues": max_dialogues,
-        }
+        summaries = {name: summarize(tox, texts) for name, texts in sets.items()}
     except ToxicityError as exc:
         raise click.ClickException(str(exc)) from exc
     target = Path(out) if out else (Path(run) / "toxicity.json" if run else None)
     if target:
-        write_json(target, result)
-    for name, block in result["sets"].items():
+        write_json(target, {"sets": summaries, "max_dialogues": max_dialogues})
+    for name, block in summaries.items():
         means = " ".join(
             f"{a}={v['mean']:.4f}" for a, v in block["attributes"].items() if v["mean"] is not None
         )
