@@ -74,7 +74,6 @@ class _Reply:
     sent: str = ""
     stored: bool = False
     guard_reason: str | None = None
-    error: bool = False
 
     def add(self, text: str) -> str:
         self.sent += text
@@ -225,7 +224,6 @@ class Engine:
             elif not reply.sent.strip():
                 yield reply.add(self.safety.fallback_reply())
         except Exception as exc:
-            reply.error = True
             if isinstance(exc, BackendError):
                 logger.error("user %s: backend failed: %s", short_key(key), exc)
             else:
@@ -238,13 +236,11 @@ class Engine:
             # has already seen is kept, so the stored conversation matches theirs.
             if reply.sent.strip() and not reply.stored:
                 reply.stored = True
-                await self._store(
-                    key,
-                    msg.platform,
-                    "assistant",
-                    reply.sent,
-                    flagged=reply.guard_reason is not None,
-                )
+                flagged = reply.guard_reason is not None
+                try:
+                    await self._store(key, msg.platform, "assistant", reply.sent, flagged=flagged)
+                except StorageError:  # the reply was already shown; the user turn is safe
+                    logger.exception("user %s: could not store the reply", short_key(key))
 
     async def _guarded_stream(
         self, messages: list[Message], reply: _Reply
