@@ -38,6 +38,7 @@ def make_accelerator(cfg: TrainConfig) -> Any:
     """An Accelerator for the device and precision (one process, or `accelerate launch`)."""
     import torch
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
     from accelerate.utils import set_seed
 
     if cfg.device == "cuda" and not torch.cuda.is_available():
@@ -47,6 +48,9 @@ def make_accelerator(cfg: TrainConfig) -> Any:
     on_cuda = cfg.device != "cpu" and torch.cuda.is_available()
     torch.set_num_threads(cfg.num_threads or len(os.sched_getaffinity(0)))
     precision = resolve_precision(cfg, on_cuda)
+    # Accelerator state is a process-wide singleton; a second run in one process (tests, the
+    # benchmark) with another precision would be refused. The process group itself is kept.
+    AcceleratorState._reset_state()
     accelerator = Accelerator(
         cpu=not on_cuda,
         mixed_precision=precision,
