@@ -182,7 +182,11 @@ async def _judge_rate(calls: int) -> list[str]:
 def run(quick: bool) -> str:
     """The Markdown section for BENCHMARKS.md."""
     n = 400 if quick else 2000
-    lines = ["## eval", "", f"Metric computation for {n} responses, generation speed and judge throughput.", "",
+    import os
+
+    load = os.getloadavg()[0]
+    lines = ["## eval", "", f"Metric computation for {n} responses, generation speed and judge throughput "
+             f"(load average at start {load:.1f} on {os.cpu_count()} cores: absolute times scale with it).", "",
              "| what | time / rate | vs baseline |", "|---|---|---|"]  # fmt: skip
     lines += bench_metrics(n)
     lines += bench_embeddings(200 if quick else n)
