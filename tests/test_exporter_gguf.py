@@ -304,3 +304,33 @@ def test_wrong_weights_fail_the_perplexity_gate(tiny_run, full_export, tmp_path)
     assert result.exit_code != 0
     assert "merge: already done" in result.output  # only the verify step reran
     assert "GGUF F32: perplexity" in result.output
+
+
+def test_eval_set_scores_exactly_the_supporter_turns(tiny_run) -> None:
+    """Masks cover each supporter reply and its end-of-turn token, nothing else; an opening
+    supporter turn without a system prompt has no prompt before it and is left out."""
+    from dialogue.types import Dialogue, Turn
+    from exporter.config import load_config
+    from exporter.merge import load_tokenizer
+    from exporter.verify import build_eval_set
+
+    tok = load_tokenizer(tiny_run["run"] / "tokenizer")
+    turns = (
+        Turn("assistant", "Hello, I'm here."),
+        Turn("user", "I feel alone tonight."),
+        Turn("assistant", "I'm glad you reached out. What is making tonight hard?"),
+        Turn("user", "Everyone is asleep."),
+        Turn("assistant", "That quiet can feel heavy."),
+    )
+    dialogue = Dialogue("t:1", "test", None, None, turns)
+    cfg = load_config(None, ["eval_dialogues=1", "greedy_prompts=1"])
+    later = (
+        "I'm glad you reached out. What is making tonight hard?<|im_end|>\n"
+        "That quiet can feel heavy.<|im_end|>\n"
+    )
+    for system, expected in ((None, later), ("Be kind.", "Hello, I'm here.<|im_end|>\n" + later)):
+        eval_set = build_eval_set(tok, [dialogue], cfg, system)
+        ids, mask = eval_set.chats[0], eval_set.masks[0]
+        assert tok.decode([i for i, m in zip(ids, mask, strict=True) if m]) == expected
+        prompt = tok.decode(eval_set.prompts[0])
+        assert prompt.endswith("I feel alone tonight.<|im_end|>\n<|im_start|>assistant\n")
