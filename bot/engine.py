@@ -36,6 +36,8 @@ logger = logging.getLogger(__name__)
 COUNTRY_CODE_RE = re.compile(r"^[A-Za-z]{2}$")
 KEEP_CONTROL_CHARS = frozenset("\n\t")
 DROPPED_CATEGORIES = frozenset({"Cc", "Cs", "Co"})  # controls, lone surrogates, private use
+SENTENCE_FINAL_CHARS = frozenset(".!?…\"')]*")
+SENTENCE_END_RE = re.compile(r"[.!?…][\"')\]]*(?=\s|$)")
 
 
 def clean_text(text: str) -> str:
@@ -60,6 +62,16 @@ def releasable(pending: str, holdback: int) -> int:
     if cut >= 0:
         return cut + 1
     return limit if limit > holdback else 0  # a long run without spaces (e.g. Chinese)
+
+
+def trim_unfinished(tail: str) -> str:
+    """Drop a trailing unfinished sentence (a reply cut by the token limit) from the held-back
+    tail, when the tail has an earlier sentence end to stop at."""
+    stripped = tail.rstrip()
+    if not stripped or stripped[-1] in SENTENCE_FINAL_CHARS:
+        return tail
+    ends = list(SENTENCE_END_RE.finditer(tail))
+    return tail[: ends[-1].end()] if ends else tail
 
 
 def short_key(user_key: str) -> str:
@@ -265,6 +277,7 @@ class Engine:
                     yield checked[-cut:]
         finally:
             await chunks.aclose()
+        pending = trim_unfinished(pending)
         verdict = self.safety.guard(checked + pending, final=True)
         if not verdict.ok:
             reply.guard_reason = verdict.reason or "unspecified"

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from bot import texts
 from bot.context_builder import build_context, prompt_cost, raw_window_start
-from bot.engine import Engine, clean_text, releasable
+from bot.engine import Engine, clean_text, releasable, trim_unfinished
 from bot.errors import BackendError
 from bot.memory import StoredTurn
 from bot.types import IncomingMessage
@@ -393,3 +393,18 @@ def test_block_hybrid_keeps_the_prefix_stable_between_boundaries():
     assert raw_window_start(10, 4, blocks=False) == 6
     assert raw_window_start(10, 4, blocks=True) == 4
     assert raw_window_start(3, 4, blocks=True) == 0
+
+
+def test_trim_unfinished_sentence_from_the_tail():
+    assert trim_unfinished("You matter. I'm here") == "You matter."
+    assert trim_unfinished("You matter. I'm here.") == "You matter. I'm here."
+    assert trim_unfinished('She said "stay." And then') == 'She said "stay."'
+    assert trim_unfinished("no sentence end at all") == "no sentence end at all"
+    assert trim_unfinished("Is it? Maybe 3.5 times") == "Is it?"
+
+
+async def test_reply_cut_by_the_token_limit_ends_at_a_sentence(engine, fake_backend):
+    await say(engine, "hi")
+    fake_backend.enqueue(["That sounds hard. ", "Moving is a big change. ", "I'm here to"])
+    assert await say(engine, "I moved") == "That sounds hard. Moving is a big change."
+    assert turns_of(engine)[-1][1] == "That sounds hard. Moving is a big change."
