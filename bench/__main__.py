@@ -14,8 +14,8 @@ import argparse
 import datetime as dt
 import importlib
 import os
-import platform
 import pkgutil
+import platform
 import subprocess
 import sys
 import time
