@@ -90,7 +90,7 @@ class MemorySettings(_Section):
     raw_recent: int = Field(4, ge=0, description="Newest turns kept raw in the hybrid form.")
     compress_in_blocks: bool = Field(
         True,
-        description="Hybrid: compress older turns raw_recent at a time, so the prompt prefix "
+        description="Hybrid: compress older turns 2 x raw_recent at a time, so the prompt prefix "
         "(and the model's KV cache) stays the same for several turns.",
     )
     max_history_turns: int = Field(

@@ -7,9 +7,9 @@ representation the newest `raw_recent` turns are raw and older ones use their co
 form, stored when the turn was written so nothing is recomputed per message — the same result as
 `dialogue.context.represent_history`, without re-running spaCy.
 
-With `blocks=True` (the default in settings) older turns are compressed `raw_recent` at a time,
-so between `raw_recent` and `2 * raw_recent - 1` newest turns stay raw and the prompt's prefix
-stays identical for several turns in a row: the backend can reuse its KV cache instead of
+With `blocks=True` (the default in settings) older turns are compressed `2 * raw_recent` at a
+time, so between `raw_recent` and `3 * raw_recent - 1` newest turns stay raw and the prompt's
+prefix stays identical for several exchanges in a row: the backend can reuse its KV cache instead of
 re-evaluating every turn that has just changed from raw to compressed.
 """
 
@@ -40,7 +40,9 @@ def raw_window_start(n_turns: int, raw_recent: int, blocks: bool) -> int:
     """Index (oldest first) of the first history turn kept raw in the hybrid representation."""
     older = max(n_turns - raw_recent, 0)
     if blocks and raw_recent > 0:
-        older -= older % raw_recent  # move the boundary a whole block at a time
+        # Move the boundary a block of 2 * raw_recent turns at a time: with a user turn and a
+        # reply per exchange, the prefix then changes once every raw_recent exchanges.
+        older -= older % (2 * raw_recent)
     return older
 
 
@@ -106,7 +108,7 @@ def build_context(
         budget_tokens: `n_ctx` minus the reply budget (`max_new_tokens`).
         representation: raw, keypos, nostopwords or hybrid.
         raw_recent: in hybrid, how many of the newest history turns stay raw.
-        blocks: in hybrid, compress older turns `raw_recent` at a time (stable prefix).
+        blocks: in hybrid, compress older turns `2 * raw_recent` at a time (stable prefix).
     """
     used = GENERATION_PROMPT_TOKENS + current_tokens + MESSAGE_OVERHEAD_TOKENS
     if system_prompt:
