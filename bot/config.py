@@ -130,7 +130,8 @@ class SafetySettings(_Section):
         20.0, gt=0, le=300, description="Give up on the LLM second opinion after this long."
     )
     hotlines_path: Path | None = Field(
-        None, description="Your own hotline table (JSON, same format as bot/resources/hotlines.json)."
+        None,
+        description="Your own hotline table (JSON, same format as bot/resources/hotlines.json).",
     )
 
 
