@@ -329,8 +329,13 @@ def render_card(manifest: dict[str, Any], parity: dict[str, Any] | None, out_dir
         "",
         *_training(manifest),
         "",
-        f"Chat template: embedded (`{len(manifest.get('chat_template') or '')}` chars); context "
-        f"representation `{manifest['context_representation']}`, strategy conditioning "
+        f"Chat template ({len(manifest.get('chat_template') or '')} chars): "
+        + (
+            "in `manifest.json` (a LoRA GGUF carries none; serve with it)"
+            if manifest["artifacts"]["adapter_gguf"]
+            else "embedded in the GGUF"
+        )
+        + f"; context representation `{manifest['context_representation']}`, strategy conditioning "
         f"`{manifest['strategy_conditioning']}`.",
         "",
         "## Parity: does the GGUF behave like the trained model?",
