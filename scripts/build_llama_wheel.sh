@@ -38,5 +38,5 @@ if [ -z "$wheel" ]; then
 else
   echo "Reusing the llama-cpp-python wheel in $cache"
 fi
-"$PY" -m pip install --no-deps "$wheel"
+"$PY" -m pip install --no-deps --force-reinstall "$wheel"  # replace any other build of the same version
 # Its runtime dependencies (numpy, jinja2, diskcache, typing-extensions) come with `.[bot]`.
