@@ -18,7 +18,6 @@ import time
 import unicodedata
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from bot import texts
@@ -27,7 +26,7 @@ from bot.config import Settings
 from bot.context_builder import BuiltContext, build_context, compressed_form
 from bot.errors import BackendError, StorageError
 from bot.memory import MemoryStore, open_memory, resolve_secret
-from bot.safety_api import PassThroughSafety, SafetyProtocol, ScreenLike
+from bot.safety_api import SafetyProtocol, ScreenLike
 from bot.types import IncomingMessage
 from dialogue.prompts import SYSTEM_PROMPT, Message
 
@@ -176,16 +175,20 @@ class Engine:
         user = self.memory.get_user(key)
         country = (user.country if user else None) or self.settings.safety.default_country
         reply = self.safety.crisis_reply(screen, country, msg.language_code)
+        notice_seen = not first_contact
         try:
             yield reply
             if first_contact:
                 yield "\n\n" + self.privacy_text()
                 self.memory.mark_notice_seen(key, msg.platform)
+                notice_seen = True
         finally:
-            # Stored even if the adapter stops reading: the moderator record must exist.
-            await self._store(key, msg.platform, "user", text, flagged=True)
+            # The moderator event (a category, never text) is recorded even if the adapter stops
+            # reading. The words are stored only once the person has seen the privacy notice.
             self.memory.add_event(key, "crisis", screen.category)
-            await self._store(key, msg.platform, "assistant", reply, flagged=True)
+            if notice_seen:
+                await self._store(key, msg.platform, "user", text, flagged=True)
+                await self._store(key, msg.platform, "assistant", reply, flagged=True)
             logger.info("user %s: crisis screen (%s)", short_key(key), screen.category)
 
     def _context(self, key: str, text: str) -> BuiltContext:
@@ -417,15 +420,12 @@ class Engine:
 
 
 def build_safety(settings: Settings, backend: Backend) -> SafetyProtocol:
-    """The real `bot.safety.SafetyLayer` when present; otherwise a warned pass-through.
+    """The real `bot.safety.SafetyLayer` — never a pass-through: the bot does not run unscreened.
 
     The LLM second opinion uses the backend only when it serves requests in parallel (a remote
     server): the single local model is not shared with the classifier, so a slow or timed-out
     classification can never run on it at the same time as a reply.
     """
-    if not (Path(__file__).parent / "safety.py").is_file():
-        logger.warning("bot/safety.py is missing: running WITHOUT crisis screening")
-        return PassThroughSafety()
     from bot.safety import SafetyLayer
 
     classifier = backend if backend.parallel else None

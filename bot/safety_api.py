@@ -1,13 +1,12 @@
 """The shape of the safety layer as the engine uses it (`bot.safety.SafetyLayer` implements it).
 
 Kept separate so the engine and its tests depend on the contract in docs/architecture.md, not on
-the implementation. `PassThroughSafety` is what `build_engine` uses only when `bot/safety.py` is
-absent (a development checkout); it logs a warning every time it is built.
+the implementation. There is deliberately no pass-through implementation: the bot never runs
+without crisis screening.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 
@@ -63,37 +62,3 @@ class SafetyProtocol(Protocol):
     def fallback_reply(self) -> str:
         """What replaces a reply the guard rejected."""
         ...
-
-
-@dataclass(frozen=True, slots=True)
-class PassResult:
-    """A screen/guard result that lets everything through."""
-
-    crisis: bool = False
-    category: str | None = None
-    level: str = "none"
-    matched: str | None = None
-    ok: bool = True
-    reason: str | None = None
-
-
-class PassThroughSafety:
-    """Screens nothing and guards nothing: only for checkouts without `bot/safety.py`."""
-
-    async def screen(self, text: str) -> PassResult:
-        """Never a crisis."""
-        return PassResult()
-
-    def crisis_reply(
-        self, result: ScreenLike, country: str | None, language_code: str | None
-    ) -> str:
-        """A generic pointer to emergency services (never used: screen never flags)."""
-        return "If you are in danger, please call your local emergency number now."
-
-    def guard(self, reply_so_far: str, *, final: bool) -> PassResult:
-        """Always ok."""
-        return PassResult()
-
-    def fallback_reply(self) -> str:
-        """A neutral follow-up question."""
-        return "I'm here with you. Could you tell me a little more about how you're feeling?"

@@ -99,6 +99,19 @@ async def test_crisis_on_first_contact_puts_resources_before_notice(engine, fake
     assert fake_backend.history == []
 
 
+async def test_first_contact_crisis_stores_no_words_before_the_notice_is_seen(engine, memory):
+    """Reader gone after the resources: a moderator event exists, the person's words do not."""
+    stream = engine.respond(msg("i want to end it all"))
+    async with contextlib.aclosing(stream):
+        first = await anext(stream)
+    assert first.startswith("CRISIS[suicide")
+    assert memory.stats()["events_crisis"] == 1
+    assert turns_of(engine) == []
+    # Once the notice has been delivered, the conversation is stored as usual.
+    await say(engine, "i want to end it all")
+    assert [role for role, _, _ in turns_of(engine)] == ["user", "assistant"]
+
+
 async def test_crisis_uses_the_users_country(engine):
     await say(engine, "hello")
     assert await engine.set_country("console", "u1", "gb") == texts.COUNTRY_SET.format(country="GB")
