@@ -19,8 +19,8 @@ LAZY_COMMANDS: dict[str, str] = {
     "serve": "bot.serve:serve",
     "migrate": "bot.memory_cli:migrate",
     "data": "dialogue.cli:data",
-    "eval": "evaluation.cli:eval_group",
     "safety": "bot.safety_cli:safety",
+    "eval": "evaluation.cli:eval_group",
     "train": "trainer.cli:train",
     "export": "exporter.cli:export",
     "audit": "bot.audit_cli:audit",
@@ -61,7 +61,9 @@ def configure_logging(verbose: int) -> None:
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
 
 
-@click.group(cls=LazyGroup, lazy=LAZY_COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    cls=LazyGroup, lazy=LAZY_COMMANDS, context_settings={"help_option_names": ["-h", "--help"]}
+)
 @click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
 @click.version_option(package_name="solace")
 def cli(verbose: int) -> None:
