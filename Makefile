@@ -75,7 +75,7 @@ bench: install-dev  ## run the benchmarks and write BENCHMARKS.md
 	$(BIN)/python -m bench
 
 model: install-dev  ## train and export Solace's default adapter from scratch (long: hours on CPU)
-	$(BIN)/solace train configs/train/smollm2-135m-esconv.toml
+	$(BIN)/solace train configs/train/smollm2-135m-esconv.toml --resume
 	$(BIN)/solace export runs/smollm2-135m-esconv -c configs/export/smollm2-adapter.toml --out models/solace-smollm2-esconv
 
 clean:  ## remove the environment and caches (keeps pip's wheel cache)
