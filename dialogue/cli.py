@@ -212,7 +212,7 @@ def context_rows(
         if name == "hybrid":
             out = [t for h in histories for t in represent_history(h, "hybrid", raw_recent)]
         else:
-            out = represent(texts, name)
+            out = represent(texts, name, processes=min(os.cpu_count() or 1, 4))
         tokens = sum(count(text) for text in out)
         per_utterance = tokens / len(out) if out else 0.0
         rows.append(

