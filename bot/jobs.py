@@ -149,7 +149,7 @@ def run_task(task: str, db_path: Path, settings: Settings, now: float) -> JobRes
     raise ValueError(f"no synchronous task {task!r}")
 
 
-WORKER_NICENESS = 10  # the OS prefers the bot's process when both want the CPU
+WORKER_NICENESS = 19  # the lowest priority: the OS runs the bot first whenever both want the CPU
 
 
 def _lower_priority() -> None:

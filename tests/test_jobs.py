@@ -497,3 +497,34 @@ def test_audit_cli_run_status_and_errors(db: Path, monkeypatch: pytest.MonkeyPat
     for args in (["audit"], ["audit", "run"], ["audit", "report"], ["audit", "status"]):
         helped = runner.invoke(cli, [*args, "--help"])
         assert helped.exit_code == 0 and len(helped.output.splitlines()) > 3
+
+
+def test_a_job_releases_the_write_lock_and_pauses_after_each_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A chat's write must find the lock free between a job's batches (bench_audit measures
+    the latency): the pause comes after COMMIT and keeps the job's share of the lock <= 25%."""
+    import sqlite3
+
+    from bot import audit
+
+    db = tmp_path / "bot.db"
+    populate(db, 2, start=0.0, end=10.0)
+    pauses: list[float] = []
+
+    def pause(seconds: float) -> None:
+        chat = sqlite3.connect(str(db), timeout=0, isolation_level=None)
+        chat.execute("BEGIN IMMEDIATE")  # raises "database is locked" if the job still held it
+        chat.execute("ROLLBACK")
+        chat.close()
+        pauses.append(seconds)
+
+    monkeypatch.setattr(audit.time, "sleep", pause)
+    with audit_connection(db) as adb:
+        with adb.write() as conn:
+            conn.execute("SELECT 1")
+        with pytest.raises(RuntimeError), adb.write():
+            raise RuntimeError("a failed batch rolls back and does not pause")
+    assert len(pauses) == 1 and pauses[0] >= audit.MIN_WRITE_PAUSE_SECONDS
+    audit.yield_after_write(0.03)
+    assert pauses[-1] == pytest.approx(0.09)  # held 30 ms: pause 90 ms, a 25% duty cycle
