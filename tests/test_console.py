@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from bot import texts
+from bot.chat_commands import FORGET_CONFIRM
 from bot.cli import cli
 
 SOLACE = [sys.executable, "-m", "bot"]
@@ -106,7 +107,7 @@ def test_forget_and_reset_through_the_console(tmp_path):
     db = tmp_path / "f.db"
     result = run_chat(
         tmp_path,
-        b"one\n/reset\ntwo\n/forget\n",
+        b"one\n/reset\ntwo\n/forget\n/forget yes\n",
         "--backend",
         "echo",
         "--db",
@@ -117,7 +118,19 @@ def test_forget_and_reset_through_the_console(tmp_path):
     assert result.returncode == 0, result.stderr.decode()
     out = result.stdout.decode()
     assert texts.RESET_DONE in out and texts.FORGET_DONE in out
+    # A bare /forget only asks (as on the platforms); "/forget yes" erases.
+    assert out.index(FORGET_CONFIRM) < out.index(texts.FORGET_DONE)
     assert stored_texts(db) == []
+
+
+def test_a_bare_forget_erases_nothing(tmp_path):
+    db = tmp_path / "f.db"
+    result = run_chat(
+        tmp_path, b"one\n/forget\n", "--backend", "echo", "--db", str(db), "--user", "dan"
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    assert FORGET_CONFIRM in result.stdout.decode()
+    assert [role for role, _ in stored_texts(db)] == ["user", "assistant"]
 
 
 @pytest.fixture
