@@ -254,8 +254,10 @@ def keypos_flags(lowers: Sequence[str], tags: Sequence[str], rules: TagRules) ->
         if tag in ("DT", "WDT"):
             if low == "the" and i + 1 < n and tags[i + 1] in ("JJR", "RBR"):
                 keep[i] = True  # "the more ..., the better": advmod, PRON in the full pipeline
-            elif not (low in _ARTICLES or (i + 1 < n and lowers[i + 1] in ("other", "another"))):
-                keep[i] = keep[i] if _determiner_modifies(tags, i) else True
+            elif low in _ARTICLES or (i + 1 < n and lowers[i + 1] in ("other", "another")):
+                pass  # always DET: "the", "a", "each other"
+            elif not _determiner_modifies(tags, i):
+                keep[i] = True  # standing alone: PRON in the full pipeline
         elif tag.startswith("VB"):
             if low in _DO_HAVE:
                 keep[i] = not _auxiliary_do_have(lowers, tags, i)
