@@ -215,6 +215,32 @@ def load_model(base: str, cfg: TrainConfig, device_index: int | None) -> Any:
     return get_peft_model(model, lora)
 
 
+def hold_frozen_linears_in(model: Any, dtype: torch.dtype) -> int:
+    """Store the frozen weights of the decoder's Linear layers in `dtype`; returns how many.
+
+    Under autocast to `dtype`, a Linear casts its weight to `dtype` on every call, and autocast
+    keeps no cast copy of weights that need no gradient, so the frozen base weights were cast
+    again at every forward. Casting them once gives the same numbers (the same rounding, once).
+    The LoRA matrices (trainable, fp32 master weights) and the tied embedding / lm_head are
+    left alone. Only for a run that computes under autocast to `dtype`.
+    """
+    import torch
+
+    tied = {id(model.get_input_embeddings().weight), id(model.get_output_embeddings().weight)}
+    count = 0
+    for module in model.modules():
+        weight = getattr(module, "weight", None)
+        if (
+            isinstance(module, torch.nn.Linear)
+            and weight is not None
+            and not weight.requires_grad
+            and id(weight) not in tied
+        ):
+            module.to(dtype)
+            count += 1
+    return count
+
+
 def target_only_lm(peft_model: Any) -> torch.nn.Module:
     """Wrap a peft causal LM so forward returns (sum of target losses, number of targets).
 
@@ -237,7 +263,12 @@ def target_only_lm(peft_model: Any) -> torch.nn.Module:
         def forward(
             self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor
         ) -> tuple[torch.Tensor, torch.Tensor]:
-            hidden = self.decoder(input_ids=input_ids, attention_mask=attention_mask)[0]
+            # Right padding under a causal mask: no real token attends to a later position, so
+            # the padding mask changes nothing a target depends on. Without it, attention takes
+            # SDPA's is_causal path, which skips the masked half instead of computing it.
+            right_padded = bool((attention_mask[:, :-1] >= attention_mask[:, 1:]).all())
+            mask = None if right_padded and bool(attention_mask[:, 0].all()) else attention_mask
+            hidden = self.decoder(input_ids=input_ids, attention_mask=mask)[0]
             targets = labels[:, 1:]
             mask = targets != -100
             logits = self.lm_head(hidden[:, :-1][mask]).float()

@@ -23,6 +23,7 @@ from trainer.data import Sample, build_samples
 from trainer.devices import make_accelerator
 from trainer.model import (
     BaseSource,
+    hold_frozen_linears_in,
     load_model,
     load_tokenizer,
     prepare_base,
@@ -112,6 +113,8 @@ def build_run(
         num_warmup_steps=int(cfg.warmup_ratio * total),
         num_training_steps=total,
     )
+    if accelerator.device.type == "cpu" and accelerator.mixed_precision == "bf16":
+        hold_frozen_linears_in(model, torch.bfloat16)
     # The scheduler is not prepared: accelerate would step it once per process.
     net, optimizer = accelerator.prepare(target_only_lm(model), optimizer)
     return Run(cfg, accelerator, net, optimizer, scheduler, train, evals, pad_id, total, {})
