@@ -66,10 +66,10 @@ run: $(STAMP_BOT)  ## chat in the terminal with the embedded default model and S
 test: install-dev  ## install what the tests need and run them
 	$(BIN)/python -m pytest -ra --durations=15
 
-lint: $(STAMP_DEV)  ## ruff format/check and mypy on dialogue and bot
+lint: $(STAMP_DEV)  ## ruff format/check, and mypy on every package
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
-	$(BIN)/mypy dialogue bot
+	$(BIN)/mypy dialogue bot trainer exporter evaluation bench
 
 bench: install-dev  ## run the benchmarks and write BENCHMARKS.md
 	$(BIN)/python -m bench

@@ -197,7 +197,7 @@ async def _latency(quick: bool, tmp: Path) -> dict[str, Any]:
         memory = open_memory(db, SECRET)
         engine = build_engine(settings, memory=memory)
         await _chat_load(engine, 5, 2)  # warm-up
-        stop, runs = asyncio.Event(), []
+        stop, runs = asyncio.Event(), list[str]()
         ctx = JobContext(settings, db, executor=worker_pool() if label == "process" else None)
         jobs = None
         if label != "without":

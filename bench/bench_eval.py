@@ -157,7 +157,7 @@ async def _judge_rate(calls: int) -> list[str]:
         return completion_response("bench", good, 200, 20)
 
     runner, port = await start(build_app(handler))
-    rates = {}
+    rates: dict[int | str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         cache = ResponseCache(Path(tmp) / "c.sqlite")
         for conc in (1, 4):

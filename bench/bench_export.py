@@ -75,7 +75,7 @@ def make_run(root: Path, gguf: Path) -> Path:
             if "lora_B" in name:
                 param.mul_(LORA_B_SCALE)
     run = root / "run"
-    peft_model.save_pretrained(run / "adapter")
+    peft_model.save_pretrained(str(run / "adapter"))
     tok.save_pretrained(run / "tokenizer")
     manifest = {
         "stage": "train",
