@@ -268,10 +268,12 @@ def _resume_generated(run: Path) -> dict[str, dict[int, str]]:
 
 
 def _comparable(config: dict[str, Any] | None) -> dict[str, Any]:
-    """The generation settings a resumed run must share (the subset may grow: it is a prefix
-    of one fixed shuffle)."""
+    """The generation settings a resumed run must share. The subset may grow (it is a prefix
+    of one fixed shuffle), and the thread count may change: it is a speed setting, and
+    llama.cpp's CPU output does not depend on it (same seed, 1 vs 2 threads: identical text)."""
     gen = dict((config or {}).get("generate", {}))
     gen.pop("dialogues", None)
+    gen.pop("threads", None)
     return gen
 
 

@@ -121,6 +121,9 @@ def test_resume_skips_done_keys(data_file: Path, tmp_path: Path) -> None:
         run_generation(
             _config(data_file, "generate.top_k=5"), run, backend=EchoBackend(), progress=False
         )
+    # the thread count is a speed setting: a resume may change it
+    more = _config(data_file, "generate.threads=3")
+    assert run_generation(more, run, backend=EchoBackend(), progress=False)["skipped"] == 4
 
 
 def test_dialogue_mode_puts_model_replies_in_history(data_file: Path, tmp_path: Path) -> None:
