@@ -151,8 +151,8 @@ def parse_command(text: str, bot_names: tuple[str, ...] = ()) -> tuple[str, list
     A command addressed to another bot ("/help@otherbot") is not ours and gives None.
     """
     stripped = text.strip()
-    if not stripped.startswith("/") or len(stripped) < 2:
-        return None
+    if not stripped.startswith("/") or not stripped[1:2].isalpha():
+        return None  # "/", "/ 3am thoughts" or "/:(" is a message, not a command
     head, *args = stripped.split()
     name, _, target = head[1:].partition("@")
     if target and target.lower() not in {n.lower() for n in bot_names}:
@@ -211,6 +211,24 @@ async def run_command(
         counts = await engine.stats()
         return CommandReply("\n".join(f"{key}: {value}" for key, value in sorted(counts.items())))
     return CommandReply(texts.UNKNOWN_COMMAND)
+
+
+async def private_command_text(
+    engine: CommandEngine, text: str, *, platform: str, user_id: str
+) -> str | None:
+    """A command typed in a private chat, answered as plain text; None if `text` is no command.
+
+    For text-only front ends (the console): /forget still asks first and erases only on
+    "/forget yes"; /export gives its caption (the front end delivers the file itself).
+    """
+    command = parse_command(text)
+    if command is None:
+        return None
+    name, args = command
+    reply = await run_command(
+        engine, name, args, platform=platform, user_id=user_id, private=True, admin=False
+    )
+    return reply.text
 
 
 async def confirm_forget(engine: CommandEngine, platform: str, user_id: str) -> str:

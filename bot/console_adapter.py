@@ -55,14 +55,13 @@ def _write_export(data: dict[str, Any], directory: Path) -> Path:
 
 async def _reply(engine: Any, text: str, user_id: str, out: TextIO) -> None:
     """Stream one reply (or a command's answer) to `out`."""
-    from bot.chat_commands import parse_command, run_command
+    from bot.chat_commands import parse_command, private_command_text
     from bot.engine import clean_text
     from bot.types import IncomingMessage
 
     msg = IncomingMessage(PLATFORM, user_id, text)
     cleaned = clean_text(text)
-    # "/ 3am thoughts" or "/:" is a message, not a command (as in Engine.handle_command).
-    command = parse_command(cleaned) if cleaned[1:2].isalpha() else None
+    command = parse_command(cleaned)
     if command is not None and command[0] == "export":
         path = _write_export(await engine.export(PLATFORM, user_id), Path.cwd())
         out.write(f"{REPLY_PREFIX}Your data is in {path} (readable only by you).\n")
@@ -70,11 +69,8 @@ async def _reply(engine: Any, text: str, user_id: str, out: TextIO) -> None:
     out.write(REPLY_PREFIX)
     if command is not None:
         # The platforms' dispatcher: /forget asks first and erases only on "/forget yes".
-        name, args = command
-        reply = await run_command(
-            engine, name, args, platform=PLATFORM, user_id=user_id, private=True, admin=False
-        )
-        out.write(reply.text + "\n")
+        answer = await private_command_text(engine, cleaned, platform=PLATFORM, user_id=user_id)
+        out.write(f"{answer}\n")
         return
     async with contextlib.aclosing(engine.respond(msg)) as stream:
         async for piece in stream:

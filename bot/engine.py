@@ -376,26 +376,6 @@ class Engine:
             self.memory.set_review_consent(key, platform, choice == "on")
         return texts.REVIEW_ON if choice == "on" else texts.REVIEW_OFF
 
-    async def handle_command(self, msg: IncomingMessage) -> str | None:
-        """Answer /reset, /forget, /privacy, /help, /start, /country; None if not a command.
-
-        /export is left to the adapter (it decides how to deliver a file)."""
-        text = clean_text(msg.text)
-        if not text.startswith("/") or len(text) < 2 or not text[1].isalpha():
-            return None
-        name, _, argument = text[1:].partition(" ")
-        name = name.split("@", 1)[0].lower()  # Telegram appends @botname in groups
-        if name == "reset":
-            return await self.reset(msg.platform, msg.user_id)
-        if name == "forget":
-            return await self.forget(msg.platform, msg.user_id)
-        if name == "country":
-            return await self.set_country(msg.platform, msg.user_id, argument)
-        if name == "review":
-            return await self.set_review(msg.platform, msg.user_id, argument)
-        simple = {"privacy": self.privacy_text, "help": self.help_text, "start": self.welcome_text}
-        return simple[name]() if name in simple else texts.UNKNOWN_COMMAND
-
     def privacy_text(self) -> str:
         """The consent and privacy notice."""
         return texts.notice_text(self.settings.memory.retention_days)

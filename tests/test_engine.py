@@ -262,15 +262,24 @@ async def test_forget_erases_and_next_contact_shows_notice_again(engine, memory)
     assert (await say(engine, "hello again")).startswith(engine.privacy_text())
 
 
-async def test_handle_command(engine):
-    assert await engine.handle_command(msg("just talking")) is None
-    assert await engine.handle_command(msg("/help")) == engine.help_text()
-    assert await engine.handle_command(msg("/privacy")) == engine.privacy_text()
-    assert await engine.handle_command(msg("/start")) == engine.welcome_text()
-    assert await engine.handle_command(msg("/reset@SolaceBot")) == texts.RESET_DONE
-    assert await engine.handle_command(msg("/country us")) == texts.COUNTRY_SET.format(country="US")
-    assert await engine.handle_command(msg("/nonsense")) == texts.UNKNOWN_COMMAND
-    assert await engine.handle_command(msg("/forget")) == texts.FORGET_DONE
+async def test_commands_in_a_private_chat(engine, memory):
+    from bot.chat_commands import private_command_text
+
+    async def command(text: str) -> str | None:
+        return await private_command_text(engine, text, platform="console", user_id="u1")
+
+    await say(engine, "remember this")
+    assert await command("just talking") is None
+    assert await command("/ 3am thoughts") is None  # a slash and a space: a message
+    assert await command("/help") == engine.help_text()
+    assert await command("/privacy") == engine.privacy_text()
+    assert await command("/start") == engine.welcome_text()
+    assert await command("/country us") == texts.COUNTRY_SET.format(country="US")
+    assert await command("/nonsense") == texts.UNKNOWN_COMMAND
+    assert await command("/forget") != texts.FORGET_DONE  # asks first, erases nothing
+    assert memory.stats()["users"] == 1
+    assert await command("/forget yes") == texts.FORGET_DONE
+    assert memory.stats()["users"] == 0
 
 
 def test_clean_text_and_releasable():

@@ -17,6 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from bot.audit import acquire_lease, audit_connection, load_state, redact, stratified_sample
+from bot.chat_commands import private_command_text
 from bot.config import Settings
 from bot.engine import build_engine
 from bot.errors import ConfigError
@@ -175,7 +176,7 @@ async def test_review_consent_and_crisis_rule_through_the_engine(db: Path) -> No
         clock[0] += 10
         msg = IncomingMessage("telegram", user, text)
         if text.startswith("/"):
-            assert await engine.handle_command(msg)
+            assert await private_command_text(engine, text, platform="telegram", user_id=user)
         else:
             async for _ in engine.respond(msg):
                 pass

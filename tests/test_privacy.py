@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from bot.backends import EchoBackend
+from bot.chat_commands import private_command_text
 from bot.engine import Engine
 from bot.memory import open_memory
 from bot.safety import SafetyLayer
@@ -61,7 +62,7 @@ def engine(tmp_path: Path, settings, clock: Clock):
 
 async def _say(engine: Engine, user_id: str, text: str) -> str:
     msg = IncomingMessage("telegram", user_id, text, language_code="en")
-    answer = await engine.handle_command(msg)
+    answer = await private_command_text(engine, text, platform="telegram", user_id=user_id)
     if answer is not None:
         return answer
     async with contextlib.aclosing(engine.respond(msg)) as stream:
@@ -113,7 +114,7 @@ async def test_forget_erases_every_row_and_the_bytes(engine: Engine, tmp_path: P
         for r in engine.memory.db.query("SELECT kind FROM events WHERE user_key = ?", [alice])
     }
     assert {"crisis", "guard"} <= kinds  # events exist before /forget
-    assert await _say(engine, ALICE_ID, "/forget")
+    assert await _say(engine, ALICE_ID, "/forget yes")
     for table in engine.memory.db.table_names():
         columns = {c.name for c in engine.memory.db.table(table).columns}
         if "user_key" in columns:
@@ -178,7 +179,7 @@ async def test_debug_logs_hold_no_message_text_or_secret(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     replies = await _converse(engine)
-    for command in ("/country GB", "/privacy", "/reset", "/forget"):
+    for command in ("/country GB", "/privacy", "/reset", "/forget", "/forget yes"):
         replies.append(await _say(engine, ALICE_ID, command))
     await engine.export("telegram", BOB_ID)
     assert caplog.records, "nothing was logged: the test would prove nothing"
