@@ -213,24 +213,6 @@ async def run_command(
     return CommandReply(texts.UNKNOWN_COMMAND)
 
 
-async def private_command_text(
-    engine: CommandEngine, text: str, *, platform: str, user_id: str
-) -> str | None:
-    """A command typed in a private chat, answered as plain text; None if `text` is no command.
-
-    For text-only front ends (the console): /forget still asks first and erases only on
-    "/forget yes"; /export gives its caption (the front end delivers the file itself).
-    """
-    command = parse_command(text)
-    if command is None:
-        return None
-    name, args = command
-    reply = await run_command(
-        engine, name, args, platform=platform, user_id=user_id, private=True, admin=False
-    )
-    return reply.text
-
-
 async def confirm_forget(engine: CommandEngine, platform: str, user_id: str) -> str:
     """Erase a user's data after they confirmed; returns the text to show."""
     return _text_or(await engine.forget(platform, user_id), texts.FORGET_DONE)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import getpass
-import json
 import logging
 import os
 import sys
@@ -44,34 +43,36 @@ def _has_undecodable(text: str) -> bool:
     return any("\udc80" <= ch <= "\udcff" for ch in text)
 
 
-def _write_export(data: dict[str, Any], directory: Path) -> Path:
-    """Write the user's export as private JSON in `directory`; returns its path."""
+def _write_private(data: bytes, directory: Path) -> Path:
+    """Write the user's /export file, readable only by them, in `directory`; returns its path."""
     path = directory / f"solace-export-{time.strftime('%Y%m%d-%H%M%S')}.json"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, ensure_ascii=False, indent=2)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
     return path
 
 
 async def _reply(engine: Any, text: str, user_id: str, out: TextIO) -> None:
     """Stream one reply (or a command's answer) to `out`."""
-    from bot.chat_commands import parse_command, private_command_text
+    from bot.chat_commands import parse_command, run_command
     from bot.engine import clean_text
     from bot.types import IncomingMessage
 
-    msg = IncomingMessage(PLATFORM, user_id, text)
-    cleaned = clean_text(text)
-    command = parse_command(cleaned)
-    if command is not None and command[0] == "export":
-        path = _write_export(await engine.export(PLATFORM, user_id), Path.cwd())
-        out.write(f"{REPLY_PREFIX}Your data is in {path} (readable only by you).\n")
-        return
+    command = parse_command(clean_text(text))
     out.write(REPLY_PREFIX)
     if command is not None:
         # The platforms' dispatcher: /forget asks first and erases only on "/forget yes".
-        answer = await private_command_text(engine, cleaned, platform=PLATFORM, user_id=user_id)
-        out.write(f"{answer}\n")
+        name, args = command
+        reply = await run_command(
+            engine, name, args, platform=PLATFORM, user_id=user_id, private=True, admin=False
+        )
+        if reply.attachment is not None:  # /export: a file beside the user, not an upload
+            path = _write_private(reply.attachment[1], Path.cwd())
+            out.write(f"Your data is in {path} (readable only by you).\n")
+        else:
+            out.write(f"{reply.text}\n")
         return
+    msg = IncomingMessage(PLATFORM, user_id, text)
     async with contextlib.aclosing(engine.respond(msg)) as stream:
         async for piece in stream:
             out.write(piece)

@@ -29,7 +29,11 @@ generate_one() {  # N MODEL REP
   "$SOLACE" eval generate --config configs/eval/esconv50.toml --representation "$3" \
     --dialogues "$1" --out "$RUNS/$2-$3" --no-progress "${extra[@]}"
 }
-export -f generate_one
+score_one() {  # RUN (N from the environment)
+  "$SOLACE" eval metrics "$1" --config configs/eval/esconv50.toml --max-dialogues "$N" &&
+    "$SOLACE" eval toxicity "$1" --config configs/eval/esconv50.toml --max-dialogues "$N"
+}
+export -f generate_one score_one
 export SOLACE RUNS ADAPTER
 
 generate() {
@@ -51,9 +55,7 @@ score() {
   N=${N:-$(.venv/bin/python -c 'import sys; from evaluation.runs import complete_prefix; print(min(complete_prefix(r) for r in sys.argv[1:]))' "${runs[@]}")}
   echo "scoring ${#runs[@]} runs on the first $N dialogues of the subset"
   # JOBS runs at a time, each on one thread (llama.cpp for PPL, torch for BERTScore)
-  printf '%s\n' "${runs[@]}" | OMP_NUM_THREADS=1 N=$N xargs -P "$JOBS" -I RUN bash -c '
-    "$SOLACE" eval metrics RUN --config configs/eval/esconv50.toml --max-dialogues "$N" &&
-    "$SOLACE" eval toxicity RUN --config configs/eval/esconv50.toml --max-dialogues "$N"'
+  printf '%s\n' "${runs[@]}" | OMP_NUM_THREADS=1 N=$N xargs -P "$JOBS" -L 1 bash -c 'score_one "$1"' _
   mkdir -p "$OUT"
   "$SOLACE" eval toxicity --data esconv:test --config configs/eval/esconv50.toml --out "$OUT/toxicity_esconv_test.json"
   "$SOLACE" eval report "${runs[@]}" --out "$OUT" --title "Solace on ESConv (fixed 50-dialogue test subset)" \

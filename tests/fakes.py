@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from bot.backends import GenOptions
 from bot.errors import BackendError
@@ -121,3 +122,17 @@ class FakeSafety:
     def fallback_reply(self) -> str:
         """Fixed fallback."""
         return "FALLBACK: I'm here with you."
+
+
+async def command_text(engine: Any, text: str, *, platform: str, user_id: str) -> str | None:
+    """A command typed in a private chat, answered by the platforms' real dispatcher, as text;
+    None if `text` is not a command."""
+    from bot.chat_commands import parse_command, run_command
+
+    command = parse_command(text)
+    if command is None:
+        return None
+    reply = await run_command(
+        engine, *command, platform=platform, user_id=user_id, private=True, admin=False
+    )
+    return reply.text

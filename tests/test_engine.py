@@ -17,7 +17,7 @@ from bot.engine import Engine, clean_text, releasable, trim_unfinished
 from bot.errors import BackendError
 from bot.memory import StoredTurn
 from bot.types import IncomingMessage
-from tests.fakes import FakeBackend
+from tests.fakes import FakeBackend, command_text
 
 
 def msg(text: str, user: str = "u1", platform: str = "console") -> IncomingMessage:
@@ -263,10 +263,9 @@ async def test_forget_erases_and_next_contact_shows_notice_again(engine, memory)
 
 
 async def test_commands_in_a_private_chat(engine, memory):
-    from bot.chat_commands import private_command_text
 
     async def command(text: str) -> str | None:
-        return await private_command_text(engine, text, platform="console", user_id="u1")
+        return await command_text(engine, text, platform="console", user_id="u1")
 
     await say(engine, "remember this")
     assert await command("just talking") is None

@@ -17,7 +17,6 @@ import pytest
 from click.testing import CliRunner
 
 from bot.audit import acquire_lease, audit_connection, load_state, redact, stratified_sample
-from bot.chat_commands import private_command_text
 from bot.config import Settings
 from bot.engine import build_engine
 from bot.errors import ConfigError
@@ -25,6 +24,7 @@ from bot.jobs import JobContext, build_scheduler, build_triggers, retry_delay, r
 from bot.memory import open_memory
 from bot.types import IncomingMessage
 from tests.audit_data import EMAIL, PLATFORM_ID, SECRET, populate
+from tests.fakes import command_text
 
 DAY = 86_400.0
 NOW = 1_760_000_000.0
@@ -176,7 +176,7 @@ async def test_review_consent_and_crisis_rule_through_the_engine(db: Path) -> No
         clock[0] += 10
         msg = IncomingMessage("telegram", user, text)
         if text.startswith("/"):
-            assert await private_command_text(engine, text, platform="telegram", user_id=user)
+            assert await command_text(engine, text, platform="telegram", user_id=user)
         else:
             async for _ in engine.respond(msg):
                 pass

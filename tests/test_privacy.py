@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 
 from bot.backends import EchoBackend
-from bot.chat_commands import private_command_text
 from bot.engine import Engine
 from bot.memory import open_memory
 from bot.safety import SafetyLayer
 from bot.types import IncomingMessage
+from tests.fakes import command_text
 
 SECRET = b"privacy-test-pseudonym-secret-0123456789"
 ALICE_ID, BOB_ID = "tg-user-99887766", "tg-user-11223344"
@@ -62,7 +62,7 @@ def engine(tmp_path: Path, settings, clock: Clock):
 
 async def _say(engine: Engine, user_id: str, text: str) -> str:
     msg = IncomingMessage("telegram", user_id, text, language_code="en")
-    answer = await private_command_text(engine, text, platform="telegram", user_id=user_id)
+    answer = await command_text(engine, text, platform="telegram", user_id=user_id)
     if answer is not None:
         return answer
     async with contextlib.aclosing(engine.respond(msg)) as stream:

@@ -266,9 +266,12 @@ def target_only_lm(peft_model: Any) -> torch.nn.Module:
             # Right padding under a causal mask: no real token attends to a later position, so
             # the padding mask changes nothing a target depends on. Without it, attention takes
             # SDPA's is_causal path, which skips the masked half instead of computing it.
-            right_padded = bool((attention_mask[:, :-1] >= attention_mask[:, 1:]).all())
-            mask = None if right_padded and bool(attention_mask[:, 0].all()) else attention_mask
-            hidden = self.decoder(input_ids=input_ids, attention_mask=mask)[0]
+            right_padded = bool(
+                attention_mask[:, 0].all() & (attention_mask[:, :-1] >= attention_mask[:, 1:]).all()
+            )
+            hidden = self.decoder(
+                input_ids=input_ids, attention_mask=None if right_padded else attention_mask
+            )[0]
             targets = labels[:, 1:]
             mask = targets != -100
             logits = self.lm_head(hidden[:, :-1][mask]).float()
