@@ -7,9 +7,10 @@ platforms behave the same and neither holds engine logic.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -26,6 +27,9 @@ KNOWN_COMMANDS = frozenset(
     {"start", "help", "privacy", "reset", "forget", "export", "country", "review"}
 )
 CONFIRM_WORDS = frozenset({"yes", "y", "confirm"})
+# A person's data rights: reachable in a private chat even for blocked or not-allowed people.
+DATA_RIGHTS_COMMANDS = frozenset({"forget", "export"})
+SECONDS_PER_HOUR = 3600.0
 
 NON_TEXT_REPLY = (
     "Thank you for sending that. I can only read text for now - could you tell me in words "
@@ -34,6 +38,14 @@ NON_TEXT_REPLY = (
 RATE_LIMITED = (
     "I want to give each of your messages proper attention, and they're arriving faster than "
     "I can. Let's slow down a little - I'll be ready again in about {seconds} seconds."
+)
+COMMAND_RATE_LIMITED = (
+    "You've sent quite a few commands in a short while. Let's pause for a moment - you can "
+    "try again in about {seconds} seconds. (/forget always works.)"
+)
+EXPORT_RATE_LIMITED = (
+    "I've made several copies of your data for you recently, so I'll wait a little before the "
+    "next one - about {minutes} minutes. (/forget always works.)"
 )
 NOT_ALLOWED = "I'm sorry - this Solace instance is private and I can't talk with you here."
 PRIVATE_ONLY = (
@@ -83,11 +95,6 @@ class CommandReply:
     confirm_forget: bool = False
 
 
-def hashed_id(platform: str, user_id: str) -> str:
-    """A short non-reversible id for logs (never log raw platform ids or text)."""
-    return hashlib.sha256(f"{platform}:{user_id}".encode()).hexdigest()[:12]
-
-
 class AccessPolicy:
     """Allow-list, block-list and admins from `settings.access`."""
 
@@ -116,33 +123,82 @@ class AccessPolicy:
 
 
 class Gate:
-    """Access rules plus the per-user rate limit, checked before a message reaches the engine."""
+    """Access rules and rate limits, checked before anything reaches the engine.
 
-    def __init__(self, access: AccessSettings, limiter: RateLimiter | None = None) -> None:
+    Three limits per person: messages per minute, commands per minute (every command but
+    /forget, which must always work), and /export files per hour. Blocked and not-allowed
+    people get nothing - except their data rights: /forget and /export in a private chat.
+
+    Args:
+        log_id: the keyed correlation id for log lines (`Engine.log_id`); raw ids are never
+            logged, and an unkeyed hash of a platform id is reversible by enumeration.
+    """
+
+    def __init__(
+        self,
+        access: AccessSettings,
+        *,
+        log_id: Callable[[str, str], str],
+        limiter: RateLimiter | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.policy = AccessPolicy(access)
-        self.limiter = limiter or RateLimiter(access.messages_per_minute)
+        self.limiter = limiter or RateLimiter(access.messages_per_minute, clock)
+        self.command_limiter = RateLimiter(access.commands_per_minute, clock)
+        self.export_limiter = RateLimiter(
+            access.exports_per_hour, clock, window_seconds=SECONDS_PER_HOUR
+        )
+        self._log_id = log_id
 
-    def refusal(self, platform: str, user_id: str, *, counts: bool) -> str | None:
-        """None to go on; "" to drop silently; otherwise the kind text to answer with.
+    def access(
+        self, platform: str, user_id: str, *, command: str | None = None, private: bool = True
+    ) -> str | None:
+        """Access rules only: None to go on; "" to drop silently; else the text to answer."""
+        if self.policy.allowed(platform, user_id):
+            return None
+        if command in DATA_RIGHTS_COMMANDS and private:
+            return None  # erasure and a copy of one's data stay reachable for everyone
+        if self.policy.blocked(platform, user_id):
+            logger.info("blocked user %s ignored", self._log_id(platform, user_id))
+            return ""
+        return NOT_ALLOWED
+
+    def rate(self, platform: str, user_id: str, *, command: str | None = None) -> str | None:
+        """Rate limits only: None to go on; "" to drop silently; else the kind text.
 
         Args:
-            counts: the message goes to the model (or gets a reply), so it counts against the
-                rate limit. Commands do not count, so /forget always works.
+            command: the command's name, or None for a message (text or not) to the engine.
         """
-        if self.policy.blocked(platform, user_id):
-            logger.info("blocked user %s ignored", hashed_id(platform, user_id))
-            return ""
-        if not self.policy.allowed(platform, user_id):
-            return NOT_ALLOWED
-        if not counts:
-            return None
-        decision = self.limiter.check(f"{platform}:{user_id}")
-        if decision.allowed:
-            return None
-        logger.info("rate limit hit by %s", hashed_id(platform, user_id))
-        if not decision.notify:
-            return ""
-        return RATE_LIMITED.format(seconds=max(1, round(decision.retry_after_s)))
+        if command == "forget":
+            return None  # never limited: a person must always be able to erase their data
+        key = f"{platform}:{user_id}"
+        if command is None:
+            checks = [(self.limiter, RATE_LIMITED)]
+        else:
+            checks = [(self.command_limiter, COMMAND_RATE_LIMITED)]
+            if command == "export":
+                checks.append((self.export_limiter, EXPORT_RATE_LIMITED))
+        for limiter, text in checks:
+            decision = limiter.check(key)
+            if decision.allowed:
+                continue
+            logger.info(
+                "rate limit (%s) hit by %s", command or "messages", self._log_id(platform, user_id)
+            )
+            if not decision.notify:
+                return ""
+            seconds = max(1, round(decision.retry_after_s))
+            return text.format(seconds=seconds, minutes=max(1, round(seconds / 60)))
+        return None
+
+    def refusal(
+        self, platform: str, user_id: str, *, command: str | None = None, private: bool = True
+    ) -> str | None:
+        """`access`, then `rate`: None to go on; "" to drop silently; else the text to answer."""
+        refused = self.access(platform, user_id, command=command, private=private)
+        if refused is not None:
+            return refused
+        return self.rate(platform, user_id, command=command)
 
 
 def parse_command(text: str, bot_names: tuple[str, ...] = ()) -> tuple[str, list[str]] | None:

@@ -98,7 +98,10 @@ class MemorySettings(_Section):
     )
     retention_days: int = Field(90, ge=1, description="Turns and events older than this go.")
     max_message_chars: int = Field(
-        4000, ge=1, description="Longer messages are stored but not sent to the model."
+        4000,
+        ge=1,
+        description="Longer messages are stored truncated to this length (with a marker) and "
+        "not sent to the model; the whole message is still screened.",
     )
 
 
@@ -211,12 +214,20 @@ class AccessSettings(_Section):
         (), description="With enabled = true, only these users get answers."
     )
     block_user_ids: tuple[str, ...] = Field(
-        (), description="Always ignored (no reply, nothing stored), enabled or not."
+        (),
+        description="Ignored (no reply, nothing stored), enabled or not - except /forget and "
+        "/export in a private chat, which everyone with stored data can always use.",
     )
     admin_user_ids: tuple[str, ...] = Field(
         (), description="May use operator commands such as /stats (counts only)."
     )
     messages_per_minute: int = Field(12, ge=0, description="Per-user message limit; 0 = unlimited.")
+    commands_per_minute: int = Field(
+        10, ge=0, description="Per-user limit on commands other than /forget; 0 = unlimited."
+    )
+    exports_per_hour: int = Field(
+        4, ge=0, description="Per-user limit on /export files (each is a full copy); 0 = unlimited."
+    )
 
 
 class JobsSettings(_Section):

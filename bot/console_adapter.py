@@ -1,8 +1,9 @@
 """`solace chat`: a terminal chat with the same engine, memory and safety as the platforms.
 
 Reads one message per line (interactively with line editing, or piped), streams the reply as it
-comes, and understands /reset /forget /export /privacy /help /country /quit. Undecodable bytes on
-stdin are replaced (and the person is told), control characters are dropped by the engine.
+comes, and understands /reset /forget /export /privacy /help /country /quit. Bytes on stdin that
+are not UTF-8 become U+FFFD (and the person is told); control characters are dropped by the
+engine.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import contextlib
 import getpass
 import logging
 import os
+import re
+import secrets
 import sys
 import time
 from pathlib import Path
@@ -25,6 +28,13 @@ PLATFORM = "console"
 REPLY_PREFIX = "solace> "
 USER_PROMPT = "you> "
 QUIT_COMMANDS = frozenset({"/quit", "/exit"})
+REPLACEMENT_CHAR = "\ufffd"
+_UNDECODABLE_RE = re.compile("[\udc80-\udcff]")
+EXPORT_NAME_ATTEMPTS = 5
+UNDECODABLE_NOTICE = (
+    "(Part of that line was not valid UTF-8 text; I replaced what I could not read with \ufffd.)"
+)
+EXPORT_FAILED = "I couldn't write your export file here ({reason}); nothing was written."
 
 
 def _read_line(stream: TextIO, interactive: bool) -> str | None:
@@ -38,24 +48,41 @@ def _read_line(stream: TextIO, interactive: bool) -> str | None:
     return None if line == "" else line.rstrip("\n")
 
 
-def _has_undecodable(text: str) -> bool:
-    """True if stdin's surrogateescape decoding met bytes that were not UTF-8."""
-    return any("\udc80" <= ch <= "\udcff" for ch in text)
+def replace_undecodable(text: str) -> tuple[str, bool]:
+    """stdin is read with surrogateescape: each byte that was not UTF-8 became a lone surrogate.
+    Returns the text with each of them replaced by U+FFFD, and whether there were any."""
+    if text.isascii():
+        return text, False
+    replaced = _UNDECODABLE_RE.sub(REPLACEMENT_CHAR, text)
+    return replaced, replaced != text
 
 
 def _write_private(data: bytes, directory: Path) -> Path:
-    """Write the user's /export file, readable only by them, in `directory`; returns its path."""
-    path = directory / f"solace-export-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-    return path
+    """Write the user's /export file, readable only by them, in `directory`; returns its path.
+
+    The file is new (O_EXCL: never an existing file or one planted at the name), never reached
+    through a symbolic link (O_NOFOLLOW), and mode 0600 from the moment it exists.
+    """
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+    for attempt in range(EXPORT_NAME_ATTEMPTS):
+        suffix = "" if attempt == 0 else f"-{secrets.token_hex(3)}"
+        path = directory / f"solace-export-{stamp}{suffix}.json"
+        try:
+            fd = os.open(path, flags, 0o600)
+        except FileExistsError:
+            continue  # something is already there (maybe planted): pick another name
+        with os.fdopen(fd, "wb") as handle:
+            os.fchmod(handle.fileno(), 0o600)  # whatever the umask
+            handle.write(data)
+        return path
+    raise OSError(f"could not create a new export file in {directory}")
 
 
 async def _reply(engine: Any, text: str, user_id: str, out: TextIO) -> None:
     """Stream one reply (or a command's answer) to `out`."""
     from bot.chat_commands import parse_command, run_command
-    from bot.engine import clean_text
+    from bot.input_text import clean_text
     from bot.types import IncomingMessage
 
     command = parse_command(clean_text(text))
@@ -67,7 +94,11 @@ async def _reply(engine: Any, text: str, user_id: str, out: TextIO) -> None:
             engine, name, args, platform=PLATFORM, user_id=user_id, private=True, admin=False
         )
         if reply.attachment is not None:  # /export: a file beside the user, not an upload
-            path = _write_private(reply.attachment[1], Path.cwd())
+            try:
+                path = _write_private(reply.attachment[1], Path.cwd())
+            except OSError as exc:
+                out.write(EXPORT_FAILED.format(reason=exc.strerror or exc) + "\n")
+                return
             out.write(f"Your data is in {path} (readable only by you).\n")
         else:
             out.write(f"{reply.text}\n")
@@ -89,11 +120,9 @@ async def run_console(engine: Any, user_id: str, stdin: TextIO, out: TextIO) -> 
         line = await asyncio.to_thread(_read_line, stdin, interactive)
         if line is None or line.strip().lower() in QUIT_COMMANDS:
             break
-        if _has_undecodable(line):
-            out.write(
-                f"{REPLY_PREFIX}(Part of that line was not valid UTF-8 text; "
-                "I replaced what I could not read.)\n"
-            )
+        line, undecodable = replace_undecodable(line)
+        if undecodable:
+            out.write(f"{REPLY_PREFIX}{UNDECODABLE_NOTICE}\n")
         await warming
         await _reply(engine, line, user_id, out)
         out.flush()

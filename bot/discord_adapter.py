@@ -137,7 +137,9 @@ class DiscordHandlers:
         uid = str(message.author.id)
         text = self._clean_text(message)
         parsed = cc.parse_command(text, (self.user.name,) if self.user else ())
-        refusal = self.gate.refusal(PLATFORM, uid, counts=parsed is None)
+        refusal = self.gate.refusal(
+            PLATFORM, uid, command=parsed[0] if parsed else None, private=self._private(message)
+        )
         if refusal is not None:
             if refusal and (self._private(message) or refusal != cc.NOT_ALLOWED):
                 await message.channel.send(refusal)
@@ -232,6 +234,6 @@ def build_client(engine: Any, settings: Settings, gate: cc.Gate | None = None) -
     client = SolaceDiscordClient(**options)
     client.engine = engine
     client.settings = settings
-    client.gate = gate or cc.Gate(settings.access)
+    client.gate = gate or cc.Gate(settings.access, log_id=lambda p, u: engine.log_id(p, u))
     client.order = KeyedLocks()
     return client

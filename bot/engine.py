@@ -15,7 +15,6 @@ import contextlib
 import logging
 import re
 import time
-import unicodedata
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +24,8 @@ from bot.backends import Backend, build_backend, gen_options, stream_in_thread
 from bot.config import Settings
 from bot.context_builder import BuiltContext, build_context, compressed_form
 from bot.errors import BackendError, StorageError
+from bot.input_text import clean_text, truncate_for_storage
+from bot.logs import LOG_KEY_LABEL, LogIds
 from bot.memory import MemoryStore, open_memory, resolve_secret
 from bot.safety_api import SafetyProtocol, ScreenLike
 from bot.types import IncomingMessage
@@ -33,20 +34,8 @@ from dialogue.prompts import SYSTEM_PROMPT, Message
 logger = logging.getLogger(__name__)
 
 COUNTRY_CODE_RE = re.compile(r"^[A-Za-z]{2}$")
-KEEP_CONTROL_CHARS = frozenset("\n\t")
-DROPPED_CATEGORIES = frozenset({"Cc", "Cs", "Co"})  # controls, lone surrogates, private use
 SENTENCE_FINAL_CHARS = frozenset(".!?…\"')]*")
 SENTENCE_END_RE = re.compile(r"[.!?…][\"')\]]*(?=\s|$)")
-
-
-def clean_text(text: str) -> str:
-    """NFC-normalise and drop control characters (keeping newlines and tabs) and surrogates."""
-    text = unicodedata.normalize("NFC", text.replace("\r\n", "\n").replace("\r", "\n"))
-    return "".join(
-        ch
-        for ch in text
-        if ch in KEEP_CONTROL_CHARS or unicodedata.category(ch) not in DROPPED_CATEGORIES
-    ).strip()
 
 
 def releasable(pending: str, holdback: int) -> int:
@@ -71,11 +60,6 @@ def trim_unfinished(tail: str) -> str:
         return tail
     ends = list(SENTENCE_END_RE.finditer(tail))
     return tail[: ends[-1].end()] if ends else tail
-
-
-def short_key(user_key: str) -> str:
-    """A pseudonym prefix for logs (the pseudonym is already a keyed hash)."""
-    return user_key[:12]
 
 
 @dataclass
@@ -108,6 +92,7 @@ class Engine:
         self.settings = settings
         self._clock = clock
         self._options = gen_options(settings)
+        self._log_ids = LogIds(memory.derive_key(LOG_KEY_LABEL))
         self._system_tokens = backend.count_tokens(SYSTEM_PROMPT)
         self._user_locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}
         self._model_lock = None if backend.parallel else asyncio.Lock()
@@ -147,14 +132,17 @@ class Engine:
             self.memory.mark_notice_seen(key, msg.platform)
         if screen.level == "concern":
             self.memory.add_event(key, "concern", screen.category)
+        # The length is checked before anything expensive: an over-long message is stored
+        # truncated, with a marker (its whole text was screened above), and not sent on.
+        too_long = len(text) > self.settings.memory.max_message_chars
         try:
-            await self._store(key, msg.platform, "user", text)
+            await self._store(key, msg.platform, "user", self._storable(text))
         except StorageError:
-            logger.exception("user %s: could not store the turn", short_key(key))
+            logger.exception("user %s: could not store the turn", self._lid(key))
             yield texts.STORAGE_UNAVAILABLE
             return
-        built = self._context(key, text)
-        if not built.fits or len(text) > self.settings.memory.max_message_chars:
+        built = None if too_long else self._context(key, text)
+        if built is None or not built.fits:
             yield texts.TOO_LONG
             await self._store(key, msg.platform, "assistant", texts.TOO_LONG)
             return
@@ -163,7 +151,7 @@ class Engine:
                 yield piece
         logger.info(
             "user %s: turn done in %.2fs (in %d chars)",
-            short_key(key),
+            self._lid(key),
             time.perf_counter() - started,
             len(text),
         )
@@ -187,9 +175,9 @@ class Engine:
             # reading. The words are stored only once the person has seen the privacy notice.
             self.memory.add_event(key, "crisis", screen.category)
             if notice_seen:
-                await self._store(key, msg.platform, "user", text, flagged=True)
+                await self._store(key, msg.platform, "user", self._storable(text), flagged=True)
                 await self._store(key, msg.platform, "assistant", reply, flagged=True)
-            logger.info("user %s: crisis screen (%s)", short_key(key), screen.category)
+            logger.info("user %s: crisis screen (%s)", self._lid(key), screen.category)
 
     def _context(self, key: str, text: str) -> BuiltContext:
         m = self.settings.memory
@@ -210,7 +198,7 @@ class Engine:
         logger.debug(
             "user %s: context %d/%d turns (%d compressed, %d oversize skipped), "
             "history %d tokens (raw %d, ratio %.2f), budget %d",
-            short_key(key),
+            self._lid(key),
             r.turns_included,
             r.turns_available,
             r.turns_compressed,
@@ -233,16 +221,16 @@ class Engine:
             if reply.guard_reason is not None:
                 self.memory.add_event(key, "guard", reply.guard_reason)
                 logger.warning(
-                    "user %s: guard stopped a reply (%s)", short_key(key), reply.guard_reason
+                    "user %s: guard stopped a reply (%s)", self._lid(key), reply.guard_reason
                 )
                 yield reply.add(self._joiner(reply.sent) + self.safety.fallback_reply())
             elif not reply.sent.strip():
                 yield reply.add(self.safety.fallback_reply())
         except Exception as exc:
             if isinstance(exc, BackendError):
-                logger.error("user %s: backend failed: %s", short_key(key), exc)
+                logger.error("user %s: backend failed: %s", self._lid(key), exc)
             else:
-                logger.exception("user %s: unexpected failure while generating", short_key(key))
+                logger.exception("user %s: unexpected failure while generating", self._lid(key))
             self.memory.add_event(key, "backend_error", type(exc).__name__)
             yield self._joiner(reply.sent) + texts.BACKEND_UNAVAILABLE
         finally:
@@ -255,7 +243,7 @@ class Engine:
                 try:
                     await self._store(key, msg.platform, "assistant", reply.sent, flagged=flagged)
                 except StorageError:  # the reply was already shown; the user turn is safe
-                    logger.exception("user %s: could not store the reply", short_key(key))
+                    logger.exception("user %s: could not store the reply", self._lid(key))
 
     async def _guarded_stream(
         self, messages: list[Message], reply: _Reply
@@ -286,6 +274,9 @@ class Engine:
             reply.guard_reason = verdict.reason or "unspecified"
         elif pending:
             yield pending
+
+    def _storable(self, text: str) -> str:
+        return truncate_for_storage(text, self.settings.memory.max_message_chars)
 
     @staticmethod
     def _joiner(sent: str) -> str:
@@ -331,6 +322,13 @@ class Engine:
             if users[0] == 0:
                 self._user_locks.pop(key, None)
 
+    def log_id(self, platform: str, user_id: str) -> str:
+        """The keyed correlation id that log lines carry for this person (bot.logs)."""
+        return self._lid(self.memory.pseudonym(platform, user_id))
+
+    def _lid(self, user_key: str) -> str:
+        return self._log_ids.of_key(user_key)
+
     # --- user commands --------------------------------------------------------------------
 
     async def reset(self, platform: str, user_id: str) -> str:
@@ -346,7 +344,7 @@ class Engine:
         key = self.memory.pseudonym(platform, user_id)
         async with self._single_flight(key):
             deleted = self.memory.forget_user(key)
-        logger.info("user %s: forgotten (%d rows)", short_key(key), sum(deleted.values()))
+        logger.info("user %s: forgotten (%d rows)", self._lid(key), sum(deleted.values()))
         return texts.FORGET_DONE
 
     async def export(self, platform: str, user_id: str) -> dict[str, Any]:

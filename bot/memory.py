@@ -213,6 +213,10 @@ class MemoryStore:
         message = f"{platform}\x00{user_id}".encode()
         return hmac.new(self._secret, message, hashlib.sha256).hexdigest()
 
+    def derive_key(self, label: bytes) -> bytes:
+        """A key for another purpose (e.g. log ids), derived from the secret: HMAC(secret, label)."""
+        return hmac.new(self._secret, label, hashlib.sha256).digest()
+
     def get_user(self, user_key: str) -> UserRecord | None:
         """The user's row, or None if we have never stored anything for them."""
         rows = list(self.db.query("SELECT * FROM users WHERE user_key = ?", [user_key]))

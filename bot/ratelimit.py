@@ -35,12 +35,27 @@ class RateDecision:
 
 
 class RateLimiter:
-    """Allows each key at most `per_minute` messages in any 60-second window (0 = unlimited)."""
+    """Allows each key at most `per_minute` events in any sliding window (0 = unlimited).
 
-    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
+    Args:
+        per_minute: events allowed per window (the name is historical: with a longer
+            `window_seconds` it is "per window").
+        window_seconds: the window's length; 60 s by default, an hour for exports.
+    """
+
+    def __init__(
+        self,
+        per_minute: int,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        window_seconds: float = WINDOW_SECONDS,
+    ) -> None:
         if per_minute < 0:
             raise ValueError(f"per_minute must be >= 0, got {per_minute}")
+        if window_seconds <= 0:
+            raise ValueError(f"window_seconds must be > 0, got {window_seconds}")
         self._per_minute = per_minute
+        self._window = window_seconds
         self._clock = clock
         self._seen: dict[str, deque[float]] = {}
         self._warned_until: dict[str, float] = {}
@@ -53,18 +68,18 @@ class RateLimiter:
         if len(self._seen) > PRUNE_AFTER_KEYS:
             self._prune(now)
         stamps = self._seen.setdefault(key, deque())
-        while stamps and stamps[0] <= now - WINDOW_SECONDS:
+        while stamps and stamps[0] <= now - self._window:
             stamps.popleft()
         if len(stamps) < self._per_minute:
             stamps.append(now)
             return RateDecision(allowed=True, notify=False, retry_after_s=0.0)
-        retry_after = stamps[0] + WINDOW_SECONDS - now
+        retry_after = stamps[0] + self._window - now
         notify = self._warned_until.get(key, float("-inf")) <= now
         if notify:
             self._warned_until[key] = now + retry_after
         return RateDecision(allowed=False, notify=notify, retry_after_s=retry_after)
 
     def _prune(self, now: float) -> None:
-        for key in [k for k, s in self._seen.items() if not s or s[-1] <= now - WINDOW_SECONDS]:
+        for key in [k for k, s in self._seen.items() if not s or s[-1] <= now - self._window]:
             del self._seen[key]
             self._warned_until.pop(key, None)

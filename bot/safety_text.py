@@ -7,7 +7,12 @@ same as a 20k one (see `bounded_window`). The steps, in order:
 2. map the few emoji that carry crisis meaning to words (🔪 → "knife");
 3. NFKD + drop combining marks, format characters (zero-width space/joiner, soft hyphen, BOM)
    and control characters; NFKC then folds fullwidth and "mathematical bold" letters;
-4. casefold; drop apostrophes ("don't" → "dont"), so patterns are written without them;
+4. casefold, then fold look-alike letters of other scripts to the Latin letter they imitate
+   (Cyrillic "і" in "kіll", Greek "ο"): the skeleton mapping of Unicode's confusables data
+   (UTS #39), as shipped by the `confusable-homoglyphs` package, restricted to characters
+   whose prototype is Latin letters; drop apostrophes ("don't" → "dont");
+4b. letters spelled out one by one ("k i l l", "k.i.l.l", "k-i-l-l") are joined into a word -
+   as an extra clause after the text, so the original reading ("u r a") is kept too;
 5. undo basic leetspeak inside words that mix letters and digits ("k1ll" → "kill");
 6. collapse runs of 3+ identical characters to two ("sooo" → "soo", "killlll" → "kill");
 7. keep clause boundaries as " . " / " , " tokens (negation never crosses them), other
@@ -50,6 +55,10 @@ _HAS_LETTER_RE = re.compile(r"[a-z]")
 _NOT_LEET_RE = re.compile(r"[0-9]+[a-z]{1,4}|[a-z]+[0-9]+")
 _APOSTROPHES_RE = re.compile(r"['’‘`´ʼ]")
 _REPEAT_RE = re.compile(r"(.)\1{2,}")
+# Three or more single letters with the same separator between each: "k i l l", "d.i.e".
+_SPELLED_RE = re.compile(
+    r"(?<![a-z0-9])[a-z](?P<sep>[ .\-_*~|/+]{1,2})[a-z](?:(?P=sep)[a-z])+(?![a-z0-9])"
+)
 # Self-censored words: "k*ll", "s#icide" → a vowel-like placeholder the fuzzy step can fix.
 _MASKED_RE = re.compile(r"(?<=[a-z])[*#]+(?=[a-z])")
 _CLAUSE_END_RE = re.compile(r"[.!?;:\n…]+")
@@ -114,6 +123,46 @@ def _strip_marks(text: str) -> str:
     return unicodedata.normalize("NFKC", "".join(kept))
 
 
+@functools.lru_cache(maxsize=1)
+def confusable_table() -> dict[int, str]:
+    """Non-ASCII character → the Latin letters it imitates (lower case), for `str.translate`.
+
+    Built once from the `confusable-homoglyphs` package's copy of Unicode's confusables data.
+    Raises ImportError if the package is missing (it is a dependency of the bot extra).
+    """
+    import importlib.resources
+    import json
+
+    data = importlib.resources.files("confusable_homoglyphs").joinpath("confusables.json")
+    mapping: dict[str, list[dict[str, str]]] = json.loads(data.read_text(encoding="utf-8"))
+    table: dict[int, str] = {}
+    for char, entries in mapping.items():
+        if len(char) != 1 or char.isascii():
+            continue
+        latin = [e["c"] for e in entries if e["c"].isascii() and e["c"].isalpha()]
+        if not latin:
+            continue
+        target = latin[0]
+        if char.isupper() and target == "l":
+            target = "i"  # UTS #39 gives capital I the prototype "l"; a capital means an I
+        table[ord(char)] = target.lower()
+    return table
+
+
+def fold_confusables(text: str) -> str:
+    """Look-alike letters of other scripts replaced by the Latin letters they imitate."""
+    if text.isascii():
+        return text
+    return text.translate(confusable_table())
+
+
+def join_spelled_out(text: str) -> str:
+    """`text`, plus (when it spells a word out letter by letter) a clause with the word joined:
+    "i will k i l l myself" → "i will k i l l myself\ni will kill myself"."""
+    joined = _SPELLED_RE.sub(lambda m: re.sub(r"[^a-z]", "", m.group(0)), text)
+    return text if joined == text else text + "\n" + joined
+
+
 def _unleet(match: re.Match[str]) -> str:
     token = match.group(0)
     if _HAS_LETTER_RE.search(token) is None or _NOT_LEET_RE.fullmatch(token):
@@ -149,10 +198,12 @@ def normalize(text: str) -> str:
     """
     text = bounded_window(text)
     text = _EMOJI_RE.sub(lambda m: EMOJI_WORDS[m.group(0)], text)
-    text = _strip_marks(text).casefold()
+    # Before and after casefolding: Greek capital Kappa imitates "K", its small form nothing.
+    text = fold_confusables(fold_confusables(_strip_marks(text)).casefold())
     text = _APOSTROPHES_RE.sub("", text)
     text = _MASKED_RE.sub("i", text)
     text = _LEET_TOKEN_RE.sub(_unleet, text)
+    text = join_spelled_out(text)
     text = _REPEAT_RE.sub(r"\1\1", text)
     text = _CLAUSE_END_RE.sub(" . ", text)
     text = _COMMA_RE.sub(" , ", text)

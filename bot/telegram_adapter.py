@@ -102,23 +102,38 @@ class TelegramHandlers:
     def __init__(self, engine: Any, settings: Settings, gate: cc.Gate | None = None) -> None:
         self.engine = engine
         self.settings = settings
-        self.gate = gate or cc.Gate(settings.access)
+        self.gate = gate or cc.Gate(settings.access, log_id=lambda p, u: engine.log_id(p, u))
         self.order = KeyedLocks()  # one person's replies in the order of their messages
 
     async def check_access(self, update: Update, context: Context) -> None:
-        """Stop updates from blocked or not-allowed users before any other handler."""
+        """Stop updates from blocked or not-allowed users before any other handler (their
+        /forget and /export in a private chat, and the /forget button, still go through)."""
         from telegram.ext import ApplicationHandlerStop
 
         user = update.effective_user
         if user is None or user.is_bot:
             raise ApplicationHandlerStop
-        refusal = self.gate.refusal(PLATFORM, str(user.id), counts=False)
+        chat = update.effective_chat
+        private = chat is not None and chat.type == "private"
+        command = self._command_name(update, context)
+        refusal = self.gate.access(PLATFORM, str(user.id), command=command, private=private)
         if refusal is None:
             return
-        chat = update.effective_chat
-        if refusal and chat is not None and chat.type == "private" and update.message:
+        if refusal and private and update.message:
             await update.message.reply_text(refusal)
         raise ApplicationHandlerStop
+
+    @staticmethod
+    def _command_name(update: Update, context: Context) -> str | None:
+        """The command an update carries: "/export" → "export", the /forget button → "forget"."""
+        query = update.callback_query
+        if query is not None:
+            return "forget" if (query.data or "").startswith("forget:") else None
+        message = update.message
+        if message is None or not message.text:
+            return None
+        parsed = cc.parse_command(message.text, (context.bot.username,))
+        return parsed[0] if parsed else None
 
     def _addressed(self, message: Message) -> bool:
         """Private chats always; in groups only a mention of the bot or a reply to it."""
@@ -136,11 +151,11 @@ class TelegramHandlers:
         )
         return any(value.lower() == mention for value in entities.values())
 
-    def _rate_refusal(self, update: Update) -> str | None:
+    def _rate_refusal(self, update: Update, command: str | None = None) -> str | None:
         user = update.effective_user
         if user is None:  # check_access already stops these
             return ""
-        return self.gate.refusal(PLATFORM, str(user.id), counts=True)
+        return self.gate.rate(PLATFORM, str(user.id), command=command)
 
     async def on_text(self, update: Update, context: Context) -> None:
         """Answer a text message with the engine's streamed reply."""
@@ -212,6 +227,11 @@ class TelegramHandlers:
         if parsed is None:
             return
         uid = str(user.id)
+        refusal = self._rate_refusal(update, parsed[0])
+        if refusal is not None:
+            if refusal:
+                await message.reply_text(refusal)
+            return
         async with self.order.hold(f"{message.chat_id}:{uid}"):
             result = await cc.run_command(
                 self.engine,

@@ -32,8 +32,9 @@ HELP_TEXT = (
 
 EMPTY_MESSAGE = "I'm here whenever you're ready - that message looked empty to me."
 TOO_LONG = (
-    "Thank you for sharing all of that - I've kept it. It's more than I can take in at once, "
-    "though. Could you tell me, in a few sentences, what feels most important right now?"
+    "Thank you for sharing all of that. It's more than I can take in at once, so I've kept "
+    "only the beginning. Could you tell me, in a few sentences, what feels most important "
+    "right now?"
 )
 BACKEND_UNAVAILABLE = (
     "I'm sorry - I'm having trouble gathering my thoughts right now. What you wrote is saved. "

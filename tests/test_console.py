@@ -100,7 +100,39 @@ def test_bad_input_gets_clear_replies_and_nothing_is_lost(tmp_path):
     assert "not valid UTF-8" in out
     assert "You said: still here" in out
     stored = [text for role, text in stored_texts(db) if role == "user"]
-    assert stored == ["x" * 100_000, "ctrl[2Jchars", "broken  utf8", "still here"]
+    # An over-long line is stored truncated with a marker (#15); invalid UTF-8 bytes become
+    # U+FFFD, as the person is told, instead of silently vanishing ("caf\xe9" was "caf").
+    assert stored[0].startswith("x" * 4000) and stored[0].endswith("too long]")
+    assert "96,000 more characters were not kept" in stored[0]
+    assert stored[1:] == ["ctrl[2Jchars", "broken \ufffd\ufffd utf8", "still here"]
+
+
+def test_invalid_utf8_is_replaced_not_dropped(tmp_path):
+    db = tmp_path / "u.db"
+    result = run_chat(tmp_path, b"caf\xe9 au lait\n", "--backend", "echo", "--db", str(db))
+    assert result.returncode == 0, result.stderr.decode()
+    assert "replaced what I could not read with \ufffd" in result.stdout.decode()
+    assert [t for r, t in stored_texts(db) if r == "user"] == ["caf\ufffd au lait"]
+
+
+def test_export_never_follows_a_planted_symlink(tmp_path):
+    """#15: /export wrote through a symlink planted at its predictable name, mode 0644."""
+    db = tmp_path / "e.db"
+    run_chat(tmp_path, b"hello\n", "--backend", "echo", "--db", str(db), "--user", "dan")
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    import time as _time
+
+    for offset in range(0, 4):  # the names the export may pick in the next seconds
+        stamp = _time.strftime("%Y%m%d-%H%M%S", _time.localtime(_time.time() + offset))
+        (tmp_path / f"solace-export-{stamp}.json").symlink_to(victim)
+    result = run_chat(tmp_path, b"/export\n", "--backend", "echo", "--db", str(db), "--user", "dan")
+    assert result.returncode == 0, result.stderr.decode()
+    assert victim.read_text() == "precious"
+    written = [p for p in tmp_path.glob("solace-export-*.json") if not p.is_symlink()]
+    assert len(written) == 1
+    assert written[0].stat().st_mode & 0o777 == 0o600
+    assert "hello" in written[0].read_text()
 
 
 def test_forget_and_reset_through_the_console(tmp_path):

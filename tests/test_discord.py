@@ -265,3 +265,40 @@ async def test_failure_mid_reply_keeps_what_was_shown_and_adds_a_fallback(memory
         rig.gateway.send(131, "a hard week")
         await rig.rest.wait_for(lambda: dm(rig, 131)[-1:] == [cc.FALLBACK])
     assert dm(rig, 131) == ["I hear how hard this week has been.", cc.FALLBACK]
+
+
+async def test_blocked_person_can_still_erase_and_export_but_nothing_else(memory, db_path) -> None:
+    """#15: blocked people could neither erase nor export their stored data."""
+    async with discord_rig(memory, db_path) as rig:
+        rig.gateway.send(91, "words from before the block")
+        await rig.reply_ending(rig.gateway.dm_channel(91), "You said: words from before the block")
+        await eventually(lambda: len(stored_texts(db_path)) == 2)
+    async with discord_rig(memory, db_path, access={"block_user_ids": ["91"]}) as rig:
+        channel = rig.gateway.dm_channel(91)
+        rig.gateway.send(91, "hello?")
+        rig.gateway.send(91, "/help")
+        rig.gateway.send(91, "/export")
+        await rig.rest.wait_for(lambda: any(m.files for m in rig.rest.sent_to(channel)))
+        upload = next(m for m in rig.rest.sent_to(channel) if m.files)
+        assert b"words from before the block" in next(iter(upload.files.values()))
+        rig.gateway.send(91, "/export", guild=True, mention=True)  # not in a server
+        rig.gateway.send(91, "/forget yes")
+        await rig.rest.wait_for(lambda: texts.FORGET_DONE in dm(rig, 91))
+    assert dm(rig, 91) == [cc.EXPORT_CAPTION, texts.FORGET_DONE]
+    assert rig.replies(GUILD_CHANNEL_ID) == []
+    assert stored_texts(db_path) == []
+
+
+async def test_exports_are_limited_and_forget_always_works(memory, db_path) -> None:
+    access = {"exports_per_hour": 2, "commands_per_minute": 50}
+    async with discord_rig(memory, db_path, access=access) as rig:
+        channel = rig.gateway.dm_channel(92)
+        rig.gateway.send(92, "hi")
+        await rig.reply_ending(channel, "You said: hi")
+        for _ in range(10):
+            rig.gateway.send(92, "/export")
+        rig.gateway.send(92, "/forget yes")
+        await rig.rest.wait_for(lambda: texts.FORGET_DONE in dm(rig, 92))
+    assert sum(1 for m in rig.rest.sent_to(channel) if m.files) == 2
+    assert sum(r.startswith("I've made several copies") for r in dm(rig, 92)) == 1
+    assert stored_texts(db_path) == []

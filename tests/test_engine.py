@@ -13,8 +13,9 @@ from hypothesis import strategies as st
 
 from bot import texts
 from bot.context_builder import build_context, prompt_cost, raw_window_start
-from bot.engine import Engine, clean_text, releasable, trim_unfinished
+from bot.engine import Engine, releasable, trim_unfinished
 from bot.errors import BackendError
+from bot.input_text import clean_text
 from bot.memory import StoredTurn
 from bot.types import IncomingMessage
 from tests.fakes import FakeBackend, command_text
@@ -234,14 +235,53 @@ async def test_control_characters_are_removed_before_storing(engine):
     assert turns_of(engine)[0][1] == "hello there[31m friend\nbye"
 
 
-async def test_overlong_message_is_stored_but_not_sent_to_model(engine, fake_backend):
+async def test_overlong_message_is_stored_truncated_and_not_sent_to_model(engine, fake_backend):
+    """#15: a 1 MB line was stored and compressed whole before the length check."""
     await say(engine, "hi")
     calls = len(fake_backend.history)
     huge = "word " * 20_000
     assert await say(engine, huge) == texts.TOO_LONG
     assert len(fake_backend.history) == calls
-    assert turns_of(engine)[-2][1] == huge.strip()
+    stored = turns_of(engine)[-2][1]
+    limit = engine.settings.memory.max_message_chars
+    assert stored.startswith(huge[:limit].rstrip()) and len(stored) < limit + 100
+    assert "more characters were not kept" in stored
     assert await say(engine, "short again") == "I hear you. Tell me more."
+
+
+async def test_overlong_message_is_compressed_only_after_truncation(tmp_path, fake_backend):
+    from bot.config import Settings
+    from bot.engine import build_engine
+
+    settings = Settings(
+        model={"backend": "echo", "n_ctx": 512},
+        memory={"db_path": tmp_path / "c.db", "representation": "nostopwords"},
+    )
+    engine = build_engine(settings, backend=fake_backend, allow_secret_file=True)
+    assert (await say(engine, "the " * 300_000 + "end")).endswith(texts.TOO_LONG)
+    row = engine.memory.db.execute(
+        "SELECT text, compressed FROM turns WHERE role='user'"
+    ).fetchone()
+    assert len(row[0]) < 4100 and (row[1] is None or len(row[1]) < 4100)
+    engine.memory.db.close()
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["\u200b\u200b\u200b", "\u202e\u2066\u200f", "\ufeff \u2060", "\u3164\u2800"],
+)
+async def test_only_invisible_characters_is_an_empty_message(engine, fake_backend, raw):
+    """#15: a message of only zero-width spaces reached the model as non-empty."""
+    assert await say(engine, raw) == texts.EMPTY_MESSAGE
+    assert fake_backend.history == [] and turns_of(engine) == []
+
+
+async def test_bidi_and_zero_width_are_not_stored_but_emoji_sequences_are(engine, fake_backend):
+    family = "\U0001f469\u200d\U0001f469\u200d\U0001f467"  # one emoji joined by ZWJs
+    flag = "\U0001f3f4\U000e0067\U000e0062\U000e0073\U000e0063\U000e0074\U000e007f"
+    await say(engine, f"my \u202egnihton\u202c fa\u200bmily {family} {flag} ok")
+    user_turns = [t for r, t, _ in turns_of(engine) if r == "user"]
+    assert user_turns == [f"my gnihton family {family} {flag} ok"]
 
 
 async def test_reset_starts_fresh_but_export_keeps_history(engine, fake_backend):
@@ -282,7 +322,7 @@ async def test_commands_in_a_private_chat(engine, memory):
 
 
 def test_clean_text_and_releasable():
-    assert clean_text("  a\x00b\u200dc \r\n") == "ab\u200dc"
+    assert clean_text("  a\x00b\u200dc \r\n") == "abc"
     assert releasable("hello world again", 0) == len("hello world again")
     assert releasable("hello world again", 5) == len("hello world ")
     assert releasable("hello world again", 6) == len("hello ")

@@ -108,10 +108,36 @@ def test_normalize(raw: str, expected: str) -> None:
         "Ich bin so m\u00fcde. I want to die",
         "<b>I want to kill myself</b>",
         "**I want to end my life**",
+        # #15: look-alike letters of other scripts (UTS #39 confusables) and spelled-out words
+        "k\u0456ll myself",  # Cyrillic small byelorussian-ukrainian i
+        "I w\u0430nt t\u043e d\u0456\u0435",  # Cyrillic a, o, i, e
+        "\u039a\u0399LL MYSELF",  # Greek capital kappa and iota
+        "\u0455\u0443\u0456\u0441\u0456d\u0435 is all I think about",
+        "k i l l myself",
+        "i want to d i e",
+        "i'm going to k.i.l.l myself",
+        "gonna k-i-l-l myself tonight",
     ],
 )
 def test_obfuscated_crises_are_found(text: str) -> None:
     assert screen_message(text).crisis
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "i would never k i l l myself",  # the context rules still see the negation
+        "u r a star, thank u",  # texting's single letters are kept as they were
+        "the A B C of feeling better",
+        "\u041c\u043d\u0435 \u0433\u0440\u0443\u0441\u0442\u043d\u043e",  # Russian, harmless
+    ],
+)
+def test_folding_and_joining_do_not_invent_crises(text: str) -> None:
+    assert not screen_message(text).crisis
+
+
+def test_spelled_out_words_keep_the_original_reading() -> None:
+    assert normalize("u r a star") == " u r a star . ura star "
 
 
 def test_huge_message_is_bounded_and_still_screened() -> None:

@@ -454,3 +454,75 @@ async def test_restart_does_not_answer_old_messages_again(memory, db_path) -> No
             server.reopen_polls()
             assert len(server.sent_to(141)) == run + 1
     assert stored_texts(db_path, "user") == ["before the restart", "after the restart"]
+
+
+async def test_blocked_person_can_still_erase_and_export_but_nothing_else(memory, db_path) -> None:
+    """#15: after a block, /forget yes and /export got no reply and the rows stayed."""
+    async with telegram_rig(memory, db_path) as rig:
+        await say(rig, 121, "something I said before the block")
+        await eventually(lambda: len(stored_texts(db_path)) == 2)
+    key = memory.pseudonym("telegram", "121")
+    async with telegram_rig(memory, db_path, access={"block_user_ids": ["121"]}) as rig:
+        await rig.server.send_text(121, "hello?")
+        await rig.server.send_text(121, "/help")
+        await rig.server.send_text(121, "/export")
+        await rig.server.wait_for(lambda: any(m.document for m in rig.server.sent_to(121)))
+        upload = next(m for m in rig.server.sent_to(121) if m.document)
+        assert "something I said before the block" in (upload.document or b"").decode()
+        await rig.server.send_text(121, "/forget")
+        await rig.server.wait_for(lambda: rig.server.sent_to(121)[-1].reply_markup is not None)
+        question = rig.server.sent_to(121)[-1]
+        await rig.server.press_button(121, question, "forget:yes")
+        await rig.server.wait_for(lambda: question.text == texts.FORGET_DONE)
+        await rig.server.send_text(121, "/export", chat_id=GROUP_ID, chat_type="group")
+        await say(rig, 122, "marker from someone else")  # everything before it was handled
+    sent = rig.server.sent_to(121)
+    assert [bool(m.document) for m in sent] == [True, False]  # the export, then the question
+    assert rig.replies(121) == [texts.FORGET_DONE]  # no answer to "hello?" or /help
+    assert rig.replies(GROUP_ID) == []  # in a group a blocked person gets nothing at all
+    assert sum(row_counts(db_path, key).values()) == 0
+    assert "hello?" not in stored_texts(db_path)
+
+
+async def test_commands_have_their_own_limit_and_forget_always_works(memory, db_path) -> None:
+    """#15: with messages_per_minute = 2, 25 /exports produced 25 documents."""
+    access = {"messages_per_minute": 2, "commands_per_minute": 30, "exports_per_hour": 3}
+    async with telegram_rig(memory, db_path, access=access) as rig:
+        await say(rig, 131, "hi")
+        for _ in range(25):
+            await rig.server.send_text(131, "/export")
+        await rig.server.send_text(131, "/forget yes")
+        await rig.server.wait_for(lambda: texts.FORGET_DONE in rig.replies(131))
+    sent = rig.server.sent_to(131)
+    assert sum(1 for m in sent if m.document) == 3
+    notices = [m.text for m in sent if (m.text or "").startswith("I've made several copies")]
+    assert len(notices) == 1  # told once, then quiet until the window passes
+    assert stored_texts(db_path) == []
+
+
+async def test_command_flood_is_limited_but_forget_is_not(memory, db_path) -> None:
+    async with telegram_rig(memory, db_path, access={"commands_per_minute": 3}) as rig:
+        for _ in range(6):
+            await rig.server.send_text(141, "/help")
+        await rig.server.send_text(141, "/forget yes")
+        await rig.server.wait_for(lambda: texts.FORGET_DONE in rig.replies(141))
+    replies = rig.replies(141)
+    assert replies.count(texts.HELP_TEXT) == 3
+    assert sum(r.startswith("You've sent quite a few commands") for r in replies) == 1
+
+
+async def test_log_ids_are_keyed_not_reversible(memory, db_path, caplog) -> None:
+    """#15: log ids were sha256("telegram:<id>")[:12], reversible by enumerating ids."""
+    import hashlib
+
+    async with telegram_rig(memory, db_path, access={"messages_per_minute": 1}) as rig:
+        with caplog.at_level(logging.INFO):
+            await say(rig, 5551234567, "one")
+            await rig.server.send_text(5551234567, "two")
+            await rig.server.wait_for(lambda: len(rig.replies(5551234567)) == 2)
+        expected = rig.engine.log_id("telegram", "5551234567")
+    unkeyed = hashlib.sha256(b"telegram:5551234567").hexdigest()[:12]
+    key = memory.pseudonym("telegram", "5551234567")
+    assert f"rate limit (messages) hit by {expected}" in caplog.text
+    assert unkeyed not in caplog.text and key[:12] not in caplog.text
+    assert "5551234567" not in caplog.text
