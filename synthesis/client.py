@@ -90,9 +90,9 @@ def retry_after_seconds(headers: Any) -> float | None:
 
 
 def request_key(cfg: SynthConfig, messages: list[dict[str, str]], seed: int) -> str:
-    """The cache key: sha256 of everything that decides the answer."""
+    """The cache key: sha256 of everything that decides the answer (the model, not its URL)."""
     payload = {
-        "base_url": cfg.base_url, "model": cfg.model, "messages": messages, "seed": seed,
+        "model": cfg.model, "messages": messages, "seed": seed,
         "temperature": cfg.temperature, "top_p": cfg.top_p, "max_tokens": cfg.max_tokens,
     }  # fmt: skip
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
@@ -153,7 +153,11 @@ class EndpointClient:
     async def complete(
         self, messages: list[dict[str, str]], seed: int
     ) -> tuple[str, CachedAnswer, bool]:
-        """(cache key, answer, came from the cache). Raises BudgetReached or EndpointError."""
+        """(cache key, answer, came from the cache). Raises BudgetReached or EndpointError.
+
+        A new answer is not stored here: the caller stores it with its outcome in one
+        transaction (`RunStore.record_attempt`), withholding the text of unsafe answers.
+        """
         key = request_key(self.cfg, messages, seed)
         hit = self.store.cached(key)
         if hit is not None:
@@ -167,7 +171,6 @@ class EndpointClient:
             self.budget.settle(reserved, 0.0)
             raise
         self.budget.settle(reserved, answer.usd)
-        self.store.put_response(key, self.cfg.model, answer)
         return key, answer, False
 
     async def _with_retries(

@@ -39,7 +39,8 @@ logger = logging.getLogger(__name__)
 
 MIN_SEED_TURNS = 4
 MIN_SEED_LABELLED_SHARE = 0.5
-PLAN_KEYS_FIXED = ("model", "base_url", "template_hash", "scenarios", "seed_ids", "validation",
+# What may not change within a round (the endpoint's URL may: a local server on a new port).
+PLAN_KEYS_FIXED = ("model", "template_hash", "scenarios", "seed_ids", "validation",
                    "temperature", "top_p", "max_tokens", "random_seed", "taxonomy")  # fmt: skip
 
 
@@ -303,6 +304,7 @@ class RoundRunner:
                 ),
                 record,
                 "done" if record else ("failed" if last else "pending"),
+                None if cached else (cfg.model, answer),
             )
             if record is not None:
                 self.index.add(cid, items)

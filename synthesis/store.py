@@ -2,9 +2,10 @@
 
 It holds the response cache (keyed by a hash of the whole request), the dialogue slots of each
 round and every attempt at them with its outcome, the candidates waiting for review and their
-decisions, and counters (HTTP retries, fallbacks). An answer is stored the moment it arrives and
-an attempt's outcome in the same transaction as its candidate, so a crash loses at most the
-requests in flight, and a rerun continues where the last one stopped without paying twice.
+decisions, and counters (HTTP retries, fallbacks). An answer is stored in the same transaction
+as its outcome and candidate, so a crash loses at most the requests in flight, and a rerun
+continues where the last one stopped without paying twice. The text of an answer the safety
+gate rejects is never written.
 """
 
 from __future__ import annotations
@@ -13,13 +14,15 @@ import json
 import sqlite3
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
 SlotStatus = Literal["pending", "done", "failed"]
 ReviewStatus = Literal["pending", "accepted", "edited", "rejected"]
 OUTPUT_STATUSES: tuple[ReviewStatus, ...] = ("accepted", "edited")
+# Answers rejected for these reasons are never written to disk, not even in the cache.
+WITHHELD_REASONS = ("unsafe_supporter", "seeker_crisis")
 BUSY_TIMEOUT_SECONDS = 30
 
 _SCHEMA = """
@@ -106,6 +109,7 @@ class RunStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_SECONDS)
         self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA secure_delete=ON")
         self._db.executescript(_SCHEMA)
 
     def close(self) -> None:
@@ -135,14 +139,12 @@ class RunStore:
         ).fetchone()
         return CachedAnswer(row[0], row[1], row[2], row[3], bool(row[4]), row[5]) if row else None
 
-    def put_response(self, key: str, model: str, answer: CachedAnswer) -> None:
-        """Store an answer the moment it arrives."""
-        with self._db:
-            self._db.execute(
-                "INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (key, model, answer.answer, answer.finish_reason, answer.prompt_tokens,
-                 answer.completion_tokens, int(answer.usage_estimated), answer.usd, time.time()),
-            )  # fmt: skip
+    def _put_response(self, key: str, model: str, answer: CachedAnswer) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (key, model, answer.answer, answer.finish_reason, answer.prompt_tokens,
+             answer.completion_tokens, int(answer.usage_estimated), answer.usd, time.time()),
+        )  # fmt: skip
 
     def spend(self, keys: list[str] | None = None) -> dict[str, float]:
         """Requests, tokens and USD paid so far (all answers, or those with these keys)."""
@@ -193,12 +195,20 @@ class RunStore:
         attempt: Attempt,
         candidate: tuple[str, dict[str, Any]] | None,
         slot_status: SlotStatus,
+        response: tuple[str, CachedAnswer] | None = None,
     ) -> None:
-        """An attempt's outcome, its candidate (id, record) if any, and the slot's new status."""
+        """In one transaction: a new answer (model, answer) for the cache, the attempt's
+        outcome, its candidate (id, record) if any, and the slot's new status. The text of an
+        answer rejected by the safety gate is withheld: only its tokens and cost are kept."""
         s = attempt.slot
         outcome = "candidate" if candidate else "rejected"
         now = time.time()
         with self._db:
+            if response is not None:
+                model, answer = response
+                if attempt.reason in WITHHELD_REASONS:
+                    answer = replace(answer, answer=f"[withheld: {attempt.reason}]")
+                self._put_response(attempt.response_key, model, answer)
             self._db.execute(
                 "INSERT OR REPLACE INTO attempts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (s.round, s.scenario, s.slot, attempt.attempt, attempt.response_key,

@@ -242,6 +242,7 @@ class ScriptedServer:
         self.usage = usage
         self.delay_seconds = delay_seconds
         self.requests: list[Request] = []
+        self.examples: list[dict[str, Any]] = []  # the seed example each request showed
         self.per_scene: Counter[str] = Counter()
         self._lock = threading.Lock()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -276,6 +277,7 @@ class ScriptedServer:
             else:
                 reply = self.script(scene, self.per_scene[scene], body)
                 self.per_scene[scene] += 1
+            self.examples.append(example_seed(body))
             self.requests.append(Request(scene, self.per_scene[scene], body.get("seed"),
                                          fmt.get("type"), time.monotonic(), reply.status))  # fmt: skip
         return reply
