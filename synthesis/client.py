@@ -145,6 +145,14 @@ class EndpointClient:
         self.store.bump(self.round_no, f"json_mode_fallback_to_{self.json_mode}")
         return True
 
+    def _refused_format(self, exc: Any) -> None:
+        """Step down after the endpoint refused the structured-output request, or stop."""
+        if not self._step_down():
+            hint = "" if self.cfg.json_mode == "auto" else "; try json_mode = 'auto'"
+            raise EndpointFatal(
+                f"the endpoint refused the request (HTTP {exc.status_code}): {exc.message}{hint}"
+            ) from exc
+
     def backoff(self, retry: int) -> float:
         """Exponential backoff with jitter, capped."""
         base = min(self.cfg.backoff_max_seconds, self.cfg.backoff_seconds * 2**retry)
@@ -197,14 +205,18 @@ class EndpointClient:
             except openai.APIConnectionError:
                 name, wait = "connection_error", None
             except openai.InternalServerError as exc:
+                # llama-cpp-python's server answers a response_format it cannot parse with 500
+                if self._format() and "response_format" in exc.message:
+                    self._refused_format(exc)
+                    continue
                 name, wait = f"http_{exc.status_code}", retry_after_seconds(exc.response.headers)
             except (openai.BadRequestError, openai.UnprocessableEntityError) as exc:
-                if self._format() and self._step_down():
-                    continue
-                raise EndpointFatal(
-                    f"the endpoint refused the request (HTTP {exc.status_code}): {exc.message}"
-                    + ("" if self.cfg.json_mode == "auto" else "; try json_mode = 'auto'")
-                ) from exc
+                if not self._format():
+                    raise EndpointFatal(
+                        f"the endpoint refused the request (HTTP {exc.status_code}): {exc.message}"
+                    ) from exc
+                self._refused_format(exc)
+                continue
             except openai.APIStatusError as exc:
                 if exc.status_code not in TRANSIENT_STATUS:
                     raise EndpointFatal(

@@ -19,8 +19,10 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
+SEEDS = Path(__file__).parent / "fixtures" / "synth_seeds.json"
 PEOPLE = [
     "my sister",
     "my boss",
@@ -231,9 +233,9 @@ class ScriptedServer:
 
     def __init__(
         self,
-        script: Script = default_script,
+        script: Script = default_script,  # refuse_json_schema: the HTTP status to refuse it with
         *,
-        refuse_json_schema: bool = False,
+        refuse_json_schema: int | None = None,
         usage: tuple[int, int] | None = (1000, 500),
         delay_seconds: float = 0.0,
     ) -> None:
@@ -273,7 +275,11 @@ class ScriptedServer:
         fmt = body.get("response_format") or {}
         with self._lock:
             if self.refuse_json_schema and fmt.get("type") == "json_schema":
-                reply = Reply(status=400)
+                # as llama_cpp.server does (with status 500): the pydantic error names the field
+                message = (
+                    "('body', 'response_format', 'type'): Input should be 'text' or 'json_object'"
+                )
+                reply = Reply(message, status=self.refuse_json_schema)
             else:
                 reply = self.script(scene, self.per_scene[scene], body)
                 self.per_scene[scene] += 1
@@ -321,9 +327,30 @@ class ScriptedServer:
                 reply = server._answer(body)
                 time.sleep(reply.delay_seconds + server.delay_seconds)
                 if reply.status != 200:
-                    error = {"error": {"message": f"scripted {reply.status}", "type": "scripted"}}
+                    message = reply.content or f"scripted {reply.status}"
+                    error = {"error": {"message": message, "type": "scripted"}}
                     self._send(reply.status, error, reply.headers)
                 else:
                     self._send(200, server._completion(body, reply), reply.headers)
 
         return Handler
+
+
+def write_config(tmp: Path, url: str, scenes: list[str], **settings: Any) -> Path:
+    """A config and a scenario file for `scenes` under `tmp`; settings override the defaults."""
+    scenario_file = tmp / "scenarios.toml"
+    scenario_file.write_text("".join(
+        f'[[scenario]]\nname = "{s}"\ndescription = "An example situation for {s}, for tests."\n\n'
+        for s in scenes
+    ))  # fmt: skip
+    values: dict[str, Any] = {
+        "model": "scripted", "base_url": url, "output_dir": str(tmp / "run"),
+        "scenarios": str(scenario_file), "seeds": str(SEEDS), "per_scenario": 1,
+        "timeout_seconds": 1.0, "backoff_seconds": 0.01, "concurrency": 4, "max_tokens": 500,
+        "http_retries": 3,
+    }  # fmt: skip
+    values.update(settings)
+    lines = [f"{k} = {json.dumps(v)}" for k, v in values.items()]
+    path = tmp / "synth.toml"
+    path.write_text("\n".join(lines) + "\n\n[validation]\nmin_turns = 6\n")
+    return path

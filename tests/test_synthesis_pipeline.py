@@ -24,39 +24,18 @@ from synthesis.config import ValidationConfig
 from synthesis.records import record_turns
 from synthesis.store import RunStore
 from synthesis.validate import Validator
-from tests.synth_server import ScriptedServer
+from tests.synth_server import ScriptedServer, write_config
 
 pytest.importorskip("openai")
 pytest.importorskip("datasketch")
 
 ROOT = Path(__file__).resolve().parent.parent
-SEEDS = Path(__file__).parent / "fixtures" / "synth_seeds.json"
 BEHAVIOURS = [
     "Valid Scene", "Fenced Scene", "Prose Scene", "Labels Scene", "Unknown Label Scene",
     "Truncated Scene", "Broken Scene", "Slow Scene", "Busy Scene", "Flaky Scene",
     "Seed Copy Scene", "Unsafe Method Scene", "Therapist Scene", "Crisis Scene",
 ]  # fmt: skip
 UNSAFE_TEXTS = ("40 pills", "licensed therapist", "kill myself")
-
-
-def write_config(tmp: Path, url: str, scenes: list[str], **settings: Any) -> Path:
-    """A config and a scenario file for `scenes` under `tmp`; settings override the defaults."""
-    scenario_file = tmp / "scenarios.toml"
-    scenario_file.write_text("".join(
-        f'[[scenario]]\nname = "{s}"\ndescription = "An example situation for {s}, for tests."\n\n'
-        for s in scenes
-    ))  # fmt: skip
-    values: dict[str, Any] = {
-        "model": "scripted", "base_url": url, "output_dir": str(tmp / "run"),
-        "scenarios": str(scenario_file), "seeds": str(SEEDS), "per_scenario": 1,
-        "timeout_seconds": 1.0, "backoff_seconds": 0.01, "concurrency": 4, "max_tokens": 500,
-        "http_retries": 3,
-    }  # fmt: skip
-    values.update(settings)
-    lines = [f"{k} = {json.dumps(v)}" for k, v in values.items()]
-    path = tmp / "synth.toml"
-    path.write_text("\n".join(lines) + "\n\n[validation]\nmin_turns = 6\n")
-    return path
 
 
 def run(*args: str, input: str | None = None, env: dict[str, str] | None = None) -> Result:
@@ -245,21 +224,22 @@ def test_the_budget_is_a_hard_cap(tmp_path: Path) -> None:
     assert manifest(tmp_path)["rounds"][0]["slots"] == {"done": 5, "total": 5}
 
 
-def test_a_refused_json_schema_steps_down(tmp_path: Path) -> None:
-    with ScriptedServer(refuse_json_schema=True) as server:
+@pytest.mark.parametrize("status", [400, 422, 500])
+def test_a_refused_json_schema_steps_down(tmp_path: Path, status: int) -> None:
+    with ScriptedServer(refuse_json_schema=status) as server:
         cfg = write_config(tmp_path, server.url, ["Valid Scene", "Fenced Scene"], concurrency=1)
         result = run("synthesize", str(cfg), "--no-progress")
         assert result.exit_code == 0, result.output
         formats = [(r.response_format, r.status) for r in server.requests]
-    assert formats == [("json_schema", 400), ("json_object", 200), ("json_object", 200)]
+    assert formats == [("json_schema", status), ("json_object", 200), ("json_object", 200)]
     assert (
         manifest(tmp_path)["rounds"][0]["counters"]["json_mode_fallback_to_json_object_schema"] == 1
     )
     (tmp_path / "fixed").mkdir()
-    with ScriptedServer(refuse_json_schema=True) as server:
+    with ScriptedServer(refuse_json_schema=status) as server:
         cfg = write_config(tmp_path / "fixed", server.url, ["Valid Scene"], json_mode="json_schema")
         result = run("synthesize", str(cfg), "--no-progress")
-    assert result.exit_code == 1 and "refused the request (HTTP 400)" in result.output
+    assert result.exit_code == 1 and f"refused the request (HTTP {status})" in result.output
     assert "json_mode = 'auto'" in result.output
 
 
