@@ -112,6 +112,8 @@ def extract_json(answer: str, finish_reason: str | None, repairs: Counter[str]) 
         if finish_reason == "length" or _unclosed(text, start):
             raise Rejected("truncated_json", f"finish_reason={finish_reason}") from exc
         raise Rejected("invalid_json", exc.msg) from exc
+    except RecursionError as exc:  # hostile nesting ("[[[[..."): the decoder recurses per level
+        raise Rejected("invalid_json", "nested too deeply") from exc
     if text[:start].strip() or text[end:].strip():
         repairs["surrounding_prose"] += 1
     return value

@@ -65,6 +65,7 @@ def test_extract_json_tolerates_fences_and_prose() -> None:
         ('{"scene": "x", "content": [}', "length", "truncated_json"),
         ('{"scene": "x", "content": [}', "stop", "invalid_json"),
         ("\x00\x01\xff binary {]", "stop", "invalid_json"),
+        ("[" * 100_000 + "]" * 100_000, "stop", "invalid_json"),
     ],
 )
 def test_extract_json_rejections(answer: str, finish: str, reason: str) -> None:
