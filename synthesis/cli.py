@@ -223,8 +223,10 @@ def review(run_dir: Path, round_no: int | None, limit: int | None, list_only: bo
         candidates = queue.pending(round_no)[:limit]
         if not candidates:
             click.echo("nothing to review")
-        decisions = page(queue, candidates, echo=click.echo, ask=_ask, editor=_editor)
-        manifest = write_outputs(store, run_dir)
+        try:
+            decisions = page(queue, candidates, echo=click.echo, ask=_ask, editor=_editor)
+        finally:  # every decision is stored as it is made; the files follow even on an error
+            manifest = write_outputs(store, run_dir)
         made = ", ".join(f"{k} {v}" for k, v in sorted(decisions.items())) or "none"
         click.echo(f"decisions: {made}; {manifest['output']['dialogues']} dialogues in "
                    f"{run_dir / 'dialogues.json'}")  # fmt: skip

@@ -236,6 +236,12 @@ class RoundRunner:
                 worker.cancel()
         self.summary.pending = self.summary.slots - self.summary.done - self.summary.failed
         self.summary.stopped = self._stop
+        logger.info(
+            "round %d: %d slots, %d done, %d failed, %d pending, %d answers (%d cached)%s",
+            plan.round_no, self.summary.slots, self.summary.done, self.summary.failed,
+            self.summary.pending, self.summary.answers, self.summary.cached,
+            f"; stopped: {self._stop}" if self._stop else "",
+        )  # fmt: skip
         return self.summary
 
     async def _worker(self, queue: asyncio.Queue[Slot]) -> None:
