@@ -17,6 +17,7 @@ new secret; someone holding only the old secret (e.g. a leaked copy) can no long
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
@@ -133,6 +134,22 @@ def secret_matches(conn: sqlite3.Connection, secret: bytes) -> bool | None:
     if stored is None:
         return None
     return hmac.compare_digest(stored[0], key_check(secret))
+
+
+def file_secret_matches(path: Path, secret: bytes) -> bool | None:
+    """`secret_matches` on a database file, opened read-only (for health and audit checks)."""
+    uri = f"file:{Path(path).expanduser().resolve().as_posix()}?mode=ro"
+    try:
+        with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=5)) as conn:
+            return secret_matches(conn, secret)
+    except sqlite3.DatabaseError as exc:
+        raise StorageError(f"cannot read the key check of {path}: {exc}") from exc
+
+
+def require_file_secret(path: Path, secret: bytes) -> None:
+    """ConfigError (SECRET_MISMATCH) when the file pins another secret."""
+    if file_secret_matches(path, secret) is False:
+        raise ConfigError(SECRET_MISMATCH)
 
 
 def load_key_ring(
