@@ -76,8 +76,12 @@ def erase_user(conn: sqlite3.Connection, user_key: str, checkpoint_seconds: floa
 
 def checkpoint_now(conn: sqlite3.Connection, seconds: float) -> bool:
     """Short TRUNCATE tries for up to `seconds`; True once the WAL is empty."""
+    before = conn.execute("PRAGMA busy_timeout").fetchone()[0]
     conn.execute(f"PRAGMA busy_timeout = {CHECKPOINT_TRY_TIMEOUT_MS}")
-    return truncate_wal(conn, deadline_s=seconds)
+    try:
+        return truncate_wal(conn, deadline_s=seconds)
+    finally:
+        conn.execute(f"PRAGMA busy_timeout = {int(before)}")
 
 
 def _delete_rows(conn: sqlite3.Connection, user_key: str) -> dict[str, int]:

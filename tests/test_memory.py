@@ -162,3 +162,16 @@ def test_secret_file_is_created_once_with_private_mode(tmp_path):
         resolve_secret(None, db_path, allow_file=False)
     with pytest.raises(ConfigError, match="at least 16"):
         resolve_secret("short", db_path, allow_file=False)
+
+
+def test_an_in_memory_store_forgets_on_its_one_connection():
+    from sqlite_utils import Database
+
+    store = MemoryStore(Database(memory=True), SECRET)
+    key = store.pseudonym("console", "ann")
+    add(store, key, "hello")
+    timeout = store.db.execute("PRAGMA busy_timeout").fetchone()[0]
+    erasure = store.forget_user(key)
+    assert erasure.wal_clean and erasure.deleted["turns"] == 1
+    assert store.export_user(key) == {"user": None, "conversations": [], "events": []}
+    assert store.db.execute("PRAGMA busy_timeout").fetchone()[0] == timeout
