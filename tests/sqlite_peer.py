@@ -5,7 +5,9 @@ it until a line arrives on stdin (or stdin closes), prints "done" and exits:
 
 - `read`: an open read transaction (a reader on an old snapshot blocks a WAL truncation);
 - `lock`: the write lock (`BEGIN IMMEDIATE`), released with a committed write;
-- `writer`: writes turns for a user of its own in short transactions, as fast as it can.
+- `writer`: writes turns for a user of its own in short transactions, one every
+  `WRITER_PAUSE_SECONDS` (a busy bot or audit job; a writer that re-takes the lock the instant it
+  lets go can starve SQLite's polling busy handler, which no timeout fixes).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import time
 from pathlib import Path
 
 BUSY_TIMEOUT_SECONDS = 10.0
+WRITER_PAUSE_SECONDS = 0.002
 
 
 def _insert_turn(conn: sqlite3.Connection, n: int) -> None:
@@ -49,6 +52,7 @@ def main(mode: str, db: str) -> None:
             conn.execute("BEGIN IMMEDIATE")
             _insert_turn(conn, n)
             conn.execute("COMMIT")
+            stop.wait(WRITER_PAUSE_SECONDS)
         else:
             stop.wait(0.05)
     if conn.in_transaction:
