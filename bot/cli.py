@@ -18,6 +18,7 @@ LAZY_COMMANDS: dict[str, str] = {
     "chat": "bot.console_adapter:chat",
     "serve": "bot.serve:serve",
     "migrate": "bot.memory_cli:migrate",
+    "memory": "bot.memory_cli:memory",
     "data": "dialogue.cli:data",
     "safety": "bot.safety_cli:safety",
     "eval": "evaluation.cli:eval_group",
