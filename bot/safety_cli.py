@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import json
 import sys
+from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from bot.safety import SafetyLayer
 
 DEFAULT_CASES = Path("tests/safety_cases")
 
@@ -43,14 +48,57 @@ def screen(level: bool) -> None:
 
 @safety.command()
 @click.option("--final/--partial", default=True, help="Check as a complete reply (default).")
-def guard(final: bool) -> None:
-    """Check one model reply per line of stdin; print {"ok": bool, "reason": ...} per line."""
+@click.option(
+    "--data",
+    "data_spec",
+    help="Check a data set's supporter turns instead of stdin (e.g. esconv:all, a path) and "
+    "print how many the guard would withdraw, per reason.",
+)
+@click.option(
+    "--show-hits", is_flag=True, help="With --data: print each withdrawn turn (reason, text)."
+)
+def guard(final: bool, data_spec: str | None, show_hits: bool) -> None:
+    """Check one model reply per line of stdin; print {"ok": bool, "reason": ...} per line.
+
+    With --data, the data set's supporter turns are checked as whole replies instead (the
+    false-positive rate on human supporter text; read the hits: human supporters do say "I'm a
+    mom myself", which a bot must not).
+    """
     from bot.safety import SafetyLayer
 
     layer = SafetyLayer()
+    if data_spec is not None:
+        _guard_data_set(layer, data_spec, show_hits)
+        return
     for line in sys.stdin:
         verdict = layer.guard(line.rstrip("\n"), final=final)
         click.echo(json.dumps({"ok": verdict.ok, "reason": verdict.reason}))
+
+
+def _guard_data_set(layer: SafetyLayer, spec: str, show_hits: bool) -> None:
+    from dialogue.datasets import DatasetError, load_spec
+
+    try:
+        dialogues = load_spec(spec).dialogues
+    except DatasetError as exc:
+        raise click.ClickException(str(exc)) from exc
+    turns = [t.text for d in dialogues for t in d.turns if t.role == "assistant"]
+    by_reason: Counter[str] = Counter()
+    for text in turns:
+        verdict = layer.guard(text, final=True)
+        if not verdict.ok:
+            by_reason[verdict.reason or "unspecified"] += 1
+            if show_hits:
+                click.echo(f"{verdict.reason}\t{' '.join(text.split())}")
+    withdrawn = sum(by_reason.values())
+    summary = {
+        "data": spec,
+        "supporter_turns": len(turns),
+        "withdrawn": withdrawn,
+        "rate": round(withdrawn / len(turns), 5) if turns else 0.0,
+        "by_reason": dict(by_reason.most_common()),
+    }
+    click.echo(json.dumps(summary))
 
 
 @safety.command()
