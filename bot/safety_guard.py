@@ -32,6 +32,7 @@ from bot.safety_text import normalize
 LEAK_NGRAM_WORDS = 6
 LEAK_MIN_SHARED_NGRAMS = 2
 NORMALIZED_CACHE_SIZE = 64
+CLAIM_LOOKBACK_CHARS = 300
 
 # The engine checks a reply after every streamed piece; the claim rules' complete-word prefix is
 # then usually the text of the previous check, so its normal form is remembered (pure function).
@@ -253,12 +254,13 @@ def _claim_text(text: str, *, final: bool) -> str | None:
 
 
 def _claim_cancelled(norm: str, start: int) -> bool:
-    """A negator among the three words before `start` in its clause, or a counterfactual."""
-    clause = re.split(r" [.,] ", norm[:start])[-1].split()
+    """A negator among the three words before `start` in its clause, or a counterfactual in its
+    sentence (looking back at most CLAIM_LOOKBACK_CHARS, so a long reply costs no more)."""
+    before = norm[max(0, start - CLAIM_LOOKBACK_CHARS) : start]
+    clause = re.split(r" [.,] ", before)[-1].split()
     if any(word in _CLAIM_NEGATORS for word in clause[-3:]):
         return True
-    sentence = norm[:start].rsplit(" . ", 1)[-1]
-    return _COUNTERFACTUAL_RE.search(sentence) is not None
+    return _COUNTERFACTUAL_RE.search(before.rsplit(" . ", 1)[-1]) is not None
 
 
 def find_claim(text: str, *, final: bool) -> str | None:
