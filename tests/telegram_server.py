@@ -460,9 +460,9 @@ async def telegram_rig(
     memory: Any, db_path: Any, backend: Any = None, **sections: Any
 ) -> AsyncIterator[TelegramRig]:
     """Start the fake server and the real bot (echo backend unless given); stop both after."""
-    from bot.backends import EchoBackend
-    from bot.engine import build_engine
-    from bot.telegram_adapter import build_application, run_telegram
+    from bot.adapters.telegram import build_application, run_telegram
+    from bot.backends.base import EchoBackend
+    from bot.engine.engine import build_engine
 
     async with FakeTelegramServer() as server:
         settings = rig_settings(server, db_path, **sections)

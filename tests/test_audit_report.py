@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from bot.audit import audit_connection
-from bot.jobs import JobContext, run_job
-from bot.report import collect_report, publish_report, summary_text
-from bot.report_render import render_html
+from bot.audit.jobs import JobContext, run_job
+from bot.audit.report.build import collect_report, publish_report, summary_text
+from bot.audit.report.render import render_html
+from bot.audit.store import audit_connection
 from tests.audit_data import EMAIL, INJECTION, PLATFORM_ID, populate
 from tests.test_jobs import DAY, GOOD_JUDGE, NOW, ScriptedJudge, make_settings
 

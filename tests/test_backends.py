@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from bot.backends import (
+from bot.backends.base import (
     BACKENDS,
     EchoBackend,
     GenOptions,
@@ -23,9 +23,9 @@ from bot.backends import (
     stream_in_thread,
 )
 from bot.config import Settings
-from bot.engine import Engine
+from bot.engine.engine import Engine
 from bot.errors import BackendError, ConfigError
-from bot.types import IncomingMessage
+from bot.messages import IncomingMessage
 from dialogue.prompts import build_messages
 from tests.fakes import FakeSafety
 
@@ -261,7 +261,7 @@ def test_llama_cpp_bad_files_fail_clearly(smollm2_gguf, tmp_path):
 
 
 def test_adapter_manifest_mismatch_is_warned(tmp_path, caplog):
-    from bot.backends import _check_adapter_manifest
+    from bot.backends.base import _check_adapter_manifest
 
     adapter = tmp_path / "adapter.gguf"
     _check_adapter_manifest(adapter, "hybrid")  # no manifest: silent

@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from bot.backup import (
+from bot.cli import cli
+from bot.errors import StorageError
+from bot.memory.backup import (
     backup_database,
     check_file,
     database_in_use,
@@ -21,9 +23,7 @@ from bot.backup import (
     prune_backups,
     restore_database,
 )
-from bot.cli import cli
-from bot.errors import StorageError
-from bot.memory import open_memory
+from bot.memory.store import open_memory
 
 SECRET = b"backup-test-secret-0123456789abcdef"
 # A second process that keeps the database open, as a running bot does, until stdin closes.

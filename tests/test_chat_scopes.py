@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from bot.audit import audit_connection
-from bot.audit_tasks import snapshot_conversations
-from bot.engine import Engine
-from bot.memory_schema import user_tables
-from bot.types import IncomingMessage
+from bot.audit.log_conversations import snapshot_conversations
+from bot.audit.store import audit_connection
+from bot.engine.engine import Engine
+from bot.memory.schema import user_tables
+from bot.messages import IncomingMessage
 from tests.discord_harness import GUILD_CHANNEL_ID, discord_rig
 from tests.fakes import FakeSafety, RecordingEchoBackend, command_text
 from tests.telegram_server import telegram_rig

@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from bot import texts
-from bot.chat_commands import FORGET_CONFIRM
+from bot.adapters.commands import FORGET_CONFIRM
 from bot.cli import cli
 
 SOLACE = [sys.executable, "-m", "bot"]

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from bot import chat_commands as cc
 from bot import texts
+from bot.adapters import commands as cc
 from bot.errors import ConfigError
 from tests.discord_harness import GUILD_CHANNEL_ID, DiscordRig, discord_rig
 from tests.test_telegram import eventually, row_counts, stored_texts
@@ -203,8 +203,8 @@ async def test_handler_error_logs_no_text_and_sends_fallback(memory, db_path, ca
 def test_token_errors_and_intents(tmp_path) -> None:
     import discord
 
+    from bot.adapters.discord import build_client, discord_intents, discord_token
     from bot.config import Settings
-    from bot.discord_adapter import build_client, discord_intents, discord_token
 
     base = {"memory": {"db_path": tmp_path / "x.db"}}
     with pytest.raises(ConfigError, match="SOLACE_DISCORD_TOKEN is not set"):
@@ -226,7 +226,7 @@ def test_token_errors_and_intents(tmp_path) -> None:
 async def test_wrong_token_is_a_login_failure(memory, db_path) -> None:
     import discord
 
-    from bot.discord_adapter import build_client
+    from bot.adapters.discord import build_client
     from tests.discord_harness import TOKEN, FakeDiscordREST
 
     original = discord.http.Route.BASE

@@ -16,14 +16,14 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from bot.audit import acquire_lease, audit_connection, load_state, redact, stratified_sample
+from bot.audit.jobs import JobContext, build_scheduler, build_triggers, retry_delay, run_job
+from bot.audit.store import acquire_lease, audit_connection, load_state, redact, stratified_sample
 from bot.config import Settings
-from bot.engine import build_engine
+from bot.engine.engine import build_engine
 from bot.errors import ConfigError
-from bot.jobs import JobContext, build_scheduler, build_triggers, retry_delay, run_job
-from bot.memory import open_memory
-from bot.memory_schema import user_tables
-from bot.types import IncomingMessage
+from bot.memory.schema import user_tables
+from bot.memory.store import open_memory
+from bot.messages import IncomingMessage
 from tests.audit_data import EMAIL, PLATFORM_ID, SECRET, populate
 from tests.fakes import command_text
 
@@ -508,7 +508,7 @@ def test_a_job_releases_the_write_lock_and_pauses_after_each_batch(
     the latency): the pause comes after COMMIT and keeps the job's share of the lock <= 25%."""
     import sqlite3
 
-    from bot import audit
+    from bot.audit import store as audit
 
     db = tmp_path / "bot.db"
     populate(db, 2, start=0.0, end=10.0)

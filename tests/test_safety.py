@@ -15,11 +15,17 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.safety import CATEGORIES, SafetyLayer, ScreenResult, parse_classifier_label, screen_message
-from bot.safety_eval import Case, evaluate, load_cases
-from bot.safety_guard import guard_reply
-from bot.safety_resources import load_hotlines
-from bot.safety_text import MAX_SCREEN_CHARS, normalize
+from bot.safety.evaluate import Case, evaluate, load_cases
+from bot.safety.guard import guard_reply
+from bot.safety.layer import (
+    CATEGORIES,
+    SafetyLayer,
+    ScreenResult,
+    parse_classifier_label,
+    screen_message,
+)
+from bot.safety.resources import load_hotlines
+from bot.safety.text import MAX_SCREEN_CHARS, normalize
 from dialogue.prompts import SYSTEM_PROMPT
 
 CASES_DIR = Path(__file__).parent / "safety_cases"
@@ -334,7 +340,7 @@ def test_parse_classifier_label(output: str, label: str | None) -> None:
 
 
 async def test_classifier_can_raise_but_never_lower() -> None:
-    from bot.backends import EchoBackend
+    from bot.backends.base import EchoBackend
 
     # The echo backend answers "You said: <message>", so the message decides its "opinion".
     on = type("S", (), {"llm_classifier": True})()
@@ -399,7 +405,7 @@ def test_cli_evaluate_names_a_bad_case_file(tmp_path: Path) -> None:
 
 def test_trigger_gates_never_hide_a_match() -> None:
     """Every rule's regex only matches text containing one of its trigger substrings."""
-    from bot.safety_patterns import CRISIS_PATTERNS
+    from bot.safety.patterns.self_harm import CRISIS_PATTERNS
 
     texts = [c.text for c in DEV_CASES + HELDOUT_CASES]
     texts += [SafetyLayer().crisis_reply(screen_message(t)) for t in texts[:5]]

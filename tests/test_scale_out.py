@@ -24,9 +24,9 @@ import pytest
 
 from bot import texts
 from bot.config import Settings
-from bot.engine import Engine, build_engine
-from bot.health import check_model
-from bot.types import IncomingMessage
+from bot.engine.engine import Engine, build_engine
+from bot.messages import IncomingMessage
+from bot.ops.health import check_model
 
 pytestmark = pytest.mark.slow
 

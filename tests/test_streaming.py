@@ -9,8 +9,8 @@ import regex
 from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
-from bot.ratelimit import RateLimiter
-from bot.streaming import (
+from bot.adapters.ratelimit import RateLimiter
+from bot.adapters.streaming import (
     DISCORD_MAX_CHARS,
     TELEGRAM_MAX_CHARS,
     StreamingReply,

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from bot import chat_commands as cc
 from bot import texts
+from bot.adapters import commands as cc
 from bot.errors import ConfigError
 from tests.telegram_server import TelegramRig, rig_settings, telegram_rig
 
@@ -276,8 +276,8 @@ async def test_handler_error_logs_no_text_and_sends_fallback(memory, db_path, ca
 
 
 def test_token_errors_are_clear_and_never_echo_the_token(tmp_path) -> None:
+    from bot.adapters.telegram import telegram_token
     from bot.config import Settings
-    from bot.telegram_adapter import telegram_token
 
     with pytest.raises(ConfigError, match="SOLACE_TELEGRAM_TOKEN is not set"):
         telegram_token(Settings(memory={"db_path": tmp_path / "x.db"}))
@@ -290,9 +290,9 @@ def test_token_errors_are_clear_and_never_echo_the_token(tmp_path) -> None:
 async def test_revoked_token_fails_at_start(memory, db_path) -> None:
     from telegram.error import InvalidToken
 
-    from bot.backends import EchoBackend
-    from bot.engine import build_engine
-    from bot.telegram_adapter import build_application, run_telegram
+    from bot.adapters.telegram import build_application, run_telegram
+    from bot.backends.base import EchoBackend
+    from bot.engine.engine import build_engine
     from tests.telegram_server import FakeTelegramServer
 
     async with FakeTelegramServer() as server:
@@ -405,7 +405,7 @@ def test_redactor_blanks_tokens_in_messages_args_and_tracebacks() -> None:
 @pytest.mark.slow
 async def test_real_smollm2_reply_through_telegram(memory, db_path, smollm2_gguf) -> None:
     """One real-model turn on this path: SmolLM2 via llama-cpp-python streams into Telegram."""
-    from bot.backends import LlamaCppBackend
+    from bot.backends.base import LlamaCppBackend
 
     backend = LlamaCppBackend(smollm2_gguf, n_ctx=1024, n_threads=2, cache_mb=0)
     memory.mark_notice_seen(memory.pseudonym("telegram", "121"), "telegram")  # model text only
@@ -436,9 +436,9 @@ async def test_failure_mid_reply_keeps_what_was_shown_and_adds_a_fallback(memory
 
 
 async def test_restart_does_not_answer_old_messages_again(memory, db_path) -> None:
-    from bot.backends import EchoBackend
-    from bot.engine import build_engine
-    from bot.telegram_adapter import build_application, run_telegram
+    from bot.adapters.telegram import build_application, run_telegram
+    from bot.backends.base import EchoBackend
+    from bot.engine.engine import build_engine
     from tests.telegram_server import FakeTelegramServer
 
     async with FakeTelegramServer() as server:
