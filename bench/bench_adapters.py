@@ -29,15 +29,15 @@ QUEUE_TEXT = "I have been feeling really lonely since I moved to this city for w
 
 
 def _memory(directory: Path) -> Any:
-    from bot.memory.store import open_memory
+    from bot.memory import open_memory
 
     return open_memory(directory / "bench.db", SECRET)
 
 
 async def _direct(directory: Path) -> float:
     """Seconds for USERS x PER_USER messages through Engine.respond (echo backend)."""
-    from bot.backends.base import EchoBackend
-    from bot.engine.engine import build_engine
+    from bot.backends import EchoBackend
+    from bot.engine import build_engine
     from bot.messages import IncomingMessage
     from tests.telegram_server import load_text, rig_settings
 
@@ -79,7 +79,7 @@ async def _adapter(directory: Path) -> float:
 
 async def _queueing(directory: Path) -> list[float] | None:
     """Seconds until each of 8 simultaneous users sees reply text (SmolLM2); None if absent."""
-    from bot.backends.base import LlamaCppBackend
+    from bot.backends import LlamaCppBackend
     from bot.backends.model_files import embedded_model_path
     from tests.telegram_server import telegram_rig
 

@@ -186,8 +186,8 @@ async def _jobs_forever(ctx: Any, stop: asyncio.Event, runs: list[str]) -> None:
 
 async def _latency(quick: bool, tmp: Path) -> dict[str, Any]:
     from bot.audit.jobs import JobContext, worker_pool
-    from bot.engine.engine import build_engine
-    from bot.memory.store import open_memory
+    from bot.engine import build_engine
+    from bot.memory import open_memory
     from tests.audit_data import SECRET, populate
 
     base = tmp / "chat-base.db"

@@ -49,7 +49,7 @@ def _settings(db: Path, **model: Any) -> Any:
 
 
 def _engine(settings: Any, backend: Any) -> Any:
-    from bot.engine.engine import build_engine
+    from bot.engine import build_engine
 
     return build_engine(settings, backend=backend, allow_secret_file=True)
 
@@ -91,7 +91,7 @@ def _direct(llm: Any, messages: list[dict[str, str]], options: Any) -> tuple[flo
 
 
 def _overhead(tmp: Path, quick: bool) -> list[str]:
-    from bot.backends.base import GenOptions, LlamaCppBackend
+    from bot.backends import GenOptions, LlamaCppBackend
     from bot.backends.model_files import embedded_model_path
     from dialogue.prompts import build_messages
 
@@ -146,7 +146,7 @@ def _overhead(tmp: Path, quick: bool) -> list[str]:
 def _long_run(tmp: Path, users: int, turns: int) -> dict[str, float]:
     """Median time to first token at turn 1 and at the last turn (users interleaving, KV state
     cache on), and the last turn's identical prompts evaluated cold (the no-cache baseline)."""
-    from bot.backends.base import GenOptions, LlamaCppBackend
+    from bot.backends import GenOptions, LlamaCppBackend
     from bot.backends.model_files import embedded_model_path
 
     path = embedded_model_path()
@@ -290,7 +290,7 @@ def _time_ops(store: Any, key: str, reps: int) -> dict[str, tuple[float, float]]
 
 
 def _memory(tmp: Path, quick: bool) -> list[str]:
-    from bot.memory.store import open_memory
+    from bot.memory import open_memory
 
     users, reps = (2_000, 100) if quick else (10_000, 300)
     big = open_memory(tmp / "big.db", SECRET)

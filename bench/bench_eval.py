@@ -121,7 +121,7 @@ def bench_embeddings(n: int) -> list[str]:
 
 def bench_generation(replies: int, max_tokens: int) -> list[str]:
     """Tokens/s through our pipeline vs a bare llama.cpp completion of the same prompts."""
-    from bot.backends.base import GenOptions, LlamaCppBackend
+    from bot.backends import GenOptions, LlamaCppBackend
     from bot.backends.model_files import embedded_model_path
 
     path = embedded_model_path()

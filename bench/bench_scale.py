@@ -216,7 +216,7 @@ async def _workload(engine, name: str, count: int, pgid: int | None = None) -> R
 
 
 def _run_embedded(model: Path, folder: Path, count: int) -> Result:
-    from bot.engine.engine import build_engine
+    from bot.engine import build_engine
 
     settings = _settings(
         folder / "embedded.db",
@@ -233,7 +233,7 @@ def _run_embedded(model: Path, folder: Path, count: int) -> Result:
 
 
 def _run_server(model: Path, folder: Path, count: int, workers: int, cache_mb: int = 0) -> Result:
-    from bot.engine.engine import build_engine
+    from bot.engine import build_engine
 
     cores = os.cpu_count() or 1
     threads = max(1, cores // workers)

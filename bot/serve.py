@@ -153,7 +153,7 @@ def serve(
 ) -> None:
     """Serve Solace on Telegram and/or Discord (tokens from SOLACE_*_TOKEN)."""
     from bot.config import load_settings
-    from bot.engine.engine import build_engine
+    from bot.engine import build_engine
     from bot.errors import SolaceError
 
     try:

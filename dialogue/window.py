@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from bot.memory.store import StoredTurn
+from bot.memory import StoredTurn
 from dialogue.prompts import Message, build_messages
 
 # Chat templates add a few tokens per message (ChatML: "<|im_start|>role\n" ... "<|im_end|>\n").

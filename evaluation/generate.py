@@ -81,7 +81,7 @@ def select_dialogues(dialogues: list[Dialogue], n: int | None, seed: int) -> lis
 
 def build_backend(cfg: GenerateConfig) -> Any:
     """The bot's backend for this configuration (llama-cpp by default, openai with a URL)."""
-    from bot.backends.base import LlamaCppBackend, OpenAIBackend
+    from bot.backends import LlamaCppBackend, OpenAIBackend
     from bot.backends.model_files import embedded_model_path
     from bot.errors import ConfigError
 
@@ -120,7 +120,7 @@ class HistoryBuilder:
 
     def stored(self, history: list[tuple[str, str]]) -> list[Any]:
         """StoredTurns as the bot's memory would hold them."""
-        from bot.memory.store import StoredTurn
+        from bot.memory import StoredTurn
 
         out = []
         for n, (role, text) in enumerate(history):
@@ -139,7 +139,7 @@ def turn_seed(base: int, key: str) -> int:
 def _generate_one(
     backend: Any, messages: list[dict[str, str]], cfg: GenerateConfig, key: str
 ) -> dict[str, Any]:
-    from bot.backends.base import GenOptions
+    from bot.backends import GenOptions
 
     options = GenOptions(temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k,
                          max_new_tokens=cfg.max_new_tokens, seed=turn_seed(cfg.seed, key))  # fmt: skip

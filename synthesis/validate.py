@@ -244,7 +244,7 @@ def _check_shape(turns: list[Turn], cfg: ValidationConfig, repairs: Counter[str]
 
 def check_safety(description: str, turns: list[Turn], cfg: ValidationConfig) -> None:
     """Reply guard + crisis screen on AI turns; crisis screen on the seeker's side."""
-    from bot.safety.layer import guard_reply, screen_message
+    from bot.safety import guard_reply, screen_message
 
     for turn in turns:
         if turn.role == "assistant":

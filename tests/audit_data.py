@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bot.memory.store import open_memory
+from bot.memory import open_memory
 
 SECRET = b"solace-audit-test-secret-0123456789abcdef"
 PLATFORM_ID = "987654321012"  # a raw platform user id that must never reach a report

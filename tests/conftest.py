@@ -54,7 +54,7 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 @pytest.fixture
 def memory(tmp_path: Path):
     """A MemoryStore on a real temporary SQLite file (WAL), closed after the test."""
-    from bot.memory.store import open_memory
+    from bot.memory import open_memory
 
     store = open_memory(tmp_path / "memory.db", TEST_SECRET)
     yield store
@@ -80,7 +80,7 @@ def fake_safety():
 @pytest.fixture
 def engine(fake_backend, memory, fake_safety, settings):
     """An Engine over the fake backend, the temp-file memory and the fake safety layer."""
-    from bot.engine.engine import Engine
+    from bot.engine import Engine
 
     return Engine(fake_backend, memory, fake_safety, settings)
 

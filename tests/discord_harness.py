@@ -404,9 +404,9 @@ async def discord_rig(
     from pydantic import SecretStr
 
     from bot.adapters.discord import build_client, discord_token
-    from bot.backends.base import EchoBackend
+    from bot.backends import EchoBackend
     from bot.config import Settings
-    from bot.engine.engine import build_engine
+    from bot.engine import build_engine
 
     original_base = discord.http.Route.BASE
     async with FakeDiscordREST() as rest:

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.backends.base import EchoBackend, GenOptions
+from bot.backends import EchoBackend, GenOptions
 from bot.errors import BackendError
 from dialogue.prompts import Message
 

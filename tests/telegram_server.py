@@ -461,8 +461,8 @@ async def telegram_rig(
 ) -> AsyncIterator[TelegramRig]:
     """Start the fake server and the real bot (echo backend unless given); stop both after."""
     from bot.adapters.telegram import build_application, run_telegram
-    from bot.backends.base import EchoBackend
-    from bot.engine.engine import build_engine
+    from bot.backends import EchoBackend
+    from bot.engine import build_engine
 
     async with FakeTelegramServer() as server:
         settings = rig_settings(server, db_path, **sections)

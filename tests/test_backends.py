@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from bot.backends.base import (
+from bot.backends import (
     BACKENDS,
     EchoBackend,
     GenOptions,
@@ -23,7 +23,7 @@ from bot.backends.base import (
     stream_in_thread,
 )
 from bot.config import Settings
-from bot.engine.engine import Engine
+from bot.engine import Engine
 from bot.errors import BackendError, ConfigError
 from bot.messages import IncomingMessage
 from dialogue.prompts import build_messages
@@ -261,7 +261,7 @@ def test_llama_cpp_bad_files_fail_clearly(smollm2_gguf, tmp_path):
 
 
 def test_adapter_manifest_mismatch_is_warned(tmp_path, caplog):
-    from bot.backends.base import _check_adapter_manifest
+    from bot.backends.llama_cpp import _check_adapter_manifest
 
     adapter = tmp_path / "adapter.gguf"
     _check_adapter_manifest(adapter, "hybrid")  # no manifest: silent

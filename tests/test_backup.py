@@ -15,6 +15,7 @@ from click.testing import CliRunner
 
 from bot.cli import cli
 from bot.errors import StorageError
+from bot.memory import open_memory
 from bot.memory.backup import (
     backup_database,
     check_file,
@@ -23,7 +24,6 @@ from bot.memory.backup import (
     prune_backups,
     restore_database,
 )
-from bot.memory.store import open_memory
 
 SECRET = b"backup-test-secret-0123456789abcdef"
 # A second process that keeps the database open, as a running bot does, until stdin closes.

@@ -17,7 +17,7 @@ import pytest
 
 from bot.audit.log_conversations import snapshot_conversations
 from bot.audit.store import audit_connection
-from bot.engine.engine import Engine
+from bot.engine import Engine
 from bot.memory.schema import user_tables
 from bot.messages import IncomingMessage
 from tests.discord_harness import GUILD_CHANNEL_ID, discord_rig

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.backends.base import gen_options
+from bot.backends import gen_options
 from bot.config import Settings, load_settings
 from bot.errors import ConfigError
 

@@ -19,11 +19,11 @@ import httpx
 import pytest
 from aiohttp import ClientSession, ClientTimeout, web
 
-from bot.backends.base import GenOptions, LlamaCppBackend
+from bot.backends import GenOptions, LlamaCppBackend
 from bot.backends.prompt_render import neutralise_control_tokens, render_prompt
 from bot.config import Settings
-from bot.engine.engine import Engine, build_engine
-from bot.memory.store import MemoryStore
+from bot.engine import Engine, build_engine
+from bot.memory import MemoryStore
 from bot.messages import IncomingMessage
 from dialogue.prompts import Message, build_messages
 

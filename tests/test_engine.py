@@ -12,10 +12,10 @@ from hypothesis import settings as hyp_settings
 from hypothesis import strategies as st
 
 from bot import texts
-from bot.engine.engine import Engine, releasable, trim_unfinished
+from bot.engine import Engine, releasable, trim_unfinished
 from bot.errors import BackendError
 from bot.input_text import clean_text
-from bot.memory.store import StoredTurn
+from bot.memory import StoredTurn
 from bot.messages import IncomingMessage
 from dialogue.window import build_context, prompt_cost, raw_window_start
 from tests.fakes import FakeBackend, command_text
@@ -251,7 +251,7 @@ async def test_overlong_message_is_stored_truncated_and_not_sent_to_model(engine
 
 async def test_overlong_message_is_compressed_only_after_truncation(tmp_path, fake_backend):
     from bot.config import Settings
-    from bot.engine.engine import build_engine
+    from bot.engine import build_engine
 
     settings = Settings(
         model={"backend": "echo", "n_ctx": 512},

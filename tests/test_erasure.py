@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from bot import texts
-from bot.engine.engine import Engine
-from bot.memory.store import open_memory
+from bot.engine import Engine
+from bot.memory import open_memory
 from bot.messages import IncomingMessage
 from tests.fakes import FakeBackend, FakeSafety, command_text
 from tests.sqlite_peer import Peer

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from bot.backends.base import EchoBackend, GenOptions
+from bot.backends import EchoBackend, GenOptions
 from bot.cli import cli
 from dialogue.types import Dialogue, Turn
 from evaluation.config import load_config

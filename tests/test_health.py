@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from bot.cli import cli
-from bot.memory.store import open_memory
+from bot.memory import open_memory
 
 TELEGRAM_TOKEN = "1234567890:" + secrets.token_urlsafe(26)[:35]
 DISCORD_TOKEN = ".".join(

@@ -19,10 +19,10 @@ from click.testing import CliRunner
 from bot.audit.jobs import JobContext, build_scheduler, build_triggers, retry_delay, run_job
 from bot.audit.store import acquire_lease, audit_connection, load_state, redact, stratified_sample
 from bot.config import Settings
-from bot.engine.engine import build_engine
+from bot.engine import build_engine
 from bot.errors import ConfigError
+from bot.memory import open_memory
 from bot.memory.schema import user_tables
-from bot.memory.store import open_memory
 from bot.messages import IncomingMessage
 from tests.audit_data import EMAIL, PLATFORM_ID, SECRET, populate
 from tests.fakes import command_text

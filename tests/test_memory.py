@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bot.errors import ConfigError, StorageError
-from bot.memory.store import MemoryStore, migrations, open_memory, resolve_secret
+from bot.memory import MemoryStore, migrations, open_memory, resolve_secret
 
 SECRET = b"memory-test-secret-0123456789abcdef"
 

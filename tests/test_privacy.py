@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from bot.backends.base import EchoBackend
-from bot.engine.engine import Engine
-from bot.memory.store import open_memory
+from bot.backends import EchoBackend
+from bot.engine import Engine
+from bot.memory import open_memory
 from bot.messages import IncomingMessage
-from bot.safety.layer import SafetyLayer
+from bot.safety import SafetyLayer
 from tests.fakes import command_text
 
 SECRET = b"privacy-test-pseudonym-secret-0123456789"

@@ -15,15 +15,15 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.safety.evaluate import Case, evaluate, load_cases
-from bot.safety.guard import guard_reply
-from bot.safety.layer import (
+from bot.safety import (
     CATEGORIES,
     SafetyLayer,
     ScreenResult,
     parse_classifier_label,
     screen_message,
 )
+from bot.safety.evaluate import Case, evaluate, load_cases
+from bot.safety.guard import guard_reply
 from bot.safety.resources import load_hotlines
 from bot.safety.text import MAX_SCREEN_CHARS, normalize
 from dialogue.prompts import SYSTEM_PROMPT
@@ -340,27 +340,27 @@ def test_parse_classifier_label(output: str, label: str | None) -> None:
 
 
 async def test_classifier_can_raise_but_never_lower() -> None:
-    from bot.backends.base import EchoBackend
+    from bot.backends import EchoBackend
+    from bot.engine import backend_classifier
 
     # The echo backend answers "You said: <message>", so the message decides its "opinion".
     on = type("S", (), {"llm_classifier": True})()
-    layer = SafetyLayer(on, EchoBackend())
+    layer = SafetyLayer(on, backend_classifier(EchoBackend()))
     raised = await layer.screen("medical_emergency")
     assert raised == ScreenResult(True, "medical_emergency", "crisis", "llm:medical_emergency")
     kept = await layer.screen("I want to kill myself, none")
     assert kept.crisis and kept.matched == "suicide/kill_self"
     calm = await layer.screen("I had a nice day, none")
     assert calm.level == "none"
-    off = SafetyLayer(None, EchoBackend())
+    off = SafetyLayer(None, backend_classifier(EchoBackend()))
     assert (await off.screen("medical_emergency")).level == "none"
 
 
 async def test_broken_classifier_falls_back_to_patterns() -> None:
-    class Broken:
-        def generate(self, messages: object, options: object) -> object:
-            raise RuntimeError("server down")
+    def broken(messages: object) -> str:
+        raise RuntimeError("server down")
 
-    layer = SafetyLayer(type("S", (), {"llm_classifier": True})(), Broken())  # type: ignore[arg-type]
+    layer = SafetyLayer(type("S", (), {"llm_classifier": True})(), broken)
     assert (await layer.screen("I feel sad")).level == "none"
 
 
@@ -405,7 +405,7 @@ def test_cli_evaluate_names_a_bad_case_file(tmp_path: Path) -> None:
 
 def test_trigger_gates_never_hide_a_match() -> None:
     """Every rule's regex only matches text containing one of its trigger substrings."""
-    from bot.safety.patterns.self_harm import CRISIS_PATTERNS
+    from bot.safety.patterns import CRISIS_PATTERNS
 
     texts = [c.text for c in DEV_CASES + HELDOUT_CASES]
     texts += [SafetyLayer().crisis_reply(screen_message(t)) for t in texts[:5]]

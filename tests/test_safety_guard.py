@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from bot.safety import SafetyLayer
 from bot.safety.evaluate import GuardCase, evaluate_guard, load_guard_cases, streamed_verdict
 from bot.safety.guard import find_claim, guard_reply
-from bot.safety.layer import SafetyLayer
 
 GUARD_DIR = Path(__file__).parent / "safety_cases" / "guard"
 DEV_CASES = load_guard_cases([GUARD_DIR / "dev.jsonl"])
@@ -190,7 +190,7 @@ def _grammar_forced_backend(model_path: Path, text: str):
     it makes the real model say what a real model once said, issue 15)."""
     from llama_cpp import LlamaGrammar
 
-    from bot.backends.base import LlamaCppBackend
+    from bot.backends import LlamaCppBackend
 
     class GrammarForcedBackend(LlamaCppBackend):
         def __init__(self) -> None:
@@ -218,8 +218,8 @@ async def test_the_real_model_claiming_to_be_a_therapist_is_withdrawn(
     import contextlib
     import sqlite3
 
-    from bot.engine.engine import Engine
-    from bot.memory.store import open_memory
+    from bot.engine import Engine
+    from bot.memory import open_memory
     from bot.messages import IncomingMessage
 
     backend = _grammar_forced_backend(smollm2_gguf, FORCED_OPENING + FORCED_CLAIM)

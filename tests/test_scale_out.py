@@ -24,7 +24,7 @@ import pytest
 
 from bot import texts
 from bot.config import Settings
-from bot.engine.engine import Engine, build_engine
+from bot.engine import Engine, build_engine
 from bot.messages import IncomingMessage
 from bot.ops.health import check_model
 

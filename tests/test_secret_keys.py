@@ -16,11 +16,11 @@ from click.testing import CliRunner
 
 from bot import texts
 from bot.cli import cli
-from bot.engine.engine import Engine
+from bot.engine import Engine
 from bot.errors import ConfigError, StorageError
+from bot.memory import open_memory
 from bot.memory.keys import SECRET_MISMATCH
 from bot.memory.schema import user_tables
-from bot.memory.store import open_memory
 from bot.messages import IncomingMessage
 from tests.fakes import FakeSafety, RecordingEchoBackend, command_text
 from tests.sqlite_peer import Peer

@@ -291,8 +291,8 @@ async def test_revoked_token_fails_at_start(memory, db_path) -> None:
     from telegram.error import InvalidToken
 
     from bot.adapters.telegram import build_application, run_telegram
-    from bot.backends.base import EchoBackend
-    from bot.engine.engine import build_engine
+    from bot.backends import EchoBackend
+    from bot.engine import build_engine
     from tests.telegram_server import FakeTelegramServer
 
     async with FakeTelegramServer() as server:
@@ -405,7 +405,7 @@ def test_redactor_blanks_tokens_in_messages_args_and_tracebacks() -> None:
 @pytest.mark.slow
 async def test_real_smollm2_reply_through_telegram(memory, db_path, smollm2_gguf) -> None:
     """One real-model turn on this path: SmolLM2 via llama-cpp-python streams into Telegram."""
-    from bot.backends.base import LlamaCppBackend
+    from bot.backends import LlamaCppBackend
 
     backend = LlamaCppBackend(smollm2_gguf, n_ctx=1024, n_threads=2, cache_mb=0)
     memory.mark_notice_seen(memory.pseudonym("telegram", "121"), "telegram")  # model text only
@@ -437,8 +437,8 @@ async def test_failure_mid_reply_keeps_what_was_shown_and_adds_a_fallback(memory
 
 async def test_restart_does_not_answer_old_messages_again(memory, db_path) -> None:
     from bot.adapters.telegram import build_application, run_telegram
-    from bot.backends.base import EchoBackend
-    from bot.engine.engine import build_engine
+    from bot.backends import EchoBackend
+    from bot.engine import build_engine
     from tests.telegram_server import FakeTelegramServer
 
     async with FakeTelegramServer() as server:

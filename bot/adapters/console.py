@@ -155,7 +155,7 @@ async def run_console(engine: Any, user_id: str, stdin: TextIO, out: TextIO) -> 
 def chat(backend: str | None, db: Path | None, config_file: Path | None, user: str | None) -> None:
     """Chat with Solace in the terminal; one message per line, piped input works too."""
     from bot.config import load_settings
-    from bot.engine.engine import build_engine
+    from bot.engine import build_engine
     from bot.errors import SolaceError
 
     overrides: dict[str, Any] = {}

@@ -44,8 +44,8 @@ def _open(db: Path | None, config_file: Path | None) -> tuple[Any, Path]:
     """Settings and the migrated database file (a clear ClickException when either fails)."""
     from bot.config import load_settings
     from bot.errors import SolaceError
+    from bot.memory import migrate_database
     from bot.memory.keys import require_file_secret
-    from bot.memory.store import migrate_database
 
     try:
         settings = load_settings(config_file)

@@ -19,7 +19,7 @@ from typing import Any
 
 from bot.audit.store import AuditDB, JobResult, redact, save_cursor
 from bot.config import Settings
-from bot.memory.store import IDLE_SCOPES_SQL, IDLE_USERS_SQL
+from bot.memory.schema import IDLE_SCOPES_SQL, IDLE_USERS_SQL
 
 logger = logging.getLogger(__name__)
 

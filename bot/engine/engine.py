@@ -20,13 +20,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot import texts
-from bot.backends.base import Backend, build_backend, gen_options, stream_in_thread
+from bot.backends import Backend, gen_options, stream_in_thread
 from bot.config import Settings
+from bot.engine.release import guarded_release
 from bot.errors import BackendError, StorageError
 from bot.input_text import clean_text, truncate_for_storage
 from bot.logs import LOG_KEY_LABEL, LogIds
+from bot.memory import MemoryStore
 from bot.memory.erasure import WalCleanup
-from bot.memory.store import MemoryStore, open_memory, resolve_secret
 from bot.messages import IncomingMessage
 from bot.safety.protocols import SafetyProtocol, ScreenLike
 from dialogue.prompts import SYSTEM_PROMPT, Message
@@ -35,32 +36,6 @@ from dialogue.window import BuiltContext, build_context, compressed_form
 logger = logging.getLogger(__name__)
 
 COUNTRY_CODE_RE = re.compile(r"^[A-Za-z]{2}$")
-SENTENCE_FINAL_CHARS = frozenset(".!?…\"')]*")
-SENTENCE_END_RE = re.compile(r"[.!?…][\"')\]]*(?=\s|$)")
-
-
-def releasable(pending: str, holdback: int) -> int:
-    """How many leading characters of `pending` may be sent: all but the last `holdback`,
-    cut after a whitespace so a word is not split (unless a long run has no whitespace)."""
-    limit = len(pending) - holdback
-    if limit <= 0:
-        return 0
-    if holdback == 0:
-        return len(pending)
-    cut = max(pending.rfind(" ", 0, limit), pending.rfind("\n", 0, limit))
-    if cut >= 0:
-        return cut + 1
-    return limit if limit > holdback else 0  # a long run without spaces (e.g. Chinese)
-
-
-def trim_unfinished(tail: str) -> str:
-    """Drop a trailing unfinished sentence (a reply cut by the token limit) from the held-back
-    tail, when the tail has an earlier sentence end to stop at."""
-    stripped = tail.rstrip()
-    if not stripped or stripped[-1] in SENTENCE_FINAL_CHARS:
-        return tail
-    ends = list(SENTENCE_END_RE.finditer(tail))
-    return tail[: ends[-1].end()] if ends else tail
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,35 +244,17 @@ class Engine:
                 except StorageError:  # the reply was already shown; the user turn is safe
                     logger.exception("user %s: could not store the reply", self._lid(key))
 
-    async def _guarded_stream(
-        self, messages: list[Message], reply: _Reply
-    ) -> AsyncGenerator[str, None]:
+    def _guarded_stream(self, messages: list[Message], reply: _Reply) -> AsyncGenerator[str, None]:
         """Backend deltas, released only once the guard has seen them with a held-back tail."""
-        holdback = self.settings.generation.holdback_chars
-        checked = ""  # released text
-        pending = ""  # generated, guard-checked, not yet released
+
+        def stopped(reason: str) -> None:
+            reply.guard_reason = reason
+
         chunks = stream_in_thread(
             lambda: self.backend.generate(messages, self._options), self._model_lock
         )
-        try:
-            async for delta in chunks:
-                pending += delta
-                verdict = self.safety.guard(checked + pending, final=False)
-                if not verdict.ok:
-                    reply.guard_reason = verdict.reason or "unspecified"
-                    return
-                cut = releasable(pending, holdback)
-                if cut:
-                    checked, pending = checked + pending[:cut], pending[cut:]
-                    yield checked[-cut:]
-        finally:
-            await chunks.aclose()
-        pending = trim_unfinished(pending)
-        verdict = self.safety.guard(checked + pending, final=True)
-        if not verdict.ok:
-            reply.guard_reason = verdict.reason or "unspecified"
-        elif pending:
-            yield pending
+        holdback = self.settings.generation.holdback_chars
+        return guarded_release(chunks, self.safety.guard, holdback, stopped)
 
     def _storable(self, text: str) -> str:
         return truncate_for_storage(text, self.settings.memory.max_message_chars)
@@ -439,43 +396,3 @@ class Engine:
         form = compressed_form(self.settings.memory.representation)
         if form is not None:
             await self._compress("Warming up.", form)
-
-
-def build_safety(settings: Settings, backend: Backend) -> SafetyProtocol:
-    """The real `bot.safety.SafetyLayer` — never a pass-through: the bot does not run unscreened.
-
-    The LLM second opinion uses the backend only when it serves requests in parallel (a remote
-    server): the single local model is not shared with the classifier, so a slow or timed-out
-    classification can never run on it at the same time as a reply.
-    """
-    from bot.safety.layer import SafetyLayer
-
-    classifier = backend if backend.parallel else None
-    layer: SafetyProtocol = SafetyLayer(settings.safety, classifier)
-    return layer
-
-
-def build_engine(
-    settings: Settings,
-    *,
-    backend: Backend | None = None,
-    memory: MemoryStore | None = None,
-    allow_secret_file: bool = False,
-    clock: Callable[[], float] = time.time,
-) -> Engine:
-    """Wire an engine from settings: memory (migrated), backend, safety.
-
-    Args:
-        allow_secret_file: let a missing SOLACE_PSEUDONYM_SECRET be generated into a file next
-            to the database (for `solace chat` on a developer machine; servers must not).
-    """
-    if memory is None:
-        secret_env = (
-            settings.pseudonym_secret.get_secret_value() if settings.pseudonym_secret else None
-        )
-        db_path = settings.memory.db_path
-        secret = resolve_secret(secret_env, db_path, allow_file=allow_secret_file)
-        memory = open_memory(db_path, secret, clock=clock)
-    if backend is None:
-        backend = build_backend(settings)
-    return Engine(backend, memory, build_safety(settings, backend), settings, clock=clock)

@@ -29,7 +29,7 @@ def migrate(db: Path | None, config_file: Path | None) -> None:
     """Create or upgrade the memory database (append-only migrations; safe to rerun)."""
     from bot.config import load_settings
     from bot.errors import SolaceError
-    from bot.memory.store import migrate_database
+    from bot.memory.database import migrate_database
 
     try:
         path = db or load_settings(config_file).memory.db_path
@@ -97,8 +97,9 @@ def _rotate(path: Path, old: bytes, new: bytes) -> dict[str, int]:
     import sqlite3
 
     from bot.errors import StorageError
+    from bot.memory.database import migrate_database
     from bot.memory.keys import rotate_secret
-    from bot.memory.store import BUSY_TIMEOUT_MS, migrate_database
+    from bot.memory.store import BUSY_TIMEOUT_MS
 
     migrate_database(path)
     conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000)

@@ -18,6 +18,7 @@ import secrets
 import sqlite3
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 from sqlite_utils import Database, Migrations
 
@@ -236,3 +237,23 @@ def truncate_wal(conn: sqlite3.Connection, *, deadline_s: float) -> bool:
             return False
         time.sleep(pause)
         pause = min(pause * 2, CHECKPOINT_MAX_PAUSE_SECONDS)
+
+
+# Idle rows without turns (the memory purge and the audit retention job both delete them).
+IDLE_SCOPES_SQL = (
+    "DELETE FROM chat_scopes WHERE last_seen_at < ? AND NOT EXISTS (SELECT 1 FROM turns "
+    "WHERE turns.user_key = chat_scopes.user_key AND "
+    "turns.conversation_id = chat_scopes.conversation_id)"
+)
+IDLE_USERS_SQL = (
+    "DELETE FROM users WHERE last_seen_at < ? AND NOT EXISTS "
+    "(SELECT 1 FROM turns WHERE turns.user_key = users.user_key)"
+)
+
+
+def database_path(db: Database) -> Path | None:
+    """The file behind the database; None for an in-memory one."""
+    for row in db.execute("PRAGMA database_list").fetchall():
+        if row[1] == "main" and row[2]:
+            return Path(row[2])
+    return None

@@ -1,7 +1,9 @@
-"""Per-user memory in one SQLite file (WAL), keyed by a pseudonym, with a right to be forgotten.
+"""`MemoryStore`: the small verbs over the conversation tables (users, chat scopes, turns, events).
 
-All SQL of the bot's conversations lives here; the schema is in `bot.memory.schema`, the
-pseudonym secret (key check, rotation) in `bot.memory.keys`.
+The rest of the memory package does one thing each: the schema and its migrations
+(`bot.memory.schema`), opening the file (`database`), the pseudonym secret (`keys`), erasure
+(`erasure`), `/export` (`export`), review consent (`consent`). The audit jobs' SQL lives in
+`bot.audit`.
 
 Conversations are per person **and per chat scope**: a person's private chat (a DM, the
 console) is one scope, and each group or server channel they talk in is another, keyed by a
@@ -16,20 +18,17 @@ of its own and reports truthfully (`bot.memory.erasure`).
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import logging
-import os
 import sqlite3
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 from sqlite_utils import Database
 
-from bot.errors import ConfigError, StorageError
+from bot.errors import StorageError
+from bot.memory.consent import review_consent, set_review_consent
 from bot.memory.erasure import (
     ERASE_CHECKPOINT_SECONDS,
     Erasure,
@@ -37,68 +36,24 @@ from bot.memory.erasure import (
     erase_user,
     erasure_connection,
 )
+from bot.memory.export import export_user
 from bot.memory.keys import KeyRing, check_secret_shape, load_key_ring
-from bot.memory.keys import resolve_secret as resolve_secret
+from bot.memory.records import StoredTurn, UserRecord, turn_from_row
 from bot.memory.schema import (
     GROUP_SCOPE,
+    IDLE_SCOPES_SQL,
+    IDLE_USERS_SQL,
     PRIVATE_SCOPE,
+    database_path,
+    migrations,
     truncate_wal,
     write_transaction,
 )
-from bot.memory.schema import migrations as migrations
 
 logger = logging.getLogger(__name__)
 
 SECONDS_PER_DAY = 86_400
 BUSY_TIMEOUT_MS = 5_000
-
-
-@dataclass(frozen=True, slots=True)
-class StoredTurn:
-    """One stored utterance, as the context builder needs it."""
-
-    id: int
-    conversation_id: str
-    role: str
-    text: str
-    compressed: str | None
-    representation: str | None
-    tokens: int
-    compressed_tokens: int | None
-    flagged: bool
-    created_at: float
-
-
-@dataclass(frozen=True, slots=True)
-class UserRecord:
-    """Per-user state: private conversation, consent notice, country for crisis resources."""
-
-    user_key: str
-    platform: str
-    conversation_id: str
-    notice_seen_at: float | None
-    country: str | None
-
-
-def _iso(seconds: float | None) -> str | None:
-    if seconds is None:
-        return None
-    return dt.datetime.fromtimestamp(seconds, dt.UTC).isoformat(timespec="seconds")
-
-
-def _turn(r: Any) -> StoredTurn:
-    return StoredTurn(
-        r["id"],
-        r["conversation_id"],
-        r["role"],
-        r["text"],
-        r["compressed"],
-        r["representation"],
-        r["tokens"],
-        r["compressed_tokens"],
-        bool(r["flagged"]),
-        r["created_at"],
-    )
 
 
 class MemoryStore:
@@ -135,7 +90,7 @@ class MemoryStore:
             self._keys: KeyRing = load_key_ring(db.conn, secret, clock)
         except sqlite3.DatabaseError as exc:
             raise StorageError(f"cannot open or migrate the database: {exc}") from exc
-        self.path = _file_of(db)
+        self.path = database_path(db)
 
     # --- keys -----------------------------------------------------------------------------
 
@@ -208,41 +163,15 @@ class MemoryStore:
         self._write("UPDATE users SET country = ? WHERE user_key = ?", [country, user_key])
 
     def set_review_consent(self, user_key: str, platform: str, on: bool) -> None:
-        """Record (`/review on`) or withdraw (`/review off`) consent to moderator review.
-
-        Consent covers the person's conversations in every scope. Withdrawing also deletes their
-        consent-based audit copies (and judge scores); crisis-flagged conversations stay
-        reviewable, as the notice says.
-        """
+        """Record (`/review on`) or withdraw (`/review off`) consent to moderator review
+        (`bot.memory.consent`)."""
         self.ensure_user(user_key, platform)
         with self._atomic():
-            if on:  # turning it on again keeps the original time
-                self.db.execute(
-                    "UPDATE users SET review_consent_at = COALESCE(review_consent_at, ?) "
-                    "WHERE user_key = ?",
-                    [self._clock(), user_key],
-                )
-                return
-            self.db.execute(
-                "UPDATE users SET review_consent_at = NULL WHERE user_key = ?", [user_key]
-            )
-            consent_only = (
-                "SELECT conversation_id FROM audit_conversations "
-                "WHERE user_key = ? AND basis = 'consent'"
-            )
-            for table in ("audit_turns", "audit_judgements", "audit_conversations"):
-                self.db.execute(
-                    f"DELETE FROM {table} WHERE user_key = ? AND conversation_id IN "
-                    f"({consent_only})",
-                    [user_key, user_key],
-                )
+            set_review_consent(self.db, user_key, on, self._clock)
 
     def review_consent(self, user_key: str) -> bool:
         """True when the person has turned `/review on`."""
-        row = self.db.execute(
-            "SELECT review_consent_at FROM users WHERE user_key = ?", [user_key]
-        ).fetchone()
-        return row is not None and row[0] is not None
+        return review_consent(self.db, user_key)
 
     # --- conversations --------------------------------------------------------------------
 
@@ -343,7 +272,7 @@ class MemoryStore:
             "ORDER BY id DESC LIMIT ?",
             [user_key, conversation_id, limit],
         )
-        turns = [_turn(r) for r in rows]
+        turns = [turn_from_row(r) for r in rows]
         turns.reverse()
         return turns
 
@@ -417,48 +346,8 @@ class MemoryStore:
             yield conn
 
     def export_user(self, user_key: str) -> dict[str, Any]:
-        """Everything stored about the user, grouped by conversation (for `/export`).
-
-        Each conversation says its `chat` ("private" or "group") and whether it is `current`.
-        """
-        user = self.get_user(user_key)
-        current = {row[0] for row in self.db.execute(
-            "SELECT conversation_id FROM chat_scopes WHERE user_key = ?", [user_key]
-        )}  # fmt: skip
-        if user is not None:
-            current.add(user.conversation_id)
-        conversations: dict[str, dict[str, Any]] = {}
-        for row in self.db.query("SELECT * FROM turns WHERE user_key = ? ORDER BY id", [user_key]):
-            cid = row["conversation_id"]
-            conversation = conversations.setdefault(
-                cid,
-                {"id": cid, "chat": row["scope"] or PRIVATE_SCOPE, "current": cid in current,
-                 "turns": []},
-            )  # fmt: skip
-            conversation["turns"].append(
-                {
-                    "role": row["role"],
-                    "text": row["text"],
-                    "time": _iso(row["created_at"]),
-                    "flagged": bool(row["flagged"]),
-                }
-            )
-        events = [
-            {"kind": r["kind"], "category": r["category"], "time": _iso(r["created_at"])}
-            for r in self.db.query(
-                "SELECT * FROM events WHERE user_key = ? ORDER BY id", [user_key]
-            )
-        ]
-        return {
-            "user": None
-            if user is None
-            else {
-                **{k: v for k, v in asdict(user).items() if k != "notice_seen_at"},
-                "notice_seen": _iso(user.notice_seen_at),
-            },
-            "conversations": list(conversations.values()),
-            "events": events,
-        }
+        """Everything stored about the user, grouped by conversation (for `/export`)."""
+        return export_user(self.db, user_key, self.get_user(user_key))
 
     def purge_older_than(self, days: int, now: float | None = None) -> int:
         """Delete turns and events older than `days`, and users and group scopes idle since
@@ -501,77 +390,3 @@ class MemoryStore:
     def _write(self, sql: str, params: list[Any]) -> None:
         with self._atomic():
             self.db.execute(sql, params)
-
-
-# Idle rows without turns (shared with the retention job in bot.audit.log_conversations).
-IDLE_SCOPES_SQL = (
-    "DELETE FROM chat_scopes WHERE last_seen_at < ? AND NOT EXISTS (SELECT 1 FROM turns "
-    "WHERE turns.user_key = chat_scopes.user_key AND "
-    "turns.conversation_id = chat_scopes.conversation_id)"
-)
-IDLE_USERS_SQL = (
-    "DELETE FROM users WHERE last_seen_at < ? AND NOT EXISTS "
-    "(SELECT 1 FROM turns WHERE turns.user_key = users.user_key)"
-)
-
-
-def _file_of(db: Database) -> Path | None:
-    """The file behind the database; None for an in-memory one."""
-    for row in db.execute("PRAGMA database_list").fetchall():
-        if row[1] == "main" and row[2]:
-            return Path(row[2])
-    return None
-
-
-def open_memory(
-    path: Path,
-    secret: bytes,
-    *,
-    clock: Callable[[], float] = time.time,
-    busy_timeout_s: float = BUSY_TIMEOUT_MS / 1000,
-) -> MemoryStore:
-    """Open (creating if needed) the database file in WAL mode, apply migrations, check the
-    secret against the database's key check.
-
-    Raises StorageError naming the file when it cannot be created, read or migrated, and
-    ConfigError when the secret is not the one the database was written with.
-    """
-    path = Path(path).expanduser()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        existed = path.exists()
-        conn = sqlite3.connect(str(path), check_same_thread=False, timeout=busy_timeout_s)
-        if not existed:
-            os.chmod(path, 0o600)  # SQLite gives the -wal/-shm files the same mode
-        conn.execute("PRAGMA schema_version").fetchone()  # fails here if it is not a database
-        db = Database(conn)
-        db.enable_wal()
-        db.execute("PRAGMA synchronous = NORMAL")  # safe with WAL; commits skip the fsync
-    except (OSError, sqlite3.DatabaseError) as exc:
-        raise StorageError(f"cannot open the database {path}: {exc}") from exc
-    try:
-        store = MemoryStore(db, secret, clock=clock, busy_timeout_s=busy_timeout_s)
-    except StorageError as exc:
-        db.close()
-        raise StorageError(f"{path}: {exc}") from exc
-    except ConfigError:
-        db.close()
-        raise
-    store.checkpoint()  # finishes an erasure whose WAL clean-up a reader blocked before a restart
-    return store
-
-
-def migrate_database(path: Path) -> tuple[list[str], list[str]]:
-    """Apply pending migrations to the file; returns (newly applied, all applied) names."""
-    path = Path(path).expanduser()
-    if not path.parent.is_dir():
-        raise StorageError(f"the directory of {path} does not exist")
-    try:
-        with Database(path) as db:
-            db.enable_wal()
-            pending = [m.name for m in migrations.pending(db)]
-            migrations.apply(db)
-            applied = [m.name for m in migrations.applied(db)]
-    except sqlite3.DatabaseError as exc:
-        raise StorageError(f"cannot migrate {path}: {exc}") from exc
-    return pending, applied

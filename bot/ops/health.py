@@ -46,7 +46,7 @@ def check_database(settings: Settings) -> Check:
     """The database file exists, opens, passes `quick_check`, and has no pending migrations."""
     from sqlite_utils import Database
 
-    from bot.memory.store import migrations
+    from bot.memory import migrations
 
     path = Path(settings.memory.db_path).expanduser()
     if not path.is_file():
@@ -155,7 +155,7 @@ def _check_openai(settings: Settings) -> Check:
 
 def check_generate(settings: Settings) -> Check:
     """Load the backend and generate a few tokens (slow with a local model: on demand only)."""
-    from bot.backends.base import GenOptions, build_backend
+    from bot.backends import GenOptions, build_backend
     from bot.errors import SolaceError
 
     started = time.perf_counter()

@@ -31,7 +31,7 @@ def screen(level: bool) -> None:
     Each line of output is {"crisis": bool, "category": ..., "matched": ...}; "matched" names
     the rule that fired (e.g. "suicide/kill_self"), never the words of the message.
     """
-    from bot.safety.layer import screen_message
+    from bot.safety.screen import screen_message
 
     for line in sys.stdin:
         text = line.rstrip("\n")
@@ -168,7 +168,8 @@ def _echo_guard_figures(title: str, files: list[Path], show_misses: bool) -> Non
 @click.option("--other", is_flag=True, help="Word it for someone worried about another person.")
 def reply(category: str, country: str | None, language_code: str | None, other: bool) -> None:
     """Print the crisis reply a user would get (to review wording and numbers)."""
-    from bot.safety.layer import SafetyLayer, ScreenResult
+    from bot.safety.layer import SafetyLayer
+    from bot.safety.screen import ScreenResult
 
     result = ScreenResult(
         crisis=True,

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bot.safety.guard import GuardResult, guard_reply
-from bot.safety.layer import ScreenResult, screen_message
+from bot.safety.screen import ScreenResult, screen_message
 
 LEVELS = ("crisis", "concern", "none")
 DISTRESS_STYLES = ("distress", "negated")

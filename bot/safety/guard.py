@@ -27,6 +27,7 @@ import re
 from dataclasses import dataclass
 
 from bot.safety.patterns.blocks import NEGATORS, claim_pattern
+from bot.safety.screen import screen_normalized
 from bot.safety.text import normalize
 
 LEAK_NGRAM_WORDS = 6
@@ -300,8 +301,6 @@ def _negated(norm: str, start: int) -> bool:
 
 def guard_reply(text: str, *, final: bool, leak: PromptLeakDetector | None = None) -> GuardResult:
     """Decide whether `text` (a whole reply, or the part streamed so far) may be shown."""
-    from bot.safety.layer import screen_normalized
-
     norm = _normalized(text)
     if final and not norm.strip(" .,"):
         return GuardResult(ok=False, reason="empty")

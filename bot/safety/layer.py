@@ -1,11 +1,12 @@
 """Solace's safety layer: crisis screening before the model, a reply guard after it.
 
-Pure functions do the work (`screen_message`, `guard_reply`); `SafetyLayer` wires them to the
-settings, the optional LLM second opinion and the crisis reply text. The engine calls, per turn:
-`await safety.screen(text)` → on a crisis `safety.crisis_reply(result, country, language_code)`
-(the model is not called) → otherwise `safety.guard(text_so_far, final=False)` before releasing
-each streamed piece and `safety.guard(reply, final=True)` at the end → `safety.fallback_reply()`
-when the guard says no. See docs/safety.md.
+Pure functions do the work (`bot.safety.screen.screen_message`, `bot.safety.guard.guard_reply`);
+`SafetyLayer` wires them to the settings, the optional LLM second opinion and the crisis reply
+text. The engine calls, per turn: `await safety.screen(text)` → on a crisis
+`safety.crisis_reply(result, country, language_code)` (the model is not called) → otherwise
+`safety.guard(text_so_far, final=False)` before releasing each streamed piece and
+`safety.guard(reply, final=True)` at the end → `safety.fallback_reply()` when the guard says no.
+See docs/safety.md.
 """
 
 from __future__ import annotations
@@ -13,180 +14,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any
 
 from bot.safety.guard import GuardResult, PromptLeakDetector, guard_reply
-from bot.safety.patterns.blocks import (
-    CATEGORIES,
-    FRAME_RES,
-    NEGATORS,
-    OTHER_PAST_RE,
-    OTHER_WORDS,
-    PAST_RE,
-    RECENT_RE,
-    SELF_WORDS,
-    THING_WORDS,
-    TOPICAL_RE,
-    YOU_WORDS,
-    CrisisPattern,
-)
-from bot.safety.patterns.self_harm import CRISIS_PATTERNS
+from bot.safety.patterns.blocks import CATEGORIES
+from bot.safety.protocols import Classify
 from bot.safety.resources import Hotlines, compose_crisis_reply, load_hotlines
-from bot.safety.text import normalize
-
-if TYPE_CHECKING:
-    from bot.backends.base import Backend
-
-__all__ = [
-    "CATEGORIES",
-    "GuardResult",
-    "SafetyLayer",
-    "ScreenResult",
-    "guard_reply",
-    "screen_message",
-    "screen_normalized",
-]
+from bot.safety.screen import ScreenResult, screen_message
 
 logger = logging.getLogger(__name__)
-
-Level = Literal["none", "concern", "crisis"]
-Subject = Literal["self", "other"]
-NEGATION_WINDOW_TOKENS = 3
-SUBJECT_WINDOW_TOKENS = 6
-_LEVEL_RANK = {"crisis": 0, "concern": 1, "none": 2}
-_CLAUSE_BREAKS = (" . ", " , ", " but ")
-# One substring test per distinct trigger, then a set test per rule (see `with_triggers`).
-_ALL_TRIGGERS = tuple(sorted({t for p in CRISIS_PATTERNS for t in p.triggers}))
-
-
-@dataclass(frozen=True, slots=True)
-class ScreenResult:
-    """What the crisis screen decided about one message.
-
-    Args:
-        crisis: True when the engine must answer with the fixed crisis reply.
-        category: one of `CATEGORIES`, or None.
-        level: "crisis", "concern" (worrying but not an emergency: past events, someone else's
-            past, hyperbole) or "none".
-        matched: the name of the rule that decided ("suicide/kill_self", "llm:self_harm"); never
-            the user's words, so it is safe to store in events and print in audits.
-        subject: "self" when the writer is the one at risk, "other" when they write about
-            someone else who is (the crisis reply is worded for a helper then).
-    """
-
-    crisis: bool
-    category: str | None
-    level: Level
-    matched: str | None
-    subject: Subject = "self"
-
-
-NO_CRISIS = ScreenResult(crisis=False, category=None, level="none", matched=None)
-
-
-def screen_message(text: str) -> ScreenResult:
-    """Screen one raw message (never its KeyPOS form) with the deterministic matcher."""
-    return screen_normalized(normalize(text))
-
-
-def screen_normalized(norm: str, *, explicit_self: bool = False) -> ScreenResult:
-    """Screen text already passed through `bot.safety.text.normalize`.
-
-    Args:
-        explicit_self: count a match as being about the writer only when a first-person word
-            says so (the reply guard uses this: "have you had thoughts of suicide?" is a good
-            question from the bot, not a crisis statement).
-    """
-    found: list[tuple[tuple[int, int, int], ScreenResult]] = []
-    present = {t for t in _ALL_TRIGGERS if t in norm}
-    for pattern in CRISIS_PATTERNS:
-        if present.isdisjoint(pattern.triggers):
-            continue
-        verdict = _first_verdict(pattern, norm, explicit_self)
-        if verdict is None:
-            continue
-        level, subject = verdict
-        result = ScreenResult(
-            crisis=level == "crisis",
-            category=pattern.category,
-            level=level,
-            matched=pattern.name,
-            subject=subject,
-        )
-        rank = (
-            _LEVEL_RANK[level],
-            0 if subject == "self" else 1,
-            CATEGORIES.index(pattern.category),
-        )
-        found.append((rank, result))
-    if not found:
-        return NO_CRISIS
-    return min(found, key=lambda item: item[0])[1]
-
-
-def _first_verdict(
-    pattern: CrisisPattern, norm: str, explicit_self: bool
-) -> tuple[Level, Subject] | None:
-    for match in pattern.regex.finditer(norm):
-        verdict = _judge(pattern, norm, match, explicit_self)
-        if verdict is not None:
-            return verdict
-    return None
-
-
-def _clause_bounds(norm: str, start: int, end: int) -> tuple[int, int]:
-    left = max(norm.rfind(b, 0, start + 1) for b in _CLAUSE_BREAKS)
-    rights = [i for i in (norm.find(b, end - 1) for b in _CLAUSE_BREAKS) if i != -1]
-    return max(left, 0), min(rights, default=len(norm))
-
-
-def _resolve_subject(before: Sequence[str]) -> str:
-    """Whom a match is about, from the nearest subject word before it: "self", "other",
-    "you", "thing" ("my phone is going to die") or "unknown"."""
-    for token in reversed(before[-SUBJECT_WINDOW_TOKENS:]):
-        if token in SELF_WORDS:
-            return "self"
-        if token in YOU_WORDS:
-            return "you"
-        if token in OTHER_WORDS:
-            return "other"
-        if token in THING_WORDS:
-            return "thing"
-    return "unknown"
-
-
-def _judge(
-    pattern: CrisisPattern, norm: str, match: re.Match[str], explicit_self: bool = False
-) -> tuple[Level, Subject] | None:
-    """Apply the context rules to one match: None to ignore it, else (level, subject)."""
-    start, end = _clause_bounds(norm, match.start(), match.end())
-    clause = norm[start:end]
-    before = norm[start : match.start()].split()
-    if pattern.negatable and any(t in NEGATORS for t in before[-NEGATION_WINDOW_TOKENS:]):
-        return None
-    if pattern.topical and TOPICAL_RE.search(clause):
-        return None
-    if pattern.frame in ("accident", "figurative") and FRAME_RES[pattern.frame].search(clause):
-        return None
-    subject = pattern.subject or _resolve_subject(before)
-    if subject == "thing" or (subject == "unknown" and explicit_self):
-        return None
-    subject = "self" if subject == "unknown" else subject
-    level: Level = "crisis" if pattern.level == "crisis" else "concern"
-    if subject == "you":
-        return "concern", "other"
-    if pattern.temporal and PAST_RE.search(clause) and RECENT_RE.search(norm) is None:
-        level = "concern"
-    if subject == "other":
-        recent = " ".join(before[-NEGATION_WINDOW_TOKENS:]) + " " + match.group(0)
-        if OTHER_PAST_RE.search(recent) and RECENT_RE.search(norm) is None:
-            level = "concern"
-    if pattern.frame == "hyperbole" and FRAME_RES["hyperbole"].search(norm):
-        level = "concern"
-    return level, "other" if subject == "other" else "self"
-
 
 CLASSIFIER_PROMPT = (
     "You are a safety classifier for an emotional-support chat service. Read the user's message "
@@ -194,6 +30,9 @@ CLASSIFIER_PROMPT = (
     "medical_emergency, none. Choose a category only if the writer, or someone with them, may be "
     "in danger now. Ordinary sadness, stress or loneliness is none."
 )
+# How the classifier samples (greedy, one short label) and how much of a message it reads.
+CLASSIFIER_SAMPLING: dict[str, Any] = {"temperature": 0.0, "max_new_tokens": 8, "seed": 0}
+CLASSIFIER_INPUT_CHARS = 4000
 _CLASSIFIER_LABEL_RE = re.compile(r"\b(" + "|".join(CATEGORIES) + r"|none)\b")
 
 
@@ -213,7 +52,9 @@ class SafetyLayer:
     Args:
         settings: the `safety` section of `bot.config.Settings` (duck-typed; missing fields
             take the defaults documented in docs/safety.md).
-        classifier: an optional `Backend` whose answer can raise, never lower, the level.
+        classifier: an optional second opinion: a function from chat messages to the model's
+            answer (`bot.engine.backend_classifier` builds one from a backend). Its answer can
+            raise, never lower, the level.
         lock: held around classifier calls (pass the engine's model lock when the classifier
             is the same single-context local model).
     """
@@ -221,7 +62,7 @@ class SafetyLayer:
     def __init__(
         self,
         settings: Any = None,
-        classifier: Backend | None = None,
+        classifier: Classify | None = None,
         *,
         lock: asyncio.Lock | None = None,
         system_prompt: str | None = None,
@@ -275,17 +116,14 @@ class SafetyLayer:
         return parse_classifier_label(output)
 
     def _classify_sync(self, text: str) -> str:
-        from bot.backends.base import GenOptions
-
         classifier = self._classifier
         if classifier is None:
             return ""
         messages = [
             {"role": "system", "content": CLASSIFIER_PROMPT},
-            {"role": "user", "content": text[:4000]},
+            {"role": "user", "content": text[:CLASSIFIER_INPUT_CHARS]},
         ]
-        options = GenOptions(temperature=0.0, max_new_tokens=8, seed=0)
-        return "".join(classifier.generate(messages, options))
+        return classifier(messages)
 
     def crisis_reply(
         self, result: ScreenResult, country: str | None = None, language_code: str | None = None

@@ -1,4 +1,5 @@
-"""The shape of the safety layer as the engine uses it (`bot.safety.SafetyLayer` implements it).
+"""The shape of the safety layer as the engine uses it (`bot.safety.SafetyLayer` implements it),
+and of the optional LLM second opinion it is given (`Classify`).
 
 Kept separate so the engine and its tests depend on the contract in docs/architecture.md, not on
 the implementation. There is deliberately no pass-through implementation: the bot never runs
@@ -7,7 +8,13 @@ without crisis screening.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
+
+from dialogue.prompts import Message
+
+Classify = Callable[[list[Message]], str]
+"""The LLM second opinion: chat messages in, the model's whole answer out (blocking)."""
 
 
 class ScreenLike(Protocol):

@@ -7,7 +7,6 @@ Patterns match the normalised text of `bot.safety.text.normalize`: lower case, n
 from __future__ import annotations
 
 from bot.safety.patterns.blocks import CrisisPattern, pattern, with_triggers
-from bot.safety.patterns.risk import RISK_PATTERNS
 
 SUICIDE, SELF_HARM = "suicide", "self_harm"
 
@@ -328,7 +327,7 @@ TRIGGERS: dict[str, tuple[str, ...]] = {
     "self_harm/until_bleed": ("bleed", "bled"),
 }
 
-CRISIS_PATTERNS: tuple[CrisisPattern, ...] = (
-    with_triggers(SUICIDE_PATTERNS + SELF_HARM_PATTERNS, TRIGGERS) + RISK_PATTERNS
+SUICIDE_SELF_HARM_PATTERNS: tuple[CrisisPattern, ...] = with_triggers(
+    SUICIDE_PATTERNS + SELF_HARM_PATTERNS, TRIGGERS
 )
-"""Every crisis pattern; `bot.safety` runs them all and keeps the most urgent verdict."""
+"""The suicide and self-harm rules with their trigger words (see `with_triggers`)."""
