@@ -42,7 +42,7 @@ def _settings(db: Path, **jobs: Any) -> Any:
 
     return Settings(
         model={"backend": "echo", "n_ctx": 2048},
-        memory={"db_path": db, "representation": "raw"},
+        memory={"db_path": db, "context_representation": "raw"},
         generation={"holdback_chars": 0},
         jobs={"report_dir": db.parent / "reports", **jobs},
     )
@@ -99,14 +99,11 @@ def _raw_dump(db: Path, out: Path, start: float, end: float) -> float:
 
 def bench_report(quick: bool, tmp: Path) -> list[str]:
     """Section 1: the report for N conversations vs a plain JSON dump."""
-    from bot.audit.log_conversations import (
-        build_toxicity_scorer,
-        score_toxicity,
-        snapshot_conversations,
-    )
+    from bot.audit.log_conversations import log_conversations
     from bot.audit.report.build import collect_report, write_report
     from bot.audit.report.render import render_html
     from bot.audit.store import audit_connection
+    from bot.audit.toxicity import build_toxicity_scorer, score_toxicity
     from tests.audit_data import populate
 
     n = 2_000 if quick else 10_000
@@ -115,7 +112,7 @@ def bench_report(quick: bool, tmp: Path) -> list[str]:
     settings = _settings(db)
     prep = time.perf_counter()
     with audit_connection(db) as adb:
-        snapshot_conversations(adb, settings, NOW)
+        log_conversations(adb, settings, NOW)
         if quick:  # the real scorer on every turn (its cost is shown in the table)
             score_toxicity(adb, settings, NOW, build_toxicity_scorer(settings))
         else:  # 90k turns through the lexicon take ~25 s here: synthetic scores instead

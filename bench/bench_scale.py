@@ -174,7 +174,7 @@ def _settings(db_path: Path, backend: dict[str, object], openai: dict[str, objec
         model={"n_ctx": N_CTX, **backend},
         openai=openai or {},
         generation={"max_new_tokens": MAX_NEW_TOKENS, "temperature": 0.0, "seed": 1},
-        memory={"db_path": db_path, "representation": "raw"},
+        memory={"db_path": db_path, "context_representation": "raw"},
         pseudonym_secret=SECRET,
     )
 

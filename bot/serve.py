@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from bot.config import config_option
 from bot.errors import ConfigError
 
 if TYPE_CHECKING:  # pydantic-settings stays out of `solace --help`
@@ -95,7 +96,8 @@ async def serve_platforms(
             await stack.enter_async_context(run_telegram(app, settings))
             logger.warning("telegram: polling as @%s", app.bot.username)
         if discord:
-            from bot.adapters.discord import build_client, discord_token
+            from bot.adapters.discord import build_client
+            from bot.secrets import discord_token
 
             client = build_client(engine, settings)
             stack.push_async_callback(client.close)
@@ -135,13 +137,7 @@ async def _main(engine: Any, settings: Settings, telegram: bool, discord: bool) 
 @click.command()
 @click.option("--telegram/--no-telegram", default=None, help="Run the Telegram adapter.")
 @click.option("--discord/--no-discord", default=None, help="Run the Discord adapter.")
-@click.option(
-    "--config",
-    "config_file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="TOML settings file (default: SOLACE_CONFIG or ./config.toml).",
-)
+@config_option
 @click.option(
     "--backend",
     type=click.Choice(["llama-cpp", "openai", "echo"]),
@@ -183,11 +179,11 @@ def _check_tokens(settings: Settings, telegram: bool, discord: bool) -> list[str
     """Validate the tokens of the chosen platforms up front; returns them for the redactor."""
     tokens = []
     if telegram:
-        from bot.adapters.telegram import telegram_token
+        from bot.secrets import telegram_token
 
         tokens.append(telegram_token(settings))
     if discord:
-        from bot.adapters.discord import discord_token
+        from bot.secrets import discord_token
 
         tokens.append(discord_token(settings))
     return tokens

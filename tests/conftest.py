@@ -47,7 +47,7 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.delenv("SOLACE_CONFIG", raising=False)
     return Settings(
         model={"backend": "echo", "n_ctx": 512},
-        memory={"db_path": tmp_path / "solace.db", "representation": "raw"},
+        memory={"db_path": tmp_path / "solace.db", "context_representation": "raw"},
     )
 
 

@@ -403,16 +403,17 @@ async def discord_rig(
     import discord
     from pydantic import SecretStr
 
-    from bot.adapters.discord import build_client, discord_token
+    from bot.adapters.discord import build_client
     from bot.backends import EchoBackend
     from bot.config import Settings
     from bot.engine import build_engine
+    from bot.secrets import discord_token
 
     original_base = discord.http.Route.BASE
     async with FakeDiscordREST() as rest:
         settings = Settings(
             model={"backend": "echo", "n_ctx": 2048},
-            memory={"db_path": db_path, "representation": "raw"},
+            memory={"db_path": db_path, "context_representation": "raw"},
             discord={
                 "rest_base_url": rest.base_url,
                 "edit_interval_seconds": 0.05,

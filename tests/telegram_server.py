@@ -448,7 +448,7 @@ def rig_settings(server: FakeTelegramServer, db_path: Any, **sections: Any) -> A
     }
     return Settings(
         model={"backend": "echo", "n_ctx": 2048, **sections.pop("model", {})},
-        memory={"db_path": db_path, "representation": "raw", **sections.pop("memory", {})},
+        memory={"db_path": db_path, "context_representation": "raw", **sections.pop("memory", {})},
         telegram=telegram,
         telegram_token=SecretStr(server.token),
         **sections,

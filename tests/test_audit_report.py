@@ -56,7 +56,7 @@ async def audited(tmp_path: Path) -> tuple[Path, Any]:
     try:
         settings = make_settings(
             db, judge_base_url=f"http://127.0.0.1:{port}/v1", judge_model="judge-test-model",
-            judge_sample=12,
+            judge_conversations=12,
         )  # fmt: skip
         ctx = JobContext(settings, db, clock=lambda: NOW - 60)
         for job in ("log-conversations", "toxicity", "judge"):

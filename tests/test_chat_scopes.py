@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.audit.log_conversations import snapshot_conversations
+from bot.audit.log_conversations import log_conversations
 from bot.audit.store import audit_connection
 from bot.engine import Engine
 from bot.memory.schema import user_tables
@@ -137,7 +137,7 @@ async def test_a_crisis_in_a_group_flags_that_conversation_not_the_private_one(
     ).fetchall()
     assert [e[0] for e in events] == [group_conversation]
     with audit_connection(tmp_path / "memory.db") as adb:  # moderators see the crisis only
-        snapshot_conversations(adb, settings, time.time())
+        log_conversations(adb, settings, time.time())
         copied = adb.query("SELECT conversation_id, text FROM audit_turns")
     assert copied and {row[0] for row in copied} == {group_conversation}
     assert not any("ZEBRA" in row[1] for row in copied)  # no consent: the DM is not copied

@@ -78,7 +78,7 @@ def test_config_file_from_env_and_cwd(tmp_path, monkeypatch):
         ("colour = 'blue'\n", "unknown key 'colour'"),
         ("[generation]\ntemperature = 7\n", "generation.temperature"),
         ("[model]\nbackend = 'gpt'\n", "model.backend"),
-        ("[memory]\nrepresentation = 'zip'\n", "memory.representation"),
+        ("[memory]\ncontext_representation = 'zip'\n", "memory.context_representation"),
         ("[memory\n", "not valid TOML"),
         ("pseudonym_secret = 'abc'\n", "SOLACE_PSEUDONYM_SECRET"),
         ("openai_api_key = 'sk-1'\n", "SOLACE_OPENAI_API_KEY"),
@@ -88,6 +88,28 @@ def test_bad_files_fail_with_a_message_naming_the_problem(tmp_path, toml, messag
     config = tmp_path / "bad.toml"
     config.write_text(toml)
     with pytest.raises(ConfigError, match=message.replace("[", r"\[")):
+        load_settings(config)
+
+
+def test_renamed_keys_still_work_for_one_release_with_a_warning(tmp_path, monkeypatch):
+    """Issue 16: one name per setting; the old names keep working, with a FutureWarning."""
+    config = tmp_path / "old.toml"
+    config.write_text("[memory]\nrepresentation = 'keypos'\n[jobs]\njudge_sample = 7\n")
+    with pytest.warns(FutureWarning) as caught:
+        settings = load_settings(config)
+    assert settings.memory.context_representation == "keypos"
+    assert settings.jobs.judge_conversations == 7
+    said = " ".join(str(w.message) for w in caught)
+    assert "memory.context_representation" in said and "jobs.judge_conversations" in said
+    monkeypatch.setenv("SOLACE_MEMORY__REPRESENTATION", "raw")
+    with pytest.warns(FutureWarning, match="memory.representation is now called"):
+        assert load_settings().memory.context_representation == "raw"
+
+
+def test_old_and_new_name_together_is_an_error(tmp_path):
+    config = tmp_path / "both.toml"
+    config.write_text("[memory]\nrepresentation = 'raw'\ncontext_representation = 'keypos'\n")
+    with pytest.raises(ConfigError, match="set only memory.context_representation"):
         load_settings(config)
 
 

@@ -203,8 +203,9 @@ async def test_handler_error_logs_no_text_and_sends_fallback(memory, db_path, ca
 def test_token_errors_and_intents(tmp_path) -> None:
     import discord
 
-    from bot.adapters.discord import build_client, discord_intents, discord_token
+    from bot.adapters.discord import build_client, discord_intents
     from bot.config import Settings
+    from bot.secrets import discord_token
 
     base = {"memory": {"db_path": tmp_path / "x.db"}}
     with pytest.raises(ConfigError, match="SOLACE_DISCORD_TOKEN is not set"):

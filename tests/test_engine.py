@@ -255,7 +255,7 @@ async def test_overlong_message_is_compressed_only_after_truncation(tmp_path, fa
 
     settings = Settings(
         model={"backend": "echo", "n_ctx": 512},
-        memory={"db_path": tmp_path / "c.db", "representation": "nostopwords"},
+        memory={"db_path": tmp_path / "c.db", "context_representation": "nostopwords"},
     )
     engine = build_engine(settings, backend=fake_backend, allow_secret_file=True)
     assert (await say(engine, "the " * 300_000 + "end")).endswith(texts.TOO_LONG)
@@ -406,7 +406,7 @@ async def test_hybrid_context_matches_represent_history(
         model={"backend": "echo", "n_ctx": 2048},
         memory={
             "db_path": tmp_path / "h.db",
-            "representation": "hybrid",
+            "context_representation": "hybrid",
             "raw_recent": 2,
             "compress_in_blocks": False,
         },

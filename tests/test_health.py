@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from bot.cli import cli
+from bot.config import Settings
 from bot.memory import open_memory
 
 TELEGRAM_TOKEN = "1234567890:" + secrets.token_urlsafe(26)[:35]
@@ -107,6 +108,35 @@ def test_badly_shaped_or_missing_tokens_fail(env: Path, monkeypatch: pytest.Monk
     status = _status(report)
     assert code == 1 and report["ok"] is False
     assert status["telegram_token"] == "fail" and status["discord_token"] == "fail"
+
+
+@pytest.mark.parametrize(
+    "telegram, discord",
+    [
+        ("1234:" + "A" * 35, "a" * 18 + ".bcdefg." + "h" * 27),  # short ids both platforms issue
+        ("123456789:" + "b" * 70, "x" * 24 + ".Ab1_-." + "y" * 38),  # a long secret part
+    ],
+)
+def test_health_accepts_every_token_serve_accepts(
+    env: Path, monkeypatch: pytest.MonkeyPatch, telegram: str, discord: str
+) -> None:
+    """One token rule per platform: `solace health` passes the tokens `solace serve` takes.
+
+    Regression (issue 16): health had its own patterns (at least 5 digits and at most 64
+    characters for Telegram, 20 characters for Discord's first part) and failed these.
+    """
+    from bot.secrets import discord_token, telegram_token
+
+    settings = Settings(telegram_token=telegram, discord_token=discord)
+    assert telegram_token(settings) == telegram and discord_token(settings) == discord
+    monkeypatch.setenv("SOLACE_TELEGRAM__ENABLED", "true")
+    monkeypatch.setenv("SOLACE_TELEGRAM_TOKEN", telegram)
+    monkeypatch.setenv("SOLACE_DISCORD__ENABLED", "true")
+    monkeypatch.setenv("SOLACE_DISCORD_TOKEN", discord)
+    result = CliRunner().invoke(cli, ["health", "--json"])
+    assert telegram not in result.output and discord not in result.output
+    status = _status(json.loads(result.output))
+    assert status["telegram_token"] == status["discord_token"] == "ok"
 
 
 def test_missing_or_unmigrated_database_fails(env: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -17,7 +17,10 @@ import pytest
 from click.testing import CliRunner
 
 from bot.audit.jobs import JobContext, build_scheduler, build_triggers, retry_delay, run_job
-from bot.audit.store import acquire_lease, audit_connection, load_state, redact, stratified_sample
+from bot.audit.judge import stratified_sample
+from bot.audit.redact import redact
+from bot.audit.state import acquire_lease, load_state
+from bot.audit.store import audit_connection
 from bot.config import Settings
 from bot.engine import build_engine
 from bot.errors import ConfigError
@@ -36,7 +39,7 @@ def make_settings(db: Path, **jobs: Any) -> Settings:
     """Settings in code: echo backend, the temp database, the given jobs keys."""
     return Settings(
         model={"backend": "echo", "n_ctx": 512},
-        memory={"db_path": db, "representation": "raw", "retention_days": 30},
+        memory={"db_path": db, "context_representation": "raw", "retention_days": 30},
         jobs={"report_dir": db.parent / "reports", **jobs},
     )
 
@@ -337,7 +340,7 @@ async def test_judge_samples_by_length_and_stores_scores_with_the_model(
     populate(db, 90, start=NOW - 2 * DAY, end=NOW - DAY, consent_share=0.7)
     settings = make_settings(
         db, judge_base_url=judge_server.base_url, judge_model="judge-test-model",  # type: ignore[attr-defined]
-        judge_sample=6, judge_strata=3,
+        judge_conversations=6, judge_strata=3,
     )  # fmt: skip
     ctx = JobContext(settings, db, clock=lambda: NOW)
     assert (await run_job(ctx, "log-conversations")).ok
@@ -366,7 +369,7 @@ async def test_judge_failure_keeps_the_cursor_for_the_retry(
     settings = make_settings(
         db,
         judge_base_url=judge_server.base_url,
-        judge_sample=4,  # type: ignore[attr-defined]
+        judge_conversations=4,  # type: ignore[attr-defined]
     )
     ctx = JobContext(settings, db, clock=lambda: NOW)
     assert (await run_job(ctx, "log-conversations")).ok

@@ -276,8 +276,8 @@ async def test_handler_error_logs_no_text_and_sends_fallback(memory, db_path, ca
 
 
 def test_token_errors_are_clear_and_never_echo_the_token(tmp_path) -> None:
-    from bot.adapters.telegram import telegram_token
     from bot.config import Settings
+    from bot.secrets import telegram_token
 
     with pytest.raises(ConfigError, match="SOLACE_TELEGRAM_TOKEN is not set"):
         telegram_token(Settings(memory={"db_path": tmp_path / "x.db"}))

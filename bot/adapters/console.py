@@ -22,6 +22,8 @@ from typing import Any, TextIO
 
 import click
 
+from bot.config import config_option
+
 logger = logging.getLogger(__name__)
 
 PLATFORM = "console"
@@ -144,13 +146,7 @@ async def run_console(engine: Any, user_id: str, stdin: TextIO, out: TextIO) -> 
     default=None,
     help="SQLite file (default: ~/.local/share/solace/solace.db or SOLACE_MEMORY__DB_PATH).",
 )
-@click.option(
-    "--config",
-    "config_file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="TOML settings file (default: SOLACE_CONFIG or ./config.toml).",
-)
+@config_option
 @click.option("--user", default=None, help="Your user id in memory (default: your OS user).")
 def chat(backend: str | None, db: Path | None, config_file: Path | None, user: str | None) -> None:
     """Chat with Solace in the terminal; one message per line, piped input works too."""

@@ -10,7 +10,6 @@ split at 2,000 characters, with every mention disabled; discord.py honours 429 `
 
 from __future__ import annotations
 
-import contextlib
 import io
 import logging
 import re
@@ -18,9 +17,8 @@ import traceback
 from typing import TYPE_CHECKING, Any
 
 from bot.adapters import commands as cc
-from bot.adapters.streaming import KeyedLocks, StreamingReply, keep_typing
+from bot.adapters.streaming import KeyedLocks, stream_reply
 from bot.config import Settings
-from bot.errors import ConfigError
 from bot.messages import IncomingMessage
 
 if TYPE_CHECKING:
@@ -29,26 +27,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 PLATFORM = "discord"
-TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9_-]{18,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{20,}$")
-
-
-def discord_token(settings: Settings) -> str:
-    """The bot token from SOLACE_DISCORD_TOKEN; a ConfigError (never echoing it) if unusable."""
-    secret = settings.discord_token
-    if secret is None or not secret.get_secret_value().strip():
-        raise ConfigError(
-            "SOLACE_DISCORD_TOKEN is not set; copy the bot token from the Discord developer "
-            "portal (Applications > your app > Bot > Reset Token)"
-        )
-    token = secret.get_secret_value().strip()
-    if token.lower().startswith("bot "):
-        raise ConfigError("SOLACE_DISCORD_TOKEN must be the bare token, without 'Bot '")
-    if not TOKEN_PATTERN.match(token):
-        raise ConfigError(
-            "SOLACE_DISCORD_TOKEN is malformed: expected three dot-separated parts as the "
-            "developer portal shows it"
-        )
-    return token
 
 
 def discord_intents() -> discord.Intents:
@@ -180,24 +158,15 @@ class DiscordHandlers:
         ds = self.settings.discord
         channel = None if self._private(message) else str(message.channel.id)
         incoming = IncomingMessage(PLATFORM, uid, text, None, channel)
-        reply = StreamingReply(
+        shown = await stream_reply(
+            self.engine.respond(incoming),
             _ChannelSink(message),
             limit=ds.max_message_chars,
             edit_interval_s=ds.edit_interval_seconds,
+            send_typing=lambda: message.channel.typing(),
+            typing_interval_s=ds.typing_interval_seconds,
         )
-        # aclosing: a failed send ends the engine's turn now and frees the user's slot.
-        try:
-            async with (
-                keep_typing(lambda: message.channel.typing(), ds.typing_interval_seconds),
-                contextlib.aclosing(self.engine.respond(incoming)) as stream,
-            ):
-                async for delta in stream:
-                    await reply.feed(delta)
-        except BaseException:
-            with contextlib.suppress(Exception):  # show what was said; on_message adds a fallback
-                await reply.finish()
-            raise
-        if not await reply.finish():  # nothing visible came back: never go silent
+        if not shown:  # nothing visible came back: never go silent
             await message.channel.send(cc.FALLBACK)
 
     async def on_error(self, event_method: str, /, *args: Any, **kwargs: Any) -> None:

@@ -5,6 +5,8 @@
 - `StreamingReply` shows a streamed reply by sending one message and editing it in place at most
   once per interval, sealing a message and starting the next when it fills up.
 - `keep_typing` repeats a platform's "typing…" indicator while a reply is generated.
+- `stream_reply` is the loop both platform adapters run: the engine's deltas into a
+  `StreamingReply`, with the typing indicator on while it lasts.
 
 Lengths are measured in UTF-16 code units: Telegram counts its 4,096-character limit that way,
 and it is never smaller than the code-point count Discord uses, so one measure is safe for both.
@@ -16,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol
 
 import regex
@@ -268,6 +270,38 @@ async def keep_typing(
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+async def stream_reply(
+    deltas: AsyncGenerator[str, None],
+    sink: ReplySink,
+    *,
+    limit: int,
+    edit_interval_s: float,
+    send_typing: Callable[[], Awaitable[object]],
+    typing_interval_s: float,
+) -> list[str]:
+    """Show the engine's reply `deltas` in one chat; returns the messages as finally shown.
+
+    An empty list means nothing visible was sent: the caller must then say something (a
+    person is never left unanswered). If sending fails, what was said so far is shown, the
+    engine's turn ends at once and the error propagates to the adapter's error handler.
+    """
+    reply = StreamingReply(sink, limit=limit, edit_interval_s=edit_interval_s)
+    # aclosing: if sending fails, the engine's turn ends now (storing what was shown and
+    # freeing the user's slot) instead of whenever the generator is collected.
+    try:
+        async with (
+            keep_typing(send_typing, typing_interval_s),
+            contextlib.aclosing(deltas) as stream,
+        ):
+            async for delta in stream:
+                await reply.feed(delta)
+    except BaseException:
+        with contextlib.suppress(Exception):  # show what was said; the handler adds a fallback
+            await reply.finish()
+        raise
+    return await reply.finish()
 
 
 class KeyedLocks:

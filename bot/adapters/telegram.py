@@ -17,10 +17,11 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from bot.adapters import commands as cc
-from bot.adapters.streaming import KeyedLocks, StreamingReply, keep_typing
+from bot.adapters.streaming import KeyedLocks, stream_reply
 from bot.config import Settings
 from bot.errors import ConfigError
 from bot.messages import IncomingMessage
+from bot.secrets import telegram_token
 
 if TYPE_CHECKING:
     from telegram import Message, Update
@@ -31,7 +32,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 PLATFORM = "telegram"
-TOKEN_PATTERN = re.compile(r"^\d{3,20}:[A-Za-z0-9_-]{30,}$")
 COMMANDS = ("start", "help", "reset", "forget", "export", "privacy", "country", "review", "stats")
 MENU = (
     ("start", "What Solace is, and how your data is handled"),
@@ -44,20 +44,6 @@ MENU = (
     ("review", "Let moderators review our chats: /review on or off"),
 )
 FORGET_YES, FORGET_NO = "forget:yes", "forget:no"
-
-
-def telegram_token(settings: Settings) -> str:
-    """The bot token from SOLACE_TELEGRAM_TOKEN; a ConfigError (never echoing it) if unusable."""
-    secret = settings.telegram_token
-    if secret is None or not secret.get_secret_value().strip():
-        raise ConfigError("SOLACE_TELEGRAM_TOKEN is not set; get a token from @BotFather")
-    token = secret.get_secret_value().strip()
-    if not TOKEN_PATTERN.match(token):
-        raise ConfigError(
-            "SOLACE_TELEGRAM_TOKEN is malformed: expected '<digits>:<35 letters, digits, _ or ->' "
-            "as @BotFather gives it"
-        )
-    return token
 
 
 class _ChatSink:
@@ -179,29 +165,15 @@ class TelegramHandlers:
         from telegram.constants import ChatAction
 
         tg = self.settings.telegram
-        reply = StreamingReply(
+        bot = message.get_bot()
+        shown = await stream_reply(
+            self.engine.respond(incoming),
             _ChatSink(message),
             limit=tg.max_message_chars,
             edit_interval_s=tg.edit_interval_seconds,
+            send_typing=lambda: bot.send_chat_action(message.chat_id, ChatAction.TYPING),
+            typing_interval_s=tg.typing_interval_seconds,
         )
-        bot = message.get_bot()
-        # aclosing: if sending fails, the engine's turn ends now (storing what was shown and
-        # freeing the user's slot) instead of whenever the generator is collected.
-        try:
-            async with (
-                keep_typing(
-                    lambda: bot.send_chat_action(message.chat_id, ChatAction.TYPING),
-                    tg.typing_interval_seconds,
-                ),
-                contextlib.aclosing(self.engine.respond(incoming)) as stream,
-            ):
-                async for delta in stream:
-                    await reply.feed(delta)
-        except BaseException:
-            with contextlib.suppress(Exception):  # show what was said; on_error adds a fallback
-                await reply.finish()
-            raise
-        shown = await reply.finish()
         if not shown:  # the engine yielded nothing visible: never leave a person unanswered
             await message.reply_text(cc.FALLBACK)
 

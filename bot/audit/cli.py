@@ -10,23 +10,11 @@ from typing import Any
 
 import click
 
+from bot.audit.state import JOB_NAMES, STATE_ROWS
+from bot.config import config_option, db_option
+
 DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 7 * 86_400}
-JOB_CHOICES = ("log-conversations", "judge", "toxicity", "retention", "report")
-
-db_option = click.option(
-    "--db",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="SQLite file (default: memory.db_path from settings).",
-)
-config_option = click.option(
-    "--config",
-    "config_file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="TOML settings file (default: SOLACE_CONFIG or ./config.toml).",
-)
 
 
 def parse_duration(text: str) -> float:
@@ -66,7 +54,7 @@ def audit() -> None:
 
 
 @audit.command("run")
-@click.argument("job", type=click.Choice(JOB_CHOICES))
+@click.argument("job", type=click.Choice(JOB_NAMES))
 @click.option(
     "--period",
     type=click.Choice(["daily", "weekly"]),
@@ -132,13 +120,12 @@ def report_cmd(
 def status_cmd(db: Path | None, config_file: Path | None) -> None:
     """Each job's last success, consecutive failures, cursor and lease."""
     from bot.audit.report.flagged import iso
-    from bot.audit.store import audit_connection, load_state
+    from bot.audit.state import load_state
+    from bot.audit.store import audit_connection
 
     _, path = _open(db, config_file)
-    names = ("log-conversations", "toxicity", "judge", "retention", "report:daily",
-             "report:weekly")  # fmt: skip
     with audit_connection(path) as adb:
-        for name in names:
+        for name in STATE_ROWS:
             s = load_state(adb, name)
             lease = f", running (lease until {iso(s.lease_until)})" if s.lease_owner else ""
             click.echo(

@@ -29,15 +29,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bot.audit.store import (
+from bot.audit.state import (
+    JOB_NAMES,
     JobResult,
     acquire_lease,
-    audit_connection,
-    database_file,
     load_state,
     record_run,
     release_lease,
 )
+from bot.audit.store import audit_connection, database_file
 from bot.config import Settings
 from bot.errors import ConfigError
 
@@ -53,7 +53,6 @@ SCHEDULES: dict[str, str] = {
     "report-daily": "report_daily_cron",
     "report-weekly": "report_weekly_cron",
 }
-JOB_NAMES = ("log-conversations", "judge", "toxicity", "retention", "report")
 
 
 @dataclass
@@ -90,7 +89,7 @@ class RunOutcome:
 
 
 async def log_conversations(ctx: JobContext) -> JobResult:
-    """Snapshot reviewable conversations updated since the last run (redacted)."""
+    """Copy reviewable turns written since the last run into the audit store (redacted)."""
     return await _offload(ctx, run_task, "log-conversations", ctx.db_path, ctx.settings,
                           ctx.clock())  # fmt: skip
 
@@ -136,16 +135,17 @@ JOBS: dict[str, Callable[..., Awaitable[JobResult]]] = {
 
 def run_task(task: str, db_path: Path, settings: Settings, now: float) -> JobResult:
     """The synchronous work of a job (module-level, so a worker process can run it)."""
-    from bot.audit import log_conversations as audit_tasks
+    from bot.audit.log_conversations import log_conversations
+    from bot.audit.retention import purge_expired
+    from bot.audit.toxicity import build_toxicity_scorer, score_toxicity
 
     with audit_connection(db_path) as adb:
         if task == "log-conversations":
-            return audit_tasks.snapshot_conversations(adb, settings, now)
+            return log_conversations(adb, settings, now)
         if task == "toxicity":
-            scorer = audit_tasks.build_toxicity_scorer(settings)
-            return audit_tasks.score_toxicity(adb, settings, now, scorer)
+            return score_toxicity(adb, settings, now, build_toxicity_scorer(settings))
         if task == "retention":
-            return audit_tasks.purge_expired(adb, settings, now)
+            return purge_expired(adb, settings, now)
     raise ValueError(f"no synchronous task {task!r}")
 
 

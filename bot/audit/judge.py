@@ -13,14 +13,17 @@ import asyncio
 import logging
 import random
 import sqlite3
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from bot.audit.store import JobResult, audit_connection, load_state, save_cursor, stratified_sample
+from bot.audit.state import JobResult, load_state, save_cursor
+from bot.audit.store import audit_connection
 from bot.config import Settings
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 JOB = "judge"
 MIN_USABLE_SHARE = 0.5  # fewer usable judgements than this: the endpoint is failing, retry later
@@ -148,7 +151,9 @@ async def run_judge(
     if not candidates:
         return result
     rng = random.Random(f"{since}:{len(candidates)}")  # reproducible draw for a given backlog
-    drawn = stratified_sample(candidates, j.judge_sample, lambda c: c.turns, j.judge_strata, rng)
+    drawn = stratified_sample(
+        candidates, j.judge_conversations, lambda c: c.turns, j.judge_strata, rng
+    )
     transcripts = {
         c.conversation_id: await asyncio.to_thread(
             _transcript, db_path, c.conversation_id, j.judge_max_turns
@@ -210,3 +215,30 @@ async def _finish(
 def _state(db_path: Path) -> Any:
     with audit_connection(db_path) as adb:
         return load_state(adb, JOB)
+
+
+def stratified_sample(
+    items: Sequence[T], size: int, key: Callable[[T], float], strata: int, rng: random.Random
+) -> list[tuple[int, T]]:
+    """Draw `size` items, spread over `strata` equal-count strata of `key` (e.g. length).
+
+    Items are sorted by `key` and cut into contiguous strata of (nearly) equal size; each
+    stratum gets its proportional share of the sample (largest remainder), drawn without
+    replacement. Returns (stratum index, item) pairs, shortest stratum first.
+    """
+    if size <= 0 or not items:
+        return []
+    ordered = sorted(items, key=key)
+    strata = max(1, min(strata, len(ordered)))
+    bounds = [round(i * len(ordered) / strata) for i in range(strata + 1)]
+    groups = [ordered[bounds[i] : bounds[i + 1]] for i in range(strata)]
+    size = min(size, len(ordered))
+    quotas = [size * len(g) / len(ordered) for g in groups]
+    counts = [int(q) for q in quotas]
+    by_remainder = sorted(range(strata), key=lambda i: quotas[i] - counts[i], reverse=True)
+    for i in by_remainder[: size - sum(counts)]:
+        counts[i] += 1
+    sample: list[tuple[int, T]] = []
+    for index, (group, count) in enumerate(zip(groups, counts, strict=True)):
+        sample.extend((index, item) for item in rng.sample(group, count))
+    return sample

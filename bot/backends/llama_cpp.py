@@ -112,7 +112,7 @@ class LlamaCppBackend:
         if lora is None and m.path is None and m.use_default_adapter:
             lora = default_adapter_path()
         if lora is not None:
-            _check_adapter_manifest(lora, settings.memory.representation)
+            _check_adapter_manifest(lora, settings.memory.context_representation)
         return cls(path, lora_path=lora, n_ctx=m.n_ctx, n_threads=m.n_threads, cache_mb=m.cache_mb)
 
     @property
@@ -180,7 +180,7 @@ def _check_adapter_manifest(adapter: Path, representation: str) -> None:
         return  # no manifest (a hand-made adapter): nothing to compare
     if trained and trained != representation:
         logger.warning(
-            "adapter %s was trained with %s context but memory.representation is %s",
+            "adapter %s was trained with %s context but memory.context_representation is %s",
             adapter,
             trained,
             representation,

@@ -188,7 +188,7 @@ class Engine:
             system_prompt=SYSTEM_PROMPT,
             system_tokens=self._system_tokens,
             budget_tokens=self.backend.n_ctx - self._options.max_new_tokens,
-            representation=m.representation,
+            representation=m.context_representation,
             raw_recent=m.raw_recent,
             blocks=m.compress_in_blocks,
         )
@@ -266,7 +266,7 @@ class Engine:
     async def _store(
         self, where: _Where, platform: str, role: str, text: str, *, flagged: bool = False
     ) -> None:
-        form = compressed_form(self.settings.memory.representation)
+        form = compressed_form(self.settings.memory.context_representation)
         compressed = await self._compress(text, form) if form else None
         self.memory.add_turn(
             where.key,
@@ -393,6 +393,6 @@ class Engine:
 
     async def warm_up(self) -> None:
         """Load the context compressor (spaCy) now rather than on the first message."""
-        form = compressed_form(self.settings.memory.representation)
+        form = compressed_form(self.settings.memory.context_representation)
         if form is not None:
             await self._compress("Warming up.", form)

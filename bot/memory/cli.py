@@ -7,19 +7,7 @@ from pathlib import Path
 
 import click
 
-db_option = click.option(
-    "--db",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="SQLite file (default: memory.db_path from settings).",
-)
-config_option = click.option(
-    "--config",
-    "config_file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="TOML settings file (default: SOLACE_CONFIG or ./config.toml).",
-)
+from bot.config import config_option, db_option
 
 
 @click.command()

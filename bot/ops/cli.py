@@ -8,33 +8,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 
+from bot.config import config_option, settings_or_exit
 from bot.errors import SolaceError
 
-if TYPE_CHECKING:
-    from bot.config import Settings
-
 STATUS_MARK = {"ok": "ok  ", "warn": "WARN", "fail": "FAIL"}
-
-
-def _settings(config: Path | None) -> Settings:
-    from bot.config import load_settings
-
-    try:
-        return load_settings(config)
-    except SolaceError as exc:
-        raise click.ClickException(str(exc)) from None
-
-
-config_option = click.option(
-    "--config",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="TOML settings file (default: SOLACE_CONFIG or ./config.toml).",
-)
 
 
 @click.command()
@@ -43,7 +23,7 @@ config_option = click.option(
 @click.option(
     "--generate", is_flag=True, help="Also load the model and generate a few tokens (slow)."
 )
-def health(config: Path | None, as_json: bool, generate: bool) -> None:
+def health(config_file: Path | None, as_json: bool, generate: bool) -> None:
     """Check the database, the model or model server, disk, backups and tokens' shapes.
 
     Exit code 0 when nothing failed, 1 otherwise (warnings do not fail). Secrets are never
@@ -53,7 +33,7 @@ def health(config: Path | None, as_json: bool, generate: bool) -> None:
     from bot.ops import health as checks_module
 
     try:
-        settings = load_settings(config)
+        settings = load_settings(config_file)
     except SolaceError as exc:
         checks = [checks_module.Check("config", "fail", str(exc))]
     else:
@@ -80,7 +60,9 @@ def health(config: Path | None, as_json: bool, generate: bool) -> None:
 )
 @click.option("--keep", type=click.IntRange(min=0), default=None, help="Override backup.keep.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def backup(config: Path | None, backup_dir: Path | None, keep: int | None, as_json: bool) -> None:
+def backup(
+    config_file: Path | None, backup_dir: Path | None, keep: int | None, as_json: bool
+) -> None:
     """Copy the database while the bot runs (SQLite's online backup API), then prune old copies.
 
     The copy is a consistent snapshot, passes PRAGMA integrity_check before it gets its final
@@ -88,7 +70,7 @@ def backup(config: Path | None, backup_dir: Path | None, keep: int | None, as_js
     """
     from bot.memory.backup import backup_database, default_backup_dir
 
-    settings = _settings(config)
+    settings = settings_or_exit(config_file)
     db_path = settings.memory.db_path
     folder = backup_dir or settings.backup.dir or default_backup_dir(db_path)
     try:
@@ -128,7 +110,11 @@ def backup(config: Path | None, backup_dir: Path | None, keep: int | None, as_js
     help="Do not back up the current database before overwriting it.",
 )
 def restore(
-    config: Path | None, backup_file: Path | None, latest: bool, force: bool, no_safety_copy: bool
+    config_file: Path | None,
+    backup_file: Path | None,
+    latest: bool,
+    force: bool,
+    no_safety_copy: bool,
 ) -> None:
     """Bring a backup back into the database (memory.db_path).
 
@@ -138,7 +124,7 @@ def restore(
     """
     from bot.memory.backup import default_backup_dir, restore_database
 
-    settings = _settings(config)
+    settings = settings_or_exit(config_file)
     folder = settings.backup.dir or default_backup_dir(settings.memory.db_path)
     chosen = _choose_backup(backup_file, latest, folder)
     try:

@@ -8,7 +8,6 @@ check every 30 s: the model is not loaded and nothing is generated unless `gener
 
 from __future__ import annotations
 
-import re
 import shutil
 import sqlite3
 import time
@@ -17,15 +16,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from pydantic import SecretStr
+
 from bot.config import Settings
 from bot.memory.backup import default_backup_dir, list_backups
+from bot.secrets import token_shape_ok
 
 Status = Literal["ok", "warn", "fail"]
 
-# Shapes only. Telegram: "<bot id>:<35-char secret>" (BotFather's format). Discord: three
-# base64url parts separated by dots (user id, timestamp, HMAC).
-TELEGRAM_TOKEN_RE = re.compile(r"^\d{5,20}:[A-Za-z0-9_-]{30,64}$")
-DISCORD_TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{20,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{20,}$")
 MIN_SECRET_CHARS = 16
 LOW_DISK_BYTES = 1 << 30
 STALE_BACKUP_SECONDS = 2 * 86_400
@@ -170,12 +168,13 @@ def check_generate(settings: Settings) -> Check:
     return Check("generate", status, f"{len(text)} chars in {took:.2f} s")
 
 
-def _token_check(name: str, value: Any, enabled: bool, pattern: re.Pattern[str]) -> Check:
+def _token_check(platform: str, value: SecretStr | None, enabled: bool) -> Check:
+    name = f"{platform}_token"
     if value is None:
         if enabled:
             return Check(name, "fail", "the adapter is enabled but the token is not set")
         return Check(name, "ok", "adapter disabled, no token set")
-    if not pattern.match(value.get_secret_value().strip()):
+    if not token_shape_ok(platform, value):
         return Check(name, "fail", "the token is set but does not have the expected shape")
     return Check(name, "ok", "token set, shape ok" + ("" if enabled else " (adapter disabled)"))
 
@@ -183,12 +182,8 @@ def _token_check(name: str, value: Any, enabled: bool, pattern: re.Pattern[str])
 def check_secrets(settings: Settings) -> list[Check]:
     """Platform tokens' shapes and the pseudonym secret's presence; values are never shown."""
     checks = [
-        _token_check(
-            "telegram_token", settings.telegram_token, settings.telegram.enabled, TELEGRAM_TOKEN_RE
-        ),
-        _token_check(
-            "discord_token", settings.discord_token, settings.discord.enabled, DISCORD_TOKEN_RE
-        ),
+        _token_check("telegram", settings.telegram_token, settings.telegram.enabled),
+        _token_check("discord", settings.discord_token, settings.discord.enabled),
     ]
     secret = settings.pseudonym_secret
     serving = settings.telegram.enabled or settings.discord.enabled

@@ -18,9 +18,10 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-from bot.audit.log_conversations import TOXICITY_ATTRIBUTES
 from bot.audit.report.flagged import flagged_conversations, iso
-from bot.audit.store import AuditDB, audit_connection, load_state
+from bot.audit.state import STATE_ROWS, load_state
+from bot.audit.store import AuditDB, audit_connection
+from bot.audit.toxicity import TOXICITY_ATTRIBUTES
 from bot.config import Settings
 
 logger = logging.getLogger(__name__)
@@ -28,8 +29,6 @@ logger = logging.getLogger(__name__)
 PERIOD_SECONDS = {"daily": 86_400, "weekly": 7 * 86_400}
 HOURLY_UP_TO_SECONDS = 2 * 86_400
 CRITERIA = ("engagement", "comforting", "appropriateness", "suggestion")
-JOB_STATES = ("log-conversations", "toxicity", "judge", "retention", "report:daily",
-              "report:weekly")  # fmt: skip
 
 
 class Buckets:
@@ -178,7 +177,7 @@ def _data_quality(adb: AuditDB, start: float, end: float) -> dict[str, Any]:
             reason = _reason(detail)
             skipped.append({"job": job, "time": iso(started), "count": skip, "reason": reason})
     jobs = []
-    for job in sorted(set(runs) | set(JOB_STATES)):
+    for job in sorted(set(runs) | set(STATE_ROWS)):
         state = load_state(adb, job)
         counts = {"runs": 0, "failed": 0, "items": 0, "skipped": 0, **runs.get(job, {})}
         jobs.append({"job": job, **counts,

@@ -12,7 +12,8 @@ import datetime as dt
 from collections import defaultdict
 from typing import Any
 
-from bot.audit.store import AuditDB, redact
+from bot.audit.redact import redact
+from bot.audit.store import AuditDB
 from bot.config import Settings
 
 KEY_CHARS = 12  # pseudonym prefix shown to moderators

@@ -24,7 +24,7 @@ async def post_telegram(settings: Settings, chat_id: str, text: str, html: Path 
     """Send the summary (as the caption of the HTML document when attached)."""
     from telegram import Bot, InputFile
 
-    from bot.adapters.telegram import telegram_token
+    from bot.secrets import telegram_token
 
     tg = settings.telegram
     bot = Bot(telegram_token(settings), base_url=tg.base_url, base_file_url=tg.base_file_url)
@@ -40,7 +40,7 @@ async def post_discord(settings: Settings, channel_id: str, text: str, html: Pat
     """Post the summary (and the HTML file) to a channel through Discord's REST API only."""
     import discord
 
-    from bot.adapters.discord import discord_token
+    from bot.secrets import discord_token
 
     if settings.discord.rest_base_url:
         discord.http.Route.BASE = settings.discord.rest_base_url.rstrip("/")

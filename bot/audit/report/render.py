@@ -12,7 +12,7 @@ import io
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from bot.audit.log_conversations import TOXICITY_ATTRIBUTES
+from bot.audit.toxicity import TOXICITY_ATTRIBUTES
 
 CHART_SIZE_INCHES = (5.0, 3.0)  # drawn at ~550 px: legible when a phone scales it down
 CHART_DPI = 110
