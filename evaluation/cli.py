@@ -196,8 +196,8 @@ def judge_cmd(
     """Rate each dialogue with an LLM judge (Engagement, Comforting, Appropriateness, Suggestion)."""
     import asyncio
 
-    from evaluation.judge import JudgeError
     from evaluation.judge_run import judge_pairwise, judge_run
+    from scoring.judge import JudgeError
 
     cfg = _config(config_path, overrides, {f"judge.{k}": v for k, v in flags.items()})
     try:
@@ -256,7 +256,7 @@ def toxicity_cmd(
 ) -> None:
     """Mean toxicity per attribute (ExTES Table 7) for a run, a data set or the bot's database."""
     from evaluation.runs import read_rows, write_json
-    from evaluation.toxicity import ToxicityError, build_scorer, summarize
+    from scoring.toxicity import ToxicityError, build_scorer, summarize
 
     if sum(x is not None for x in (run, data_spec, db_path)) != 1:
         raise click.UsageError("give exactly one of RUN, --data or --db")

@@ -14,8 +14,10 @@ from typing import Any
 
 import pytest
 
-from evaluation.config import JudgeConfig
-from evaluation.judge import (
+from evaluation.judge_run import judge_pairwise, judge_run, length_bias
+from evaluation.localserver import build_app, completion_response, start
+from scoring.config import JudgeConfig
+from scoring.judge import (
     CRITERIA,
     BudgetExceeded,
     JudgeClient,
@@ -26,8 +28,6 @@ from evaluation.judge import (
     parse_scores,
     parse_winner,
 )
-from evaluation.judge_run import judge_pairwise, judge_run, length_bias
-from evaluation.localserver import build_app, completion_response, start
 
 DIALOGUE = [("user", "I failed my exam and I feel worthless."),
             ("assistant", "I'm sorry. Failing one exam doesn't define you. What happened?")]  # fmt: skip
@@ -160,8 +160,8 @@ async def test_cache_and_repeated_samples(server: Any, make_client: Any) -> None
 
 
 async def test_budget_cap_refuses_paid_endpoint(tmp_path: Path) -> None:
-    from evaluation.judge import rubric_messages
     from evaluation.judge_run import _check_budget
+    from scoring.judge import rubric_messages
 
     cfg = JudgeConfig(base_url="https://api.example.invalid/v1", budget_usd=0.0001)
     client = JudgeClient(cfg, api_key="sk-test")

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from evaluation.config import ToxicityConfig
-from evaluation.toxicity import (
+from scoring.config import ToxicityConfig
+from scoring.toxicity import (
     ATTRIBUTES,
     LexiconScorer,
     PerspectiveScorer,

@@ -1,5 +1,5 @@
 """The judge job: a length-stratified sample of newly reviewable conversations, scored by the
-evaluation suite's LLM judge (same rubric, same client, a per-run budget cap).
+shared LLM judge (`scoring.judge`: the evaluation suite's rubric and client, a per-run budget cap).
 
 Only the audit store is judged — conversations whose author turned `/review on`, or that were
 crisis-flagged — and only its redacted text leaves the machine. Each conversation is judged at
@@ -18,9 +18,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from bot.audit.state import JobResult, load_state, save_cursor
+from bot.audit.state import JobResult, JobState, load_state, save_cursor
 from bot.audit.store import audit_connection
 from bot.config import Settings
+from scoring.config import JudgeConfig
+from scoring.judge import (
+    CRITERIA,
+    BudgetExceeded,
+    DialogueJudgement,
+    JudgeClient,
+    judge_dialogue,
+    rubric_messages,
+)
+
+Transcript = list[tuple[str, str]]
+# The score columns of audit_judgements: the rubric's criteria, lower case.
+CRITERIA_COLUMNS = tuple(criterion.lower() for criterion in CRITERIA)
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -43,10 +56,8 @@ class Candidate:
     snapshot_at: float
 
 
-def judge_config(settings: Settings) -> Any:
-    """The evaluation suite's `JudgeConfig` from the `jobs.judge_*` keys."""
-    from evaluation.config import JudgeConfig
-
+def judge_config(settings: Settings) -> JudgeConfig:
+    """The shared judge's `JudgeConfig` from the `jobs.judge_*` keys."""
     j = settings.jobs
     return JudgeConfig(
         base_url=j.judge_base_url,
@@ -68,7 +79,7 @@ def _candidates(db_path: Path, since: float) -> list[Candidate]:
     return [Candidate(r[0], r[1], r[2] or 0, r[3] or 0.0) for r in rows]
 
 
-def _transcript(db_path: Path, conversation_id: str, max_turns: int) -> list[tuple[str, str]]:
+def _transcript(db_path: Path, conversation_id: str, max_turns: int) -> Transcript:
     """The newest `max_turns` redacted turns, oldest first, starting with the seeker."""
     with audit_connection(db_path) as adb:
         rows = adb.query(
@@ -111,7 +122,14 @@ def _store(
     return stored, gone
 
 
-def _row(candidate: Candidate, stratum: int, turns: int, model: str, verdict: Any, now: float):
+def _row(
+    candidate: Candidate,
+    stratum: int,
+    turns: int,
+    model: str,
+    verdict: DialogueJudgement,
+    now: float,
+) -> dict[str, Any]:
     mean, std = verdict.mean, verdict.std
     row: dict[str, Any] = {
         "user_key": candidate.user_key, "conversation_id": candidate.conversation_id,
@@ -124,10 +142,13 @@ def _row(candidate: Candidate, stratum: int, turns: int, model: str, verdict: An
     return row
 
 
-def _fit_budget(client: Any, drawn: list[Any], transcripts: dict[str, Any], samples: int) -> int:
+def _fit_budget(
+    client: JudgeClient,
+    drawn: list[tuple[int, Candidate]],
+    transcripts: dict[str, Transcript],
+    samples: int,
+) -> int:
     """How many of the drawn conversations fit the budget (estimated before any request)."""
-    from evaluation.judge import rubric_messages
-
     budget = client.cfg.budget_usd
     total = 0.0
     for index, (_, cand) in enumerate(drawn):
@@ -138,11 +159,9 @@ def _fit_budget(client: Any, drawn: list[Any], transcripts: dict[str, Any], samp
 
 
 async def run_judge(
-    db_path: Path, settings: Settings, now: float, *, client: Any = None
+    db_path: Path, settings: Settings, now: float, *, client: JudgeClient | None = None
 ) -> JobResult:
     """Judge a stratified sample of new audit conversations; store scores with the model name."""
-    from evaluation.judge import BudgetExceeded, JudgeClient, judge_dialogue
-
     j = settings.jobs
     state = await asyncio.to_thread(lambda: _state(db_path))
     since = float(state.cursor.get("since", 0.0))
@@ -170,7 +189,7 @@ async def run_judge(
         fits = _fit_budget(client, usable, transcripts, j.judge_samples)
         result.detail["over_budget"] = len(usable) - fits
         result.skipped = len(candidates) - fits
-        verdicts: list[Any] = []
+        verdicts: list[tuple[int, Candidate, DialogueJudgement]] = []
         for stratum, cand in usable[:fits]:
             try:
                 verdict = await judge_dialogue(client, transcripts[cand.conversation_id])
@@ -189,9 +208,9 @@ async def _finish(
     db_path: Path,
     model: str,
     now: float,
-    verdicts: list[Any],
+    verdicts: list[tuple[int, Candidate, DialogueJudgement]],
     candidates: list[Candidate],
-    transcripts: dict[str, Any],
+    transcripts: dict[str, Transcript],
     result: JobResult,
 ) -> JobResult:
     rows = [
@@ -212,7 +231,7 @@ async def _finish(
     return result
 
 
-def _state(db_path: Path) -> Any:
+def _state(db_path: Path) -> JobState:
     with audit_connection(db_path) as adb:
         return load_state(adb, JOB)
 

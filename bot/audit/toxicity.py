@@ -9,24 +9,18 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from typing import Any
 
 from bot.audit.state import JobResult, job_cursor, save_cursor
 from bot.audit.store import BATCH_ROWS, AuditDB, keyset_page
 from bot.config import Settings
+from scoring.config import ToxicityConfig
+from scoring.toxicity import ATTRIBUTES, Scorer, build_scorer
 
 logger = logging.getLogger(__name__)
 
-TOXICITY_ATTRIBUTES = (
-    "toxicity", "severe_toxicity", "identity_attack", "insult", "profanity", "threat",
-)  # fmt: skip
 
-
-def build_toxicity_scorer(settings: Settings) -> Any:
-    """The configured scorer (evaluation.toxicity), built from the `jobs.toxicity_*` keys."""
-    from evaluation.config import ToxicityConfig
-    from evaluation.toxicity import build_scorer
-
+def build_toxicity_scorer(settings: Settings) -> Scorer:
+    """The configured scorer (scoring.toxicity), built from the `jobs.toxicity_*` keys."""
     j = settings.jobs
     config = ToxicityConfig(
         scorer=j.toxicity_scorer,
@@ -49,7 +43,7 @@ UNSCORED_AUDIT_TURNS = (  # remote scorers only see reviewable, redacted copies
 )
 
 
-def score_toxicity(adb: AuditDB, settings: Settings, now: float, scorer: Any) -> JobResult:
+def score_toxicity(adb: AuditDB, settings: Settings, now: float, scorer: Scorer) -> JobResult:
     """Score new user and assistant turns; store per-attribute scores; raise events."""
     job = "toxicity"
     remote = settings.jobs.toxicity_scorer == "perspective"
@@ -94,7 +88,7 @@ def _store_score(
     threshold: float,
 ) -> int:
     """Insert one turn's scores; an over-threshold score adds a `toxicity` event. Returns 0/1."""
-    values = [float(score.get(a, 0.0)) for a in TOXICITY_ATTRIBUTES]
+    values = [float(score.get(a, 0.0)) for a in ATTRIBUTES]
     top = max(range(len(values)), key=values.__getitem__)
     inserted = conn.execute(
         "INSERT OR IGNORE INTO audit_toxicity (user_key, conversation_id, turn_id, role, "
@@ -102,14 +96,14 @@ def _store_score(
         "threat, max_attribute, max_score, scored_at) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [row["user_key"], row["conversation_id"], row["id"], row["role"], row["created_at"],
-         scorer, *values, TOXICITY_ATTRIBUTES[top], values[top], now],
+         scorer, *values, ATTRIBUTES[top], values[top], now],
     ).rowcount  # fmt: skip
     if not inserted or values[top] <= threshold:
         return 0
     conn.execute(
         "INSERT INTO events (user_key, conversation_id, kind, category, detail, created_at) "
         "VALUES (?, ?, 'toxicity', ?, ?, ?)",
-        [row["user_key"], row["conversation_id"], TOXICITY_ATTRIBUTES[top],
+        [row["user_key"], row["conversation_id"], ATTRIBUTES[top],
          f"{row['role']} {values[top]:.2f}", row["created_at"]],
     )  # fmt: skip
     return 1

@@ -18,17 +18,17 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
+from bot.audit.judge import CRITERIA_COLUMNS
 from bot.audit.report.flagged import flagged_conversations, iso
 from bot.audit.state import STATE_ROWS, load_state
 from bot.audit.store import AuditDB, audit_connection
-from bot.audit.toxicity import TOXICITY_ATTRIBUTES
 from bot.config import Settings
+from scoring.toxicity import ATTRIBUTES
 
 logger = logging.getLogger(__name__)
 
 PERIOD_SECONDS = {"daily": 86_400, "weekly": 7 * 86_400}
 HOURLY_UP_TO_SECONDS = 2 * 86_400
-CRITERIA = ("engagement", "comforting", "appropriateness", "suggestion")
 
 
 class Buckets:
@@ -105,20 +105,20 @@ def _events(adb: AuditDB, start: float, end: float, b: Buckets) -> dict[str, Any
 
 
 def _toxicity(adb: AuditDB, settings: Settings, start: float, end: float, b: Buckets) -> Any:
-    attrs = ", ".join(f"AVG({a})" for a in TOXICITY_ATTRIBUTES)
+    attrs = ", ".join(f"AVG({a})" for a in ATTRIBUTES)
     threshold = settings.jobs.toxicity_threshold
     out: dict[str, Any] = {"threshold": threshold, "scorers": [
         r[0] for r in adb.query("SELECT DISTINCT scorer FROM audit_toxicity WHERE "
                                 "created_at >= ? AND created_at < ?", [start, end])]}  # fmt: skip
     for role in ("user", "assistant"):
-        series = {a: [None] * b.count for a in TOXICITY_ATTRIBUTES}
+        series = {a: [None] * b.count for a in ATTRIBUTES}
         rows = adb.query(
             f"SELECT {b.sql().format(t='created_at')} AS k, {attrs} FROM audit_toxicity "
             "WHERE role = ? AND created_at >= ? AND created_at < ? GROUP BY k",
             [role, start, end],
         )
         for row in rows:
-            for i, a in enumerate(TOXICITY_ATTRIBUTES):
+            for i, a in enumerate(ATTRIBUTES):
                 series[a][min(max(row[0], 0), b.count - 1)] = row[i + 1]
         total = adb.query(
             f"SELECT COUNT(*), SUM(max_score > ?), {attrs} FROM audit_toxicity "
@@ -127,31 +127,33 @@ def _toxicity(adb: AuditDB, settings: Settings, start: float, end: float, b: Buc
         )[0]
         out[role] = {
             "scored": total[0], "over_threshold": total[1] or 0,
-            "mean": {a: total[i + 2] for i, a in enumerate(TOXICITY_ATTRIBUTES)},
+            "mean": {a: total[i + 2] for i, a in enumerate(ATTRIBUTES)},
             "series": series,
         }  # fmt: skip
     return out
 
 
 def _judge(adb: AuditDB, start: float, end: float, b: Buckets) -> dict[str, Any]:
-    cols = ", ".join(CRITERIA)
+    cols = ", ".join(CRITERIA_COLUMNS)
     rows = adb.query(
         f"SELECT judge_model, judged_at, {cols} FROM audit_judgements "
         "WHERE judged_at >= ? AND judged_at < ?",
         [start, end],
     )
-    per_bucket: dict[str, list[list[float]]] = {c: [[] for _ in range(b.count)] for c in CRITERIA}
+    per_bucket: dict[str, list[list[float]]] = {
+        c: [[] for _ in range(b.count)] for c in CRITERIA_COLUMNS
+    }
     overall: dict[str, list[float]] = defaultdict(list)
     for row in rows:
-        for i, c in enumerate(CRITERIA):
+        for i, c in enumerate(CRITERIA_COLUMNS):
             if row[i + 2] is not None:
                 per_bucket[c][b.index(row[1])].append(row[i + 2])
                 overall[c].append(row[i + 2])
     return {
         "models": sorted({r[0] for r in rows if r[0]}),
         "judged": len(rows),
-        "criteria": {c: _spread(overall[c]) for c in CRITERIA},
-        "series": {c: [_spread(v) for v in per_bucket[c]] for c in CRITERIA},
+        "criteria": {c: _spread(overall[c]) for c in CRITERIA_COLUMNS},
+        "series": {c: [_spread(v) for v in per_bucket[c]] for c in CRITERIA_COLUMNS},
     }
 
 

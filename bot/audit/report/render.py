@@ -12,11 +12,11 @@ import io
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from bot.audit.toxicity import TOXICITY_ATTRIBUTES
+from bot.audit.judge import CRITERIA_COLUMNS
+from scoring.toxicity import ATTRIBUTES
 
 CHART_SIZE_INCHES = (5.0, 3.0)  # drawn at ~550 px: legible when a phone scales it down
 CHART_DPI = 110
-CRITERIA = ("engagement", "comforting", "appropriateness", "suggestion")
 
 
 def line_chart(
@@ -69,13 +69,13 @@ def _charts(data: dict[str, Any]) -> dict[str, str | None]:
         block = data["toxicity"][role]
         if block["scored"]:
             charts[key] = line_chart(
-                labels, {a: block["series"][a] for a in TOXICITY_ATTRIBUTES},
+                labels, {a: block["series"][a] for a in ATTRIBUTES},
                 ylabel="mean score", ylim=(0.0, 1.0),
             )  # fmt: skip
     judge = data["judge"]
     if judge["judged"]:
-        series = {c: [p["mean"] for p in judge["series"][c]] for c in CRITERIA}
-        bands = {c: [p["std"] for p in judge["series"][c]] for c in CRITERIA}
+        series = {c: [p["mean"] for p in judge["series"][c]] for c in CRITERIA_COLUMNS}
+        bands = {c: [p["std"] for p in judge["series"][c]] for c in CRITERIA_COLUMNS}
         charts["judge"] = line_chart(
             labels, series, ylabel="score (0-5)", bands=bands, ylim=(0.0, 5.2)
         )
@@ -93,8 +93,8 @@ def render_html(data: dict[str, Any]) -> str:
     )
     env.filters["num"] = _num
     template = env.get_template("report.html")
-    return template.render(data=data, charts=_charts(data), attributes=TOXICITY_ATTRIBUTES,
-                           criteria=CRITERIA)  # fmt: skip
+    return template.render(data=data, charts=_charts(data), attributes=ATTRIBUTES,
+                           criteria=CRITERIA_COLUMNS)  # fmt: skip
 
 
 def _num(value: Any, digits: int = 2) -> str:

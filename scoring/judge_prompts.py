@@ -1,6 +1,6 @@
 """The judge's prompts (the seed paper's dialogue-level rubric) and robust answer parsing.
 
-Kept apart from `evaluation.judge` (the client); `evaluation.judge` re-exports these names.
+Kept apart from `scoring.judge` (the client); `scoring.judge` re-exports these names.
 """
 
 from __future__ import annotations

@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from evaluation.config import JudgeConfig
-from evaluation.judge_prompts import (
+from scoring.config import JudgeConfig
+from scoring.judge_prompts import (
     CRITERIA,
     PAIR_SCHEMA,
     REASK,

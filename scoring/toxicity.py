@@ -23,7 +23,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from evaluation.config import ToxicityConfig
+from scoring.config import ToxicityConfig
 
 logger = logging.getLogger(__name__)
 
@@ -92,9 +92,7 @@ class LexiconScorer:
         """Load a lexicon JSON; None: the one shipped with Solace."""
         if path is None:
             text = (
-                resources.files("evaluation")
-                .joinpath("resources/toxicity_lexicon.json")
-                .read_text()
+                resources.files("scoring").joinpath("resources/toxicity_lexicon.json").read_text()
             )
             return cls(json.loads(text), "built-in")
         try:
