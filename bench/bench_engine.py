@@ -267,7 +267,7 @@ def _time_ops(store: Any, key: str, reps: int) -> dict[str, tuple[float, float]]
         store.add_turn(key, platform="bench", role="user", text=USER_LINES[0], tokens=14)
 
     def build() -> None:
-        history = store.recent_turns(key, 200)
+        history = [t.context_turn() for t in store.recent_turns(key, 200)]
         build_context(
             history,
             USER_LINES[1],

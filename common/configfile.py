@@ -36,7 +36,7 @@ def parse_override(item: str, error: type[Exception] = ConfigFileError) -> tuple
     key, sep, raw = item.partition("=")
     key = key.strip()
     if not sep or not key:
-        raise error(f"--set expects key=value (key may be section.key), got {item!r}")
+        raise error(f"--set expects key=value or section.key=value, got {item!r}")
     return key.split("."), parse_value(raw)
 
 

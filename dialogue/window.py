@@ -1,5 +1,8 @@
 """Fit a conversation into the model's context window (pure functions, no I/O).
 
+Shared by the bot (`bot.engine`, from its stored turns) and the evaluation (`evaluation.generate`,
+from a data set's turns), so both build the prompt the same way from `ContextTurn`s.
+
 Newest first: the system prompt and the current message (always raw) are reserved, then older
 turns are added from the newest back while they fit the budget (`n_ctx` minus the reply budget).
 A turn is never cut: the first one that does not fit ends the history. In the `hybrid`
@@ -18,7 +21,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from bot.memory import StoredTurn
 from dialogue.prompts import Message, build_messages
 
 # Chat templates add a few tokens per message (ChatML: "<|im_start|>role\n" ... "<|im_end|>\n").
@@ -44,6 +46,24 @@ def raw_window_start(n_turns: int, raw_recent: int, blocks: bool) -> int:
         # reply per exchange, the prefix then changes once every raw_recent exchanges.
         older -= older % (2 * raw_recent)
     return older
+
+
+@dataclass(frozen=True, slots=True)
+class ContextTurn:
+    """One earlier turn as the window needs it: its raw text and tokens, and the compressed form
+    computed when it was stored (None when there is none).
+
+    Args:
+        role: "user" or "assistant".
+        representation: the form `compressed` is in ("keypos", "nostopwords"), or None.
+    """
+
+    role: str
+    text: str
+    tokens: int
+    compressed: str | None = None
+    representation: str | None = None
+    compressed_tokens: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +94,7 @@ class BuiltContext:
     fits: bool
 
 
-def _choose(turn: StoredTurn, compress: bool, form: str | None) -> tuple[str, int, bool]:
+def _choose(turn: ContextTurn, compress: bool, form: str | None) -> tuple[str, int, bool]:
     """The text and token count to use for one history turn, and whether it is compressed."""
     if (
         compress
@@ -88,7 +108,7 @@ def _choose(turn: StoredTurn, compress: bool, form: str | None) -> tuple[str, in
 
 
 def build_context(
-    history: Sequence[StoredTurn],
+    history: Sequence[ContextTurn],
     current: str,
     current_tokens: int,
     *,
@@ -102,7 +122,7 @@ def build_context(
     """Choose which stored turns enter the prompt, newest first, within `budget_tokens`.
 
     Args:
-        history: stored turns of the conversation, oldest first, *excluding* the current one.
+        history: earlier turns of the conversation, oldest first, *excluding* the current one.
         current: the user's message now (always raw); `current_tokens` its token count.
         system_prompt: the persona; `system_tokens` its token count.
         budget_tokens: `n_ctx` minus the reply budget (`max_new_tokens`).

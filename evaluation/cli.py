@@ -49,7 +49,12 @@ def eval_group() -> None:
 @click.option("--openai-base-url", help="Generate through an OpenAI-compatible server.")
 @click.option("--data", help="Data spec: esconv:test, extes:test or a file path.")
 @click.option("--dialogues", type=int, help="Number of dialogues in the fixed subset.")
-@click.option("--representation", type=click.Choice(["raw", "keypos", "nostopwords", "hybrid"]))
+@click.option(
+    "--representation",
+    "context_representation",
+    type=click.Choice(["raw", "keypos", "nostopwords", "hybrid"]),
+    help="Context representation of the history (generate.context_representation).",
+)
 @click.option("--strategies/--no-strategies", default=None, help="[Strategy]-prefixed replies.")
 @click.option(
     "--mode",
@@ -107,8 +112,8 @@ def _ppl_entry(
 
 
 def _write_metrics(run: Path, report: dict[str, Any]) -> None:
+    from common.runfiles import write_json
     from evaluation.report import markdown_table
-    from evaluation.runs import write_json
 
     write_json(run / "metrics.json", report)
     items = [(k, v) for k, v in report["metrics"].items() if isinstance(v, dict)]
@@ -143,8 +148,9 @@ def metrics_cmd(
     max_dialogues: int | None,
 ) -> None:
     """Score a run: PPL, BLEU-2/4, ROUGE-L, METEOR, BERTScore, Extrema, Distinct-n, lengths."""
+    from common.runfiles import now_iso
     from evaluation.metrics import compute_metrics
-    from evaluation.runs import RunFileError, now_iso, read_manifest, read_rows
+    from evaluation.runs import RunFileError, read_manifest, read_rows
 
     cfg = _config(config_path, overrides, {"metrics.ppl": ppl})
     run_dir = Path(run)
@@ -255,7 +261,8 @@ def toxicity_cmd(
     max_dialogues: int | None,
 ) -> None:
     """Mean toxicity per attribute (ExTES Table 7) for a run, a data set or the bot's database."""
-    from evaluation.runs import read_rows, write_json
+    from common.runfiles import write_json
+    from evaluation.runs import read_rows
     from scoring.toxicity import ToxicityError, build_scorer, summarize
 
     if sum(x is not None for x in (run, data_spec, db_path)) != 1:

@@ -1,6 +1,6 @@
 """`solace eval generate`: replies for every supporter turn of a test set, through the bot's code.
 
-The prompt is built exactly as the bot builds it: history turns become `bot.memory.StoredTurn`s
+The prompt is built exactly as the bot builds it: history turns become `dialogue.window.ContextTurn`s
 (raw text plus the compressed form the bot would have stored), `dialogue.window.build_context`
 fills the same token budget (`n_ctx - max_new_tokens`) with the same system prompt, and a
 `bot.backends` backend (llama-cpp with optional LoRA, or an OpenAI-compatible server) samples the
@@ -26,9 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from common.runfiles import git_sha, now_iso, write_json
 from dialogue.types import Dialogue
+from dialogue.window import ContextTurn
 from evaluation.config import EvalConfig, GenerateConfig
-from evaluation.runs import append_row, done_keys, git_sha, now_iso, read_manifest, write_json
+from evaluation.runs import append_row, done_keys, read_manifest
 
 logger = logging.getLogger(__name__)
 
@@ -97,13 +99,13 @@ def build_backend(cfg: GenerateConfig) -> Any:
 
 
 class HistoryBuilder:
-    """Turns (role, raw text) pairs into the bot's StoredTurns, representing them once each."""
+    """Turns (role, raw text) pairs into `ContextTurn`s, representing each text once."""
 
     def __init__(self, cfg: GenerateConfig, count_tokens: Callable[[str], int]) -> None:
         from dialogue.window import compressed_form
 
         self.cfg = cfg
-        self.form = compressed_form(cfg.representation)
+        self.form = compressed_form(cfg.context_representation)
         self.count = count_tokens
         self._memo: dict[str, tuple[str | None, int, int | None]] = {}
 
@@ -118,16 +120,13 @@ class HistoryBuilder:
             self._memo[text] = (compressed, self.count(text), ctoks)
         return self._memo[text]
 
-    def stored(self, history: list[tuple[str, str]]) -> list[Any]:
-        """StoredTurns as the bot's memory would hold them."""
-        from bot.memory import StoredTurn
-
+    def turns(self, history: list[tuple[str, str]]) -> list[ContextTurn]:
+        """The turns as the context window takes them, with the compressed form the bot would
+        have stored."""
         out = []
-        for n, (role, text) in enumerate(history):
+        for role, text in history:
             compressed, tokens, ctoks = self._forms(text)
-            out.append(StoredTurn(id=n, conversation_id="eval", role=role, text=text,
-                                  compressed=compressed, representation=self.form, tokens=tokens,
-                                  compressed_tokens=ctoks, flagged=False, created_at=0.0))  # fmt: skip
+            out.append(ContextTurn(role, text, tokens, compressed, self.form, ctoks))
         return out
 
 
@@ -172,14 +171,14 @@ def make_row(
 
     current = target.seeker_turns[-1]
     built = build_context(
-        builder.stored(history), current, backend.count_tokens(current),
+        builder.turns(history), current, backend.count_tokens(current),
         system_prompt=SYSTEM_PROMPT, system_tokens=backend.count_tokens(SYSTEM_PROMPT),
-        budget_tokens=backend.n_ctx - cfg.max_new_tokens, representation=cfg.representation,
+        budget_tokens=backend.n_ctx - cfg.max_new_tokens, representation=cfg.context_representation,
         raw_recent=cfg.raw_recent,
     )  # fmt: skip
     row: dict[str, Any] = {
         "key": target.key, "dialogue_id": target.dialogue_id, "turn_index": target.turn_index,
-        "mode": cfg.mode, "representation": cfg.representation,
+        "mode": cfg.mode, "context_representation": cfg.context_representation,
         "seeker_turns": list(target.seeker_turns), "messages": built.messages,
         "reference": target.reference, "reference_strategy": target.reference_strategy,
         "prompt_tokens": prompt_cost(built.messages, backend.count_tokens),

@@ -17,7 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from evaluation.runs import read_rows, write_json
+from common.runfiles import write_json
+from evaluation.runs import read_rows
 from scoring.config import JudgeConfig
 from scoring.judge import (
     CRITERIA,

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from common.runfiles import write_json
 from exporter import gguf as gg
 from exporter.config import ExportConfig, ExportError, ParityError, RunManifest, resolve_ref
 
@@ -90,9 +91,7 @@ class StepState:
             "key": key,
             **info,
         }
-        tmp = self.path.with_name(self.path.name + ".part")
-        tmp.write_text(json.dumps(self.data, indent=2) + "\n", encoding="utf-8")
-        tmp.replace(self.path)
+        write_json(self.path, self.data)
 
     def timings(self) -> dict[str, float]:
         """Seconds per finished step."""
@@ -252,7 +251,7 @@ def step_verify(plan: Plan) -> tuple[list[str], dict[str, Any]]:
 
     report = verify_export(plan)
     path = plan.path("parity.json")
-    path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    write_json(path, report)
     if not report["passed"]:
         raise ParityError(
             "the exported model does not match the trained one (details in "

@@ -11,11 +11,11 @@ import click
 
 
 def _load(config: str, overrides: tuple[str, ...]) -> Any:
-    from synthesis.config import ConfigError, load_config
+    from synthesis.config import SynthConfigError, load_config
 
     try:
         return load_config(config, overrides)
-    except ConfigError as exc:
+    except SynthConfigError as exc:
         raise click.ClickException(str(exc)) from exc
 
 

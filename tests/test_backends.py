@@ -270,3 +270,14 @@ def test_adapter_manifest_mismatch_is_warned(tmp_path, caplog):
         _check_adapter_manifest(adapter, "hybrid")
         _check_adapter_manifest(adapter, "raw")
     assert [r.getMessage().endswith("is hybrid") for r in caplog.records] == [True]
+
+
+def test_the_shipped_adapter_is_found_in_the_repository() -> None:
+    """Regression (issue 16): moving bot/models.py one folder down left its project root at
+    bot/, so the bot silently ran without Solace's shipped adapter."""
+    from bot.backends.model_files import default_adapter_path
+
+    root = Path(__file__).resolve().parent.parent
+    shipped = root / "models" / "solace-smollm2-esconv" / "adapter.gguf"
+    assert shipped.is_file()  # committed with the repository
+    assert default_adapter_path() == shipped

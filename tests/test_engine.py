@@ -15,9 +15,8 @@ from bot import texts
 from bot.engine import Engine, releasable, trim_unfinished
 from bot.errors import BackendError
 from bot.input_text import clean_text
-from bot.memory import StoredTurn
 from bot.messages import IncomingMessage
-from dialogue.window import build_context, prompt_cost, raw_window_start
+from dialogue.window import ContextTurn, build_context, prompt_cost, raw_window_start
 from tests.fakes import FakeBackend, command_text
 
 
@@ -331,12 +330,15 @@ def test_clean_text_and_releasable():
     assert releasable("x" * 30, 10) == 20  # a long run without spaces: cut at the limit
 
 
-def _turn(i: int, role: str, words: int, compressed_words: int | None) -> StoredTurn:
+def _turn(i: int, role: str, words: int, compressed_words: int | None) -> ContextTurn:
     text = " ".join([f"t{i}"] * words)
     comp = " ".join([f"c{i}"] * compressed_words) if compressed_words is not None else None
-    return StoredTurn(
-        i, "c", role, text, comp, "keypos" if comp else None, words, compressed_words, False, 0.0
-    )
+    return ContextTurn(role, text, words, comp, "keypos" if comp else None, compressed_words)
+
+
+def _index(turn: ContextTurn) -> int:
+    """The position `_turn` encoded in the text ("t3 t3 ..." is turn 3)."""
+    return int(turn.text.split()[0][1:])
 
 
 @hyp_settings(max_examples=200, deadline=None)
@@ -377,18 +379,18 @@ def test_context_never_exceeds_budget_and_keeps_whole_turns_newest_first(
         t.compressed: (t, True) for t in history if t.compressed
     }
     picked = [by_content[m["content"]] for m in included]  # KeyError = a cut turn
-    ids = [t.id for t, _ in picked]
+    ids = [_index(t) for t, _ in picked]
     assert ids == sorted(ids)
-    newest_first_rank = {t.id: rank for rank, t in enumerate(reversed(history))}
+    newest_first_rank = {_index(t): rank for rank, t in enumerate(reversed(history))}
     for turn, compressed in picked:
         if representation == "raw" or (
-            representation == "hybrid" and newest_first_rank[turn.id] < raw_recent
+            representation == "hybrid" and newest_first_rank[_index(turn)] < raw_recent
         ):
             assert not compressed
     # Everything newer than the oldest included turn is included unless it alone was oversize.
     if ids:
         for turn in history[ids[0] :]:
-            if turn.id not in ids:
+            if _index(turn) not in ids:
                 assert turn.tokens + 8 > budget // 2 or (
                     turn.compressed_tokens is not None and turn.compressed_tokens + 8 > budget // 2
                 )

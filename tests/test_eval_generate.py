@@ -140,7 +140,7 @@ def test_dialogue_mode_puts_model_replies_in_history(data_file: Path, tmp_path: 
 def test_keypos_representation_compresses_older_turns(data_file: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     run_generation(
-        _config(data_file, "generate.representation=keypos"),
+        _config(data_file, "generate.context_representation=keypos"),
         run,
         backend=EchoBackend(),
         progress=False,

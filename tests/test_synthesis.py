@@ -13,7 +13,7 @@ from dialogue.datasets import load_extes, load_path
 from dialogue.paper_figures import EXTES_PAPER_SCENES
 from dialogue.strategies import EXTES_STRATEGIES
 from synthesis.client import Budget, BudgetReached, retry_after_seconds
-from synthesis.config import ConfigError, ValidationConfig, load_config
+from synthesis.config import SynthConfigError, ValidationConfig, load_config
 from synthesis.dedup import NearDuplicateIndex, jaccard, shingles
 from synthesis.records import dialogue_record, record_dialogue
 from synthesis.scenarios import (
@@ -319,16 +319,16 @@ def test_the_template_hash_names_the_template(monkeypatch: pytest.MonkeyPatch) -
 def test_a_remote_endpoint_needs_prices(tmp_path: Path) -> None:
     path = tmp_path / "remote.toml"
     path.write_text('model = "gpt-4o-mini"\nbase_url = "https://api.example.org/v1"\n')
-    with pytest.raises(ConfigError, match="price_input_per_mtok"):
+    with pytest.raises(SynthConfigError, match="price_input_per_mtok"):
         load_config(path)
     cfg = load_config(path, ["price_input_per_mtok=0.15", "price_output_per_mtok=0.6",
                              "validation.min_turns=10"])  # fmt: skip
     assert cfg.prices == (0.15, 0.6) and cfg.validation.min_turns == 10 and not cfg.is_local
-    with pytest.raises(ConfigError, match="validation.nonsense: unknown key"):
+    with pytest.raises(SynthConfigError, match="validation.nonsense: unknown key"):
         load_config(
             path, ["price_input_per_mtok=1", "price_output_per_mtok=1", "validation.nonsense=1"]
         )
-    with pytest.raises(ConfigError, match="min_turns must not exceed"):
+    with pytest.raises(SynthConfigError, match="min_turns must not exceed"):
         load_config(path, ["price_input_per_mtok=1", "price_output_per_mtok=1",
                            "validation.min_turns=30", "validation.max_turns=20"])  # fmt: skip
     local = tmp_path / "local.toml"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.trainer_helpers import make_dialogues, make_tiny_model_dir, write_esconv_file
-from trainer.config import ConfigError, TrainConfig, load_config
+from trainer.config import TrainConfig, TrainConfigError, load_config
 from trainer.data import DataError
 from trainer.model import ModelError
 
@@ -170,16 +170,16 @@ def test_bad_inputs_fail_before_loading_a_model(
 def test_config_errors_name_the_key(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
     path.write_text('base_model = "x"\nlora_rank = 8\n')
-    with pytest.raises(ConfigError, match="lora_rank: unknown key"):
+    with pytest.raises(TrainConfigError, match="lora_rank: unknown key"):
         load_config(path)
     path.write_text('base_model = "x"\nlora_r = 0\n')
-    with pytest.raises(ConfigError, match="lora_r"):
+    with pytest.raises(TrainConfigError, match="lora_r"):
         load_config(path)
     path.write_text('base_model = "x"\nmax_seq_len = 256\nhistory_tokens = 250\n')
-    with pytest.raises(ConfigError, match="history_tokens"):
+    with pytest.raises(TrainConfigError, match="history_tokens"):
         load_config(path)
     path.write_text('base_model = "x"\ndevice = "cpu"\nquantization = "nf4"\n')
-    with pytest.raises(ConfigError, match="quantization"):
+    with pytest.raises(TrainConfigError, match="quantization"):
         load_config(path)
     cfg = load_config(path.with_name("ok.toml") if False else _write(tmp_path), ["lora_r=8"])
     assert cfg.lora_r == 8 and cfg.name == "ok"

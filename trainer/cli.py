@@ -25,7 +25,7 @@ def train(config: str, overrides: tuple[str, ...], resume: bool) -> None:
     """
     # Passive OpenMP waits: spinning threads make torch ~10x slower on a busy, shared CPU.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    from trainer.config import ConfigError, load_config
+    from trainer.config import TrainConfigError, load_config
     from trainer.data import DataError
     from trainer.devices import DeviceError
     from trainer.model import ModelError
@@ -35,5 +35,5 @@ def train(config: str, overrides: tuple[str, ...], resume: bool) -> None:
     try:
         cfg = load_config(config, overrides)
         run_training(cfg, resume=resume, echo=click.echo)
-    except (ConfigError, DataError, DeviceError, ModelError, TrainError) as exc:
+    except (TrainConfigError, DataError, DeviceError, ModelError, TrainError) as exc:
         raise click.ClickException(str(exc)) from exc

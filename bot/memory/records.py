@@ -6,10 +6,12 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
+from dialogue.window import ContextTurn
+
 
 @dataclass(frozen=True, slots=True)
 class StoredTurn:
-    """One stored utterance, as the context builder needs it."""
+    """One stored utterance of a conversation."""
 
     id: int
     conversation_id: str
@@ -21,6 +23,17 @@ class StoredTurn:
     compressed_tokens: int | None
     flagged: bool
     created_at: float
+
+    def context_turn(self) -> ContextTurn:
+        """This turn as the context window takes it (`dialogue.window`)."""
+        return ContextTurn(
+            self.role,
+            self.text,
+            self.tokens,
+            self.compressed,
+            self.representation,
+            self.compressed_tokens,
+        )
 
 
 @dataclass(frozen=True, slots=True)
