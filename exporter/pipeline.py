@@ -247,7 +247,7 @@ def step_convert_lora(plan: Plan) -> tuple[list[str], dict[str, Any]]:
 
 def step_verify(plan: Plan) -> tuple[list[str], dict[str, Any]]:
     """Parity checks; writes parity.json and raises ParityError when a gated check fails."""
-    from exporter.checks import verify_export
+    from exporter.gates import verify_export
 
     report = verify_export(plan)
     path = plan.path("parity.json")

@@ -312,7 +312,7 @@ def test_eval_set_scores_exactly_the_supporter_turns(tiny_run) -> None:
     from dialogue.types import Dialogue, Turn
     from exporter.config import load_config
     from exporter.merge import load_tokenizer
-    from exporter.verify import build_eval_set
+    from exporter.parity import build_eval_set
 
     tok = load_tokenizer(tiny_run["run"] / "tokenizer")
     turns = (

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from exporter.config import ExportConfig, ExportError
-from exporter.verify import (
+from exporter.parity import (
     EvalSet,
     ModelRow,
     ParityReport,
