@@ -5,12 +5,10 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from common.runfiles import git_sha, write_json
-
-if TYPE_CHECKING:
-    from exporter.pipeline import Plan
+from exporter.plan import Plan
 
 # Lower-cased substrings of a base model id → its licence.
 BASE_LICENCES = {

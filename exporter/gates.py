@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from exporter.config import ExportConfig, ExportError
 from exporter.parity import (
@@ -25,10 +25,7 @@ from exporter.parity import (
     load_llama,
     tokenization_mismatches,
 )
-
-if TYPE_CHECKING:
-    from exporter.pipeline import Plan
-
+from exporter.plan import Plan
 
 Echo = Callable[[str], None]
 # Kinds whose greedy agreement is gated (the rest are quantized: reported, not gated).

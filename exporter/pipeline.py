@@ -17,41 +17,19 @@ import logging
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from common.runfiles import write_json
 from exporter import gguf as gg
 from exporter.config import ExportConfig, ExportError, ParityError, RunManifest, resolve_ref
+from exporter.plan import Echo, Plan
 
 logger = logging.getLogger(__name__)
 
 STATE_FILE = ".export-state.json"
 LOG_DIR = "logs"
 GIB = 1024**3
-Echo = Callable[[str], None]
-
-
-@dataclass
-class Plan:
-    """Everything the steps need: the run, the config, where outputs go, the base GGUF."""
-
-    run: RunManifest
-    cfg: ExportConfig
-    out_dir: Path
-    base_gguf: Path | None
-    base_gguf_ref: str | None
-    echo: Echo = print
-    results: dict[str, Any] = field(default_factory=dict)
-
-    def path(self, name: str) -> Path:
-        """A path inside the output directory."""
-        return self.out_dir / name
-
-    def gguf_name(self, kind: str) -> str:
-        """File name of the full-model GGUF of a kind (F16, Q8_0, ...)."""
-        return f"model-{kind.upper()}.gguf"
 
 
 class StepState:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -96,3 +98,44 @@ def test_git_sha_is_this_checkout() -> None:
     if head.returncode != 0:
         pytest.skip("not a git checkout")
     assert git_sha() == head.stdout.strip()
+
+
+PACKAGES_WITH_EXPORTS = (
+    "bot.adapters", "bot.audit", "bot.backends", "bot.config", "bot.engine", "bot.memory",
+    "bot.ops", "bot.safety",
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("package", PACKAGES_WITH_EXPORTS)
+def test_every_re_exported_name_resolves_lazily(package: str) -> None:
+    """A package's public names (its TYPE_CHECKING imports) are the objects of its modules."""
+    import importlib
+
+    from common.lazy import declared_exports
+
+    module = importlib.import_module(package)
+    exports = declared_exports(module.__file__)
+    assert exports, f"{package} declares no exports"
+    for name, (source, attribute) in exports.items():
+        assert getattr(module, name) is getattr(importlib.import_module(source), attribute)
+        assert name in dir(module)
+    with pytest.raises(AttributeError, match="no attribute 'not_a_name'"):
+        module.not_a_name  # noqa: B018
+
+
+def test_help_imports_no_package_body() -> None:
+    """`solace --help` imports the command modules only, not what their packages re-export."""
+    code = (
+        "import sys\nfrom click.testing import CliRunner\nfrom bot.cli import cli\n"
+        "assert CliRunner().invoke(cli, ['--help']).exit_code == 0\n"
+        "body = ['bot.safety.screen', 'bot.memory.store', 'bot.engine.engine', "
+        "'bot.adapters.telegram', 'bot.audit.jobs', 'bot.ops.health', 'pydantic_settings']\n"
+        "print([m for m in body if m in sys.modules])\n"
+    )
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=root, env=env
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

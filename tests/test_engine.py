@@ -7,9 +7,7 @@ import contextlib
 import threading
 
 import pytest
-from hypothesis import given
-from hypothesis import settings as hyp_settings
-from hypothesis import strategies as st
+from hypothesis import given, settings as hyp_settings, strategies as st
 
 from bot import texts
 from bot.engine import Engine, releasable, trim_unfinished

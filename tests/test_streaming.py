@@ -6,8 +6,7 @@ import asyncio
 
 import pytest
 import regex
-from hypothesis import assume, example, given, settings
-from hypothesis import strategies as st
+from hypothesis import assume, example, given, settings, strategies as st
 
 from bot.adapters.ratelimit import RateLimiter
 from bot.adapters.streaming import (

@@ -29,8 +29,7 @@ def train(config: str, overrides: tuple[str, ...], resume: bool) -> None:
     from trainer.data import DataError
     from trainer.devices import DeviceError
     from trainer.model import ModelError
-    from trainer.train import TrainError
-    from trainer.train import train as run_training
+    from trainer.train import TrainError, train as run_training
 
     try:
         cfg = load_config(config, overrides)

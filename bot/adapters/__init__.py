@@ -5,37 +5,30 @@ share: `commands` (user commands, access rules, the gate), `streaming` (showing 
 as edited messages) and `ratelimit`. Adapters hold no prompts, no SQL and no safety rules.
 """
 
-from bot.adapters.commands import (
-    AccessPolicy,
-    CommandReply,
-    Gate,
-    parse_command,
-    run_command,
-)
-from bot.adapters.discord import build_client
-from bot.adapters.ratelimit import RateLimiter
-from bot.adapters.streaming import (
-    KeyedLocks,
-    StreamingReply,
-    keep_typing,
-    split_text,
-    stream_reply,
-)
-from bot.adapters.telegram import build_application, run_telegram
+from typing import TYPE_CHECKING
 
-__all__ = [
-    "AccessPolicy",
-    "CommandReply",
-    "Gate",
-    "KeyedLocks",
-    "RateLimiter",
-    "StreamingReply",
-    "build_application",
-    "build_client",
-    "keep_typing",
-    "parse_command",
-    "run_command",
-    "run_telegram",
-    "split_text",
-    "stream_reply",
-]
+from common.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from bot.adapters.commands import (
+        AccessPolicy as AccessPolicy,
+        CommandReply as CommandReply,
+        Gate as Gate,
+        parse_command as parse_command,
+        run_command as run_command,
+    )
+    from bot.adapters.discord import build_client as build_client
+    from bot.adapters.ratelimit import RateLimiter as RateLimiter
+    from bot.adapters.streaming import (
+        KeyedLocks as KeyedLocks,
+        StreamingReply as StreamingReply,
+        keep_typing as keep_typing,
+        split_text as split_text,
+        stream_reply as stream_reply,
+    )
+    from bot.adapters.telegram import (
+        build_application as build_application,
+        run_telegram as run_telegram,
+    )
+
+__getattr__, __dir__ = lazy_exports(__name__)

@@ -6,7 +6,18 @@ coroutines and the APScheduler that runs them), `state` (cursors, leases, run lo
 job's own connection), `report/` (the moderator report) and `cli` (`solace audit`).
 """
 
-from bot.audit.jobs import JOBS, JobContext, build_scheduler, run_job
-from bot.audit.state import JOB_NAMES, JobResult
+from typing import TYPE_CHECKING
 
-__all__ = ["JOBS", "JOB_NAMES", "JobContext", "JobResult", "build_scheduler", "run_job"]
+from common.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from bot.audit.jobs import (
+        JOBS as JOBS,
+        JobContext as JobContext,
+        build_scheduler as build_scheduler,
+        run_job as run_job,
+    )
+    from bot.audit.names import JOB_NAMES as JOB_NAMES
+    from bot.audit.state import JobResult as JobResult
+
+__getattr__, __dir__ = lazy_exports(__name__)

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from bot.audit.state import JOB_NAMES, STATE_ROWS
+from bot.audit.names import JOB_NAMES, STATE_ROWS
 from bot.config import config_option, db_option
 
 DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")

@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bot.audit.names import JOB_NAMES, SCHEDULES
 from bot.audit.state import (
-    JOB_NAMES,
     JobResult,
     acquire_lease,
     load_state,
@@ -44,15 +44,6 @@ from bot.errors import ConfigError
 logger = logging.getLogger(__name__)
 
 MAX_RETRY_DELAY_SECONDS = 3600.0
-# job name -> the settings key holding its cron line
-SCHEDULES: dict[str, str] = {
-    "log-conversations": "log_conversations_cron",
-    "toxicity": "toxicity_cron",
-    "judge": "judge_cron",
-    "retention": "retention_cron",
-    "report-daily": "report_daily_cron",
-    "report-weekly": "report_weekly_cron",
-}
 
 
 @dataclass

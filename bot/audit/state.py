@@ -1,8 +1,7 @@
 """Job state in the `job_state` and `job_runs` tables: cursors, leases, run logs.
 
-A run logs counts and error types only, never text. Each job has one name (`JOB_NAMES`), used
-for its schedule (`jobs.<name>_cron`, dashes as underscores), its state row and `solace audit
-run <name>`.
+A run logs counts and error types only, never text. Each job has one name
+(`bot.audit.names.JOB_NAMES`), used for its schedule, its state row and `solace audit run <name>`.
 """
 
 from __future__ import annotations
@@ -15,10 +14,6 @@ from typing import Any
 from bot.audit.store import AuditDB
 
 ERROR_CHARS = 300
-JOB_NAMES = ("log-conversations", "judge", "toxicity", "retention", "report")
-# The rows `solace audit status` and the report show (the report job keeps one per period).
-STATE_ROWS = ("log-conversations", "toxicity", "judge", "retention", "report:daily",
-              "report:weekly")  # fmt: skip
 
 
 @dataclass

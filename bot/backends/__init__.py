@@ -5,20 +5,23 @@ OpenAI-compatible server) and `echo` (tests). `build_backend(settings)` picks on
 `BACKENDS`. llama_cpp is imported only when a llama-cpp backend is built.
 """
 
-from bot.backends.base import Backend, GenOptions, gen_options, stream_in_thread
-from bot.backends.echo import EchoBackend
-from bot.backends.llama_cpp import LlamaCppBackend
-from bot.backends.openai import OpenAIBackend
-from bot.backends.registry import BACKENDS, build_backend
+from typing import TYPE_CHECKING
 
-__all__ = [
-    "BACKENDS",
-    "Backend",
-    "EchoBackend",
-    "GenOptions",
-    "LlamaCppBackend",
-    "OpenAIBackend",
-    "build_backend",
-    "gen_options",
-    "stream_in_thread",
-]
+from common.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from bot.backends.base import (
+        Backend as Backend,
+        GenOptions as GenOptions,
+        gen_options as gen_options,
+        stream_in_thread as stream_in_thread,
+    )
+    from bot.backends.echo import EchoBackend as EchoBackend
+    from bot.backends.llama_cpp import LlamaCppBackend as LlamaCppBackend
+    from bot.backends.openai import OpenAIBackend as OpenAIBackend
+    from bot.backends.registry import (
+        BACKENDS as BACKENDS,
+        build_backend as build_backend,
+    )
+
+__getattr__, __dir__ = lazy_exports(__name__)

@@ -5,41 +5,35 @@ access, jobs, backup), `settings` (`Settings`, its sources and `load_settings`) 
 (the `--config`/`--db` options of the `solace` commands). Every key is documented in docs/bot.md.
 """
 
-from bot.config.options import config_option, db_option, settings_or_exit
-from bot.config.sections import (
-    REPRESENTATIONS,
-    AccessSettings,
-    BackupSettings,
-    DiscordSettings,
-    GenerationSettings,
-    JobsSettings,
-    MemorySettings,
-    ModelSettings,
-    OpenAISettings,
-    SafetySettings,
-    TelegramSettings,
-    default_db_path,
-)
-from bot.config.settings import DEFAULT_CONFIG_NAME, SECRET_FIELDS, Settings, load_settings
+from typing import TYPE_CHECKING
 
-__all__ = [
-    "DEFAULT_CONFIG_NAME",
-    "REPRESENTATIONS",
-    "SECRET_FIELDS",
-    "AccessSettings",
-    "BackupSettings",
-    "DiscordSettings",
-    "GenerationSettings",
-    "JobsSettings",
-    "MemorySettings",
-    "ModelSettings",
-    "OpenAISettings",
-    "SafetySettings",
-    "Settings",
-    "TelegramSettings",
-    "config_option",
-    "db_option",
-    "default_db_path",
-    "load_settings",
-    "settings_or_exit",
-]
+from common.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from bot.config.options import (
+        config_option as config_option,
+        db_option as db_option,
+        settings_or_exit as settings_or_exit,
+    )
+    from bot.config.sections import (
+        REPRESENTATIONS as REPRESENTATIONS,
+        AccessSettings as AccessSettings,
+        BackupSettings as BackupSettings,
+        DiscordSettings as DiscordSettings,
+        GenerationSettings as GenerationSettings,
+        JobsSettings as JobsSettings,
+        MemorySettings as MemorySettings,
+        ModelSettings as ModelSettings,
+        OpenAISettings as OpenAISettings,
+        SafetySettings as SafetySettings,
+        TelegramSettings as TelegramSettings,
+        default_db_path as default_db_path,
+    )
+    from bot.config.settings import (
+        DEFAULT_CONFIG_NAME as DEFAULT_CONFIG_NAME,
+        SECRET_FIELDS as SECRET_FIELDS,
+        Settings as Settings,
+        load_settings as load_settings,
+    )
+
+__getattr__, __dir__ = lazy_exports(__name__)

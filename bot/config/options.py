@@ -1,14 +1,19 @@
-"""The command-line options every `solace` subcommand that reads the bot's settings shares."""
+"""The command-line options every `solace` subcommand that reads the bot's settings shares.
+
+Cheap to import (click only): the settings machinery loads when a command runs.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from bot.config.settings import Settings, load_settings
 from bot.errors import SolaceError
+
+if TYPE_CHECKING:
+    from bot.config.settings import Settings
 
 config_option = click.option(
     "--config",
@@ -27,6 +32,8 @@ db_option = click.option(
 
 def settings_or_exit(config_file: Path | None, **overrides: Any) -> Settings:
     """`load_settings` for a command: a problem becomes a ClickException that names it."""
+    from bot.config.settings import load_settings
+
     try:
         return load_settings(config_file, **overrides)
     except SolaceError as exc:

@@ -5,16 +5,21 @@ lets out), `build` (`build_engine`: memory, backend and safety wired from settin
 audits and ops sit above it; safety, backends and memory below.
 """
 
-from bot.engine.build import backend_classifier, build_engine, build_safety
-from bot.engine.engine import Engine
-from bot.engine.release import guarded_release, releasable, trim_unfinished
+from typing import TYPE_CHECKING
 
-__all__ = [
-    "Engine",
-    "backend_classifier",
-    "build_engine",
-    "build_safety",
-    "guarded_release",
-    "releasable",
-    "trim_unfinished",
-]
+from common.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from bot.engine.build import (
+        backend_classifier as backend_classifier,
+        build_engine as build_engine,
+        build_safety as build_safety,
+    )
+    from bot.engine.engine import Engine as Engine
+    from bot.engine.release import (
+        guarded_release as guarded_release,
+        releasable as releasable,
+        trim_unfinished as trim_unfinished,
+    )
+
+__getattr__, __dir__ = lazy_exports(__name__)

@@ -6,22 +6,28 @@ secret, its key check and rotation), `erasure` (`/forget`), `export` (`/export`)
 (`/review`), `backup` (online backups and restore) and `cli` (`solace migrate`, `solace memory`).
 """
 
-from bot.memory.database import migrate_database, open_memory
-from bot.memory.erasure import Erasure, WalCleanup
-from bot.memory.keys import resolve_secret
-from bot.memory.records import StoredTurn, UserRecord
-from bot.memory.schema import migrations
-from bot.memory.store import BUSY_TIMEOUT_MS, MemoryStore
+from typing import TYPE_CHECKING
 
-__all__ = [
-    "BUSY_TIMEOUT_MS",
-    "Erasure",
-    "MemoryStore",
-    "StoredTurn",
-    "UserRecord",
-    "WalCleanup",
-    "migrate_database",
-    "migrations",
-    "open_memory",
-    "resolve_secret",
-]
+from common.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from bot.memory.database import (
+        migrate_database as migrate_database,
+        open_memory as open_memory,
+    )
+    from bot.memory.erasure import (
+        Erasure as Erasure,
+        WalCleanup as WalCleanup,
+    )
+    from bot.memory.keys import resolve_secret as resolve_secret
+    from bot.memory.records import (
+        StoredTurn as StoredTurn,
+        UserRecord as UserRecord,
+    )
+    from bot.memory.schema import migrations as migrations
+    from bot.memory.store import (
+        BUSY_TIMEOUT_MS as BUSY_TIMEOUT_MS,
+        MemoryStore as MemoryStore,
+    )
+
+__getattr__, __dir__ = lazy_exports(__name__)

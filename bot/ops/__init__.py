@@ -2,6 +2,16 @@
 and `cli` (`solace health`, `solace backup`, `solace restore`; the backups themselves are
 `bot.memory.backup`)."""
 
-from bot.ops.health import Check, as_json, healthy, run_checks
+from typing import TYPE_CHECKING
 
-__all__ = ["Check", "as_json", "healthy", "run_checks"]
+from common.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from bot.ops.health import (
+        Check as Check,
+        as_json as as_json,
+        healthy as healthy,
+        run_checks as run_checks,
+    )
+
+__getattr__, __dir__ = lazy_exports(__name__)

@@ -6,28 +6,36 @@ engine holds), `protocols` (the contract the engine relies on), `evaluate` and `
 (`solace safety`). Never imports a backend: the LLM second opinion is handed in as a function.
 """
 
-from bot.safety.guard import GuardResult, PromptLeakDetector, guard_reply
-from bot.safety.layer import CLASSIFIER_PROMPT, SafetyLayer, parse_classifier_label
-from bot.safety.patterns.blocks import CATEGORIES
-from bot.safety.protocols import Classify, SafetyProtocol
-from bot.safety.resources import Hotlines, compose_crisis_reply, load_hotlines
-from bot.safety.screen import NO_CRISIS, ScreenResult, screen_message, screen_normalized
+from typing import TYPE_CHECKING
 
-__all__ = [
-    "CATEGORIES",
-    "CLASSIFIER_PROMPT",
-    "NO_CRISIS",
-    "Classify",
-    "GuardResult",
-    "Hotlines",
-    "PromptLeakDetector",
-    "SafetyLayer",
-    "SafetyProtocol",
-    "ScreenResult",
-    "compose_crisis_reply",
-    "guard_reply",
-    "load_hotlines",
-    "parse_classifier_label",
-    "screen_message",
-    "screen_normalized",
-]
+from common.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from bot.safety.guard import (
+        GuardResult as GuardResult,
+        PromptLeakDetector as PromptLeakDetector,
+        guard_reply as guard_reply,
+    )
+    from bot.safety.layer import (
+        CLASSIFIER_PROMPT as CLASSIFIER_PROMPT,
+        SafetyLayer as SafetyLayer,
+        parse_classifier_label as parse_classifier_label,
+    )
+    from bot.safety.patterns.blocks import CATEGORIES as CATEGORIES
+    from bot.safety.protocols import (
+        Classify as Classify,
+        SafetyProtocol as SafetyProtocol,
+    )
+    from bot.safety.resources import (
+        Hotlines as Hotlines,
+        compose_crisis_reply as compose_crisis_reply,
+        load_hotlines as load_hotlines,
+    )
+    from bot.safety.screen import (
+        NO_CRISIS as NO_CRISIS,
+        ScreenResult as ScreenResult,
+        screen_message as screen_message,
+        screen_normalized as screen_normalized,
+    )
+
+__getattr__, __dir__ = lazy_exports(__name__)

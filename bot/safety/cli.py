@@ -134,8 +134,7 @@ def evaluate(paths: tuple[Path, ...], show_misses: bool, guard_only: bool) -> No
 
 
 def _echo_screen_figures(title: str, files: list[Path], show_misses: bool) -> None:
-    from bot.safety.evaluate import evaluate as run_evaluation
-    from bot.safety.evaluate import format_report, load_cases
+    from bot.safety.evaluate import evaluate as run_evaluation, format_report, load_cases
 
     report = run_evaluation(load_cases(files))
     click.echo(format_report(report, title))

@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from bot.audit.judge import CRITERIA_COLUMNS
+from bot.audit.names import STATE_ROWS
 from bot.audit.report.flagged import flagged_conversations, iso
-from bot.audit.state import STATE_ROWS, load_state
+from bot.audit.state import load_state
 from bot.audit.store import AuditDB, audit_connection
 from bot.config import Settings
 from scoring.toxicity import ATTRIBUTES
