@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # tests.audit_data generates the conversations
+if str(ROOT) not in sys.path:  # tests.bot.audit.audit_data generates the conversations
     sys.path.insert(0, str(ROOT))
 
 NOW = 1_760_000_000.0
@@ -104,7 +104,7 @@ def bench_report(quick: bool, tmp: Path) -> list[str]:
     from bot.audit.report.render import render_html
     from bot.audit.store import audit_connection
     from bot.audit.toxicity import build_toxicity_scorer, score_toxicity
-    from tests.audit_data import populate
+    from tests.bot.audit.audit_data import populate
 
     n = 2_000 if quick else 10_000
     db = tmp / "report.db"
@@ -185,7 +185,7 @@ async def _latency(quick: bool, tmp: Path) -> dict[str, Any]:
     from bot.audit.jobs import JobContext, worker_pool
     from bot.engine import build_engine
     from bot.memory import open_memory
-    from tests.audit_data import SECRET, populate
+    from tests.bot.audit.audit_data import SECRET, populate
 
     base = tmp / "chat-base.db"
     populate(base, 1_000 if quick else 5_000, start=NOW - 7 * DAY, end=time.time())

@@ -1,7 +1,7 @@
 """Write deploy/.env.example from the Settings model, so it lists every variable there is.
 
 Usage (from the repository root): `python deploy/render_env_example.py > deploy/.env.example`.
-Run it again whenever a setting is added; tests/test_deploy_files.py fails until you do.
+Run it again whenever a setting is added; tests/deploy/test_deploy_files.py fails until you do.
 """
 
 from __future__ import annotations

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.paths import SAFETY_CASES
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -37,6 +39,15 @@ def data_dir() -> Path:
 # --- engine area: settings, memory, fakes -------------------------------------------------
 
 TEST_SECRET = b"solace-test-pseudonym-secret-0123456789"
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
+    """No SOLACE_* variable from the shell, no ./config.toml, a home folder under tmp_path."""
+    from tests.environment import isolate
+
+    isolate(monkeypatch, tmp_path)
+    return monkeypatch
 
 
 @pytest.fixture
@@ -87,7 +98,7 @@ def engine(fake_backend, memory, fake_safety, settings):
 
 def pytest_terminal_summary(terminalreporter) -> None:
     """After the run, print the screen's and the guard's recall and FPR (issues 5 and 15)."""
-    cases = Path(__file__).parent / "safety_cases"
+    cases = SAFETY_CASES
     if not cases.is_dir():
         return
     try:
