@@ -94,7 +94,8 @@ def _throughput(
 
 def _agreement(texts: list[str]) -> tuple[float, float]:
     """Share of utterances and of tokens whose KeyPOS decision equals the full pipeline's."""
-    from dialogue.context import KEYPOS_TAGS, keypos_flags, load_nlp, tag_rules
+    from dialogue.context import load_nlp, tag_rules
+    from dialogue.keypos import KEYPOS_TAGS, keypos_flags
 
     default, full = load_nlp(), load_nlp(parser=True)
     rules = tag_rules(default)

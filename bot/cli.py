@@ -67,7 +67,8 @@ class LazyGroup(click.Group):
 
 
 def configure_logging(verbose: int) -> None:
-    """Set up logging once, in main. Message text is never logged at any level (see bot.logs)."""
+    """Set up logging once, in main. Log lines carry keyed ids (bot.logs), lengths and timings,
+    never message text; `solace serve` also blanks tokens in every record (bot.serve)."""
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True

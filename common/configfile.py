@@ -13,9 +13,11 @@ import tomllib
 import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class ConfigFileError(ValueError):
@@ -75,6 +77,21 @@ def validation_problems(exc: ValidationError) -> list[str]:
         msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
         problems.append(f"{loc}: {msg}")
     return problems
+
+
+def validate_model(
+    model: type[M], data: Mapping[str, Any], source: str, what: str, error: type[Exception]
+) -> M:
+    """`model.model_validate(data)`, every problem named by its key in one `error` message.
+
+    Args:
+        what: the kind of config, for the message ("training config").
+    """
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = "\n".join(f"  {line}" for line in validation_problems(exc))
+        raise error(f"{source}: invalid {what}:\n{problems}") from exc
 
 
 def renamed_keys(data: Any, renames: Mapping[str, str], where: str) -> Any:

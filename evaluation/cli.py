@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from common.cli import set_option as kit_set_option
 from evaluation.config import EvalConfig, load_config
 
 logger = logging.getLogger(__name__)
@@ -22,10 +23,7 @@ config_option = click.option(
     "--config", "config_path", type=click.Path(exists=True, dir_okay=False),
     help="An eval TOML file (configs/eval/*.toml).",
 )  # fmt: skip
-set_option = click.option(
-    "--set", "overrides", multiple=True, metavar="KEY=VALUE",
-    help="Override a config key, e.g. --set generate.dialogues=5 (repeatable).",
-)  # fmt: skip
+set_option = kit_set_option("generate.dialogues=5")
 
 
 def _config(path: str | None, overrides: tuple[str, ...], flags: dict[str, Any]) -> EvalConfig:

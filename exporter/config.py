@@ -11,9 +11,9 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from common.configfile import ConfigFileError, apply_overrides, read_toml, validation_problems
+from common.configfile import ConfigFileError, apply_overrides, read_toml, validate_model
 
 # Quantization types offered; each maps to llama.cpp's `LLAMA_FTYPE_MOSTLY_<NAME>`.
 QUANT_TYPES = ("Q8_0", "Q6_K", "Q5_K_M", "Q5_1", "Q5_0", "Q4_K_M", "Q4_1", "Q4_0")
@@ -169,11 +169,7 @@ def load_config(
 
 def validate_config(data: dict[str, Any], source: str = "<config>") -> ExportConfig:
     """Validate a dict into an ExportConfig with one readable message on failure."""
-    try:
-        return ExportConfig.model_validate(data)
-    except ValidationError as exc:
-        problems = "\n".join(f"  {line}" for line in validation_problems(exc))
-        raise ExportConfigError(f"{source}: invalid export config:\n{problems}") from exc
+    return validate_model(ExportConfig, data, source, "export config", ExportConfigError)
 
 
 class RunManifest(BaseModel):

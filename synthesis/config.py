@@ -11,9 +11,9 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from common.configfile import ConfigFileError, apply_overrides, read_toml, validation_problems
+from common.configfile import ConfigFileError, apply_overrides, read_toml, validate_model
 
 JsonMode = Literal["auto", "json_schema", "json_object_schema", "json_object", "none"]
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", "0.0.0.0")
@@ -148,11 +148,7 @@ class SynthConfig(_Section):
 
 def validate_config(data: dict[str, Any], source: str = "<config>") -> SynthConfig:
     """A dict → SynthConfig, with every problem named by its key in one message."""
-    try:
-        return SynthConfig.model_validate(data)
-    except ValidationError as exc:
-        problems = "\n".join(f"  {line}" for line in validation_problems(exc))
-        raise SynthConfigError(f"{source}: invalid synthesis config:\n{problems}") from exc
+    return validate_model(SynthConfig, data, source, "synthesis config", SynthConfigError)
 
 
 def load_config(path: str | Path, overrides: tuple[str, ...] | list[str] = ()) -> SynthConfig:

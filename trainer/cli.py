@@ -6,16 +6,12 @@ import os
 
 import click
 
+from common.cli import set_option
+
 
 @click.command()
 @click.argument("config", type=click.Path(dir_okay=False, path_type=str))
-@click.option(
-    "--set",
-    "overrides",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Override a config key; VALUE is read as TOML (e.g. --set max_steps=20 --set lora_r=8).",
-)
+@set_option("max_steps=20")
 @click.option("--resume", is_flag=True, help="Continue the run from its newest checkpoint.")
 def train(config: str, overrides: tuple[str, ...], resume: bool) -> None:
     """Train a LoRA adapter as CONFIG (configs/train/*.toml) describes.

@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from common.configfile import ConfigFileError, apply_overrides, read_toml, validation_problems
+from common.configfile import ConfigFileError, apply_overrides, read_toml, validate_model
 
 REPRESENTATIONS = ("raw", "keypos", "nostopwords", "hybrid")
 # Shortest sequence that can hold a system prompt and one short exchange.
@@ -194,8 +194,4 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
 
 def validate_config(data: dict[str, Any], source: str = "<config>") -> TrainConfig:
     """Validate a dict into a TrainConfig, turning pydantic errors into one readable message."""
-    try:
-        return TrainConfig.model_validate(data)
-    except ValidationError as exc:
-        problems = "\n".join(f"  {line}" for line in validation_problems(exc))
-        raise TrainConfigError(f"{source}: invalid training config:\n{problems}") from exc
+    return validate_model(TrainConfig, data, source, "training config", TrainConfigError)

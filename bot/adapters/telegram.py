@@ -143,15 +143,19 @@ class TelegramHandlers:
             return ""
         return self.gate.rate(PLATFORM, str(user.id), command=command)
 
+    async def _refused(self, update: Update, message: Message) -> bool:
+        """True when the rate limit refuses this message (the kind notice is sent once)."""
+        refusal = self._rate_refusal(update)
+        if refusal:
+            await message.reply_text(refusal)
+        return refusal is not None
+
     async def on_text(self, update: Update, context: Context) -> None:
         """Answer a text message with the engine's streamed reply."""
         message, user = update.message, update.effective_user
         if message is None or user is None or not message.text or not self._addressed(message):
             return
-        refusal = self._rate_refusal(update)
-        if refusal is not None:
-            if refusal:
-                await message.reply_text(refusal)
+        if await self._refused(update, message):
             return
         text = message.text
         if message.chat.type != "private":
@@ -182,10 +186,7 @@ class TelegramHandlers:
         message = update.message
         if message is None or not self._addressed(message):
             return
-        refusal = self._rate_refusal(update)
-        if refusal is not None:
-            if refusal:
-                await message.reply_text(refusal)
+        if await self._refused(update, message):
             return
         await message.reply_text(cc.NON_TEXT_REPLY)
 

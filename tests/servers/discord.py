@@ -10,18 +10,16 @@ the bot sent and edited, and can answer any route with a 429 carrying `retry_aft
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import datetime as dt
 import itertools
 import json
-import socket
 from collections import deque
-from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+
+from tests.servers.loopback import LoopbackServer
 
 BOT_ID = 900000000000000001
 BOT_NAME = "solace"
@@ -57,10 +55,11 @@ class SentMessage:
     allowed_mentions: dict[str, Any] | None = None
 
 
-class FakeDiscordREST:
+class FakeDiscordREST(LoopbackServer):
     """The REST half of Discord, on loopback. `async with FakeDiscordREST() as rest:`."""
 
     def __init__(self, token: str = TOKEN) -> None:
+        super().__init__()
         self.token = token
         self.sent: list[SentMessage] = []
         self.typing: list[int] = []
@@ -68,24 +67,10 @@ class FakeDiscordREST:
         self.bad_requests: list[str] = []
         self._failures: dict[str, deque[float]] = {}
         self._ids = itertools.count(920000000000000001)
-        self._changed = asyncio.Condition()
-        self._runner: web.AppRunner | None = None
-        self.port = 0
 
-    async def __aenter__(self) -> FakeDiscordREST:
-        app = web.Application(client_max_size=64 * 1024 * 1024)
+    def add_routes(self, app: web.Application) -> None:
+        """Every REST route of API v10."""
         app.router.add_route("*", "/api/v10/{path:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
-        self.port = sock.getsockname()[1]
-        await web.SockSite(self._runner, sock).start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
 
     @property
     def base_url(self) -> str:
@@ -99,15 +84,6 @@ class FakeDiscordREST:
     def sent_to(self, channel_id: int) -> list[SentMessage]:
         """Messages the bot posted in `channel_id`, oldest first."""
         return [m for m in self.sent if m.channel_id == channel_id]
-
-    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 20.0) -> None:
-        """Wait until `predicate()` holds (re-checked after every REST call)."""
-        async with asyncio.timeout(timeout), self._changed:
-            await self._changed.wait_for(predicate)
-
-    async def _notify(self) -> None:
-        async with self._changed:
-            self._changed.notify_all()
 
     # --- HTTP ---------------------------------------------------------------------------------
     async def _handle(self, request: web.Request) -> web.Response:
@@ -363,70 +339,3 @@ class Gateway:
         payload = message_payload(message_id, self.dm_channel(user_id), author, content)
         payload["edited_timestamp"] = dt.datetime.now(dt.UTC).isoformat()
         self.dispatch("MESSAGE_UPDATE", payload)
-
-
-@dataclass
-class DiscordRig:
-    """The fake REST server, the gateway feeder and the real client + engine."""
-
-    rest: FakeDiscordREST
-    gateway: Gateway
-    client: Any
-    engine: Any
-
-    def replies(self, channel_id: int) -> list[str]:
-        """Final contents of the bot's messages in `channel_id`."""
-        return [m.content for m in self.rest.sent_to(channel_id)]
-
-    async def reply_ending(
-        self, channel_id: int, ending: str, timeout: float = 20.0
-    ) -> SentMessage:
-        """Wait for a bot message in `channel_id` whose content ends with `ending`."""
-
-        def find() -> SentMessage | None:
-            return next(
-                (m for m in self.rest.sent_to(channel_id) if m.content.endswith(ending)), None
-            )
-
-        await self.rest.wait_for(lambda: find() is not None, timeout)
-        found = find()
-        assert found is not None
-        return found
-
-
-@contextlib.asynccontextmanager
-async def discord_rig(
-    memory: Any, db_path: Any, backend: Any = None, **sections: Any
-) -> AsyncIterator[DiscordRig]:
-    """Start the fake REST server and log the real client in against it (echo backend unless
-    given)."""
-    import discord
-    from pydantic import SecretStr
-
-    from bot.adapters.discord import build_client
-    from bot.backends import EchoBackend
-    from bot.config import Settings
-    from bot.engine import build_engine
-    from bot.secrets import discord_token
-
-    original_base = discord.http.Route.BASE
-    async with FakeDiscordREST() as rest:
-        settings = Settings(
-            model={"backend": "echo", "n_ctx": 2048},
-            memory={"db_path": db_path, "context_representation": "raw"},
-            discord={
-                "rest_base_url": rest.base_url,
-                "edit_interval_seconds": 0.05,
-                **sections.pop("discord", {}),
-            },
-            discord_token=SecretStr(rest.token),
-            **sections,
-        )
-        engine = build_engine(settings, backend=backend or EchoBackend(n_ctx=2048), memory=memory)
-        client = build_client(engine, settings)
-        try:
-            await client.login(discord_token(settings))
-            yield DiscordRig(rest, Gateway(client, rest), client, engine)
-        finally:
-            await client.close()
-            discord.http.Route.BASE = original_base

@@ -9,18 +9,16 @@ answer any of them with a 429 `retry_after` to exercise flood control.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import itertools
 import json
-import socket
 import time
 from collections import defaultdict, deque
-from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+
+from tests.servers.loopback import LoopbackServer
 
 BOT_ID = 424242
 BOT_USERNAME = "solace_test_bot"
@@ -44,10 +42,11 @@ class SentMessage:
     created_at: float = field(default_factory=time.perf_counter)
 
 
-class FakeTelegramServer:
+class FakeTelegramServer(LoopbackServer):
     """The fake Bot API. Use `async with FakeTelegramServer() as server:`."""
 
     def __init__(self, token: str = TOKEN) -> None:
+        super().__init__()
         self.token = token
         self.updates: list[dict[str, Any]] = []
         self.sent: list[SentMessage] = []
@@ -59,26 +58,11 @@ class FakeTelegramServer:
         self._failures: dict[str, deque[int]] = defaultdict(deque)
         self._ids = itertools.count(1)
         self._update_ids = itertools.count(1)
-        self._changed = asyncio.Condition()
-        self._runner: web.AppRunner | None = None
-        self.port = 0
 
-    # --- lifecycle -------------------------------------------------------------------------
-    async def __aenter__(self) -> FakeTelegramServer:
-        app = web.Application(client_max_size=64 * 1024 * 1024)
+    def add_routes(self, app: web.Application) -> None:
+        """Every Bot API method, by GET or POST."""
         app.router.add_post("/bot{token}/{method}", self._handle)
         app.router.add_get("/bot{token}/{method}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
-        self.port = sock.getsockname()[1]
-        await web.SockSite(self._runner, sock).start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
 
     @property
     def base_url(self) -> str:
@@ -190,12 +174,6 @@ class FakeTelegramServer:
         """Parameters of every successful call of `method`."""
         return [params for name, params in self.calls if name == method]
 
-    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 20.0) -> None:
-        """Wait until `predicate()` holds (re-checked after every API call)."""
-        async with asyncio.timeout(timeout):
-            async with self._changed:
-                await self._changed.wait_for(predicate)
-
     async def release_polls(self) -> None:
         """Answer waiting and future long polls at once (lets the bot stop without waiting)."""
         self._closing = True
@@ -204,10 +182,6 @@ class FakeTelegramServer:
     def reopen_polls(self) -> None:
         """Long-poll normally again (after `release_polls`, for a bot that restarts)."""
         self._closing = False
-
-    async def _notify(self) -> None:
-        async with self._changed:
-            self._changed.notify_all()
 
     # --- the HTTP side ---------------------------------------------------------------------
     def _bot_message_payload(self, sent: SentMessage) -> dict[str, Any]:
@@ -401,109 +375,3 @@ def _bad_request(description: str) -> web.Response:
     return web.json_response(
         {"ok": False, "error_code": 400, "description": description}, status=400
     )
-
-
-# --- a running bot against the fake server, for tests and the benchmark ----------------------
-@dataclass
-class TelegramRig:
-    """The fake server plus the real Application and Engine talking to it."""
-
-    server: FakeTelegramServer
-    engine: Any
-    settings: Any
-
-    def replies(self, chat_id: int) -> list[str]:
-        """Final texts of the bot's text messages in `chat_id`."""
-        return [m.text for m in self.server.sent_to(chat_id) if m.text is not None]
-
-    async def reply_ending(self, chat_id: int, ending: str, timeout: float = 20.0) -> SentMessage:
-        """Wait for a bot message in `chat_id` whose text ends with `ending`."""
-
-        def find() -> SentMessage | None:
-            for sent in self.server.sent_to(chat_id):
-                if sent.text is not None and sent.text.endswith(ending):
-                    return sent
-            return None
-
-        await self.server.wait_for(lambda: find() is not None, timeout)
-        found = find()
-        assert found is not None
-        return found
-
-
-def rig_settings(server: FakeTelegramServer, db_path: Any, **sections: Any) -> Any:
-    """Settings for a test bot: echo backend, raw context, loopback Bot API, no bot-wide cap."""
-    from pydantic import SecretStr
-
-    from bot.config import Settings
-
-    telegram = {
-        "base_url": server.base_url,
-        "base_file_url": server.base_file_url,
-        "edit_interval_seconds": 0.05,
-        "poll_timeout_seconds": 2,
-        "overall_max_rate": 0,  # loopback: Telegram's 30 msg/s cap would only slow the test
-        "group_max_rate": 0,
-        **sections.pop("telegram", {}),
-    }
-    return Settings(
-        model={"backend": "echo", "n_ctx": 2048, **sections.pop("model", {})},
-        memory={"db_path": db_path, "context_representation": "raw", **sections.pop("memory", {})},
-        telegram=telegram,
-        telegram_token=SecretStr(server.token),
-        **sections,
-    )
-
-
-@contextlib.asynccontextmanager
-async def telegram_rig(
-    memory: Any, db_path: Any, backend: Any = None, **sections: Any
-) -> AsyncIterator[TelegramRig]:
-    """Start the fake server and the real bot (echo backend unless given); stop both after."""
-    from bot.adapters.telegram import build_application, run_telegram
-    from bot.backends import EchoBackend
-    from bot.engine import build_engine
-
-    async with FakeTelegramServer() as server:
-        settings = rig_settings(server, db_path, **sections)
-        backend = backend or EchoBackend(n_ctx=2048)
-        engine = build_engine(settings, backend=backend, memory=memory)
-        app = build_application(engine, settings)
-        async with run_telegram(app, settings):
-            try:
-                yield TelegramRig(server, engine, settings)
-            finally:
-                await server.release_polls()
-
-
-def load_text(user: int, index: int) -> str:
-    """The text simulated user `user` sends as its `index`-th message in a load run."""
-    return f"user {user} message {index} feeling a bit better today"
-
-
-async def run_load(rig: TelegramRig, users: int, per_user: int, timeout: float = 300.0) -> float:
-    """Every user sends `per_user` messages at once; wait until each is answered and stored.
-
-    Returns the seconds from the first message to the last reply. User ids are 1..`users`.
-    """
-    start = time.perf_counter()
-    for index in range(per_user):
-        for user in range(1, users + 1):
-            await rig.server.send_text(user, load_text(user, index))
-    expected = users * per_user
-    endings = {f"You said: {load_text(u, i)}" for u in range(1, users + 1) for i in range(per_user)}
-
-    def answered() -> bool:
-        if len(rig.server.sent) < expected:
-            return False
-        done = 0
-        for sent in rig.server.sent:
-            text = sent.text or ""
-            done += text[text.rfind("You said: ") :] in endings
-        return done >= expected
-
-    async with asyncio.timeout(timeout):
-        while rig.engine.memory.stats()["turns"] < 2 * expected:
-            await asyncio.sleep(0.05)
-        await rig.server.wait_for(answered, timeout)
-    return time.perf_counter() - start

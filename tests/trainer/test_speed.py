@@ -33,10 +33,11 @@ def _cfg(tiny_dir: Path, **overrides: object) -> TrainConfig:
 def _model_and_batch(tiny_dir: Path) -> tuple[Any, dict[str, Any]]:
     from trainer import train as t
     from trainer.batches import collate
+    from trainer.data import build_samples
 
     cfg = _cfg(tiny_dir)
     tokenizer = t.load_tokenizer(str(tiny_dir), cfg)
-    samples, _ = t.build_samples(make_dialogues(3, exchanges=3), tokenizer, cfg)
+    samples, _ = build_samples(make_dialogues(3, exchanges=3), tokenizer, cfg)
     picked = sorted(samples, key=lambda s: len(s.input_ids))[:: max(1, len(samples) // 3)][:3]
     assert len({len(s.input_ids) for s in picked}) > 1, "the batch must need padding"
     torch.manual_seed(0)

@@ -69,11 +69,12 @@ def test_loss_goes_down_on_a_repeated_batch(
     tiny_dir: Path, data_file: Path, tmp_path: Path
 ) -> None:
     from trainer import train as t
+    from trainer.data import build_samples
 
     cfg = _cfg(tiny_dir, data_file, tmp_path / "run", lora_dropout=0.0, learning_rate=1e-2)
     accelerator = t.make_accelerator(cfg)
     tokenizer = t.load_tokenizer(str(tiny_dir), cfg)
-    samples, _ = t.build_samples(make_dialogues(2), tokenizer, cfg)
+    samples, _ = build_samples(make_dialogues(2), tokenizer, cfg)
     model = t.load_model(str(tiny_dir), cfg, None)
     run = t.build_run(cfg, model, samples, samples, tokenizer.pad_token_id, accelerator)
     before = t.evaluate(run)

@@ -10,44 +10,27 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-from pathlib import Path
 
 import pytest
 
 from bot import texts
 from bot.adapters import commands as cc
 from bot.errors import ConfigError
-from tests.bot.adapters.test_telegram import eventually, row_counts, stored_texts
-from tests.servers.discord import GUILD_CHANNEL_ID, DiscordRig, discord_rig
+from tests.bot.adapters.helpers import eventually, row_counts, stored_texts
+from tests.servers.discord import GUILD_CHANNEL_ID
+from tests.servers.rigs import discord_rig
 
 pytestmark = pytest.mark.timeout(120)
 
 
-@pytest.fixture
-def db_path(memory, tmp_path: Path) -> Path:
-    """The real SQLite file behind the `memory` fixture."""
-    return tmp_path / "memory.db"
-
-
-async def say(rig: DiscordRig, user: int, text: str) -> str:
-    """DM `text` as `user`, wait for the echo reply and return its final content."""
-    rig.gateway.send(user, text)
-    sent = await rig.reply_ending(rig.gateway.dm_channel(user), f"You said: {text}")
-    return sent.content
-
-
-def dm(rig: DiscordRig, user: int) -> list[str]:
-    return rig.replies(rig.gateway.dm_channel(user))
-
-
 async def test_conversation_of_several_turns(memory, db_path) -> None:
     async with discord_rig(memory, db_path) as rig:
-        first = await say(rig, 11, "I can't sleep again")
+        first = await rig.say(11, "I can't sleep again")
         assert "not a therapist" in first
-        await say(rig, 11, "my thoughts keep racing")
-        assert await say(rig, 11, "thank you") == "You said: thank you"
+        await rig.say(11, "my thoughts keep racing")
+        assert await rig.say(11, "thank you") == "You said: thank you"
         await eventually(lambda: len(stored_texts(db_path)) == 6)
-    assert len(dm(rig, 11)) == 3
+    assert len(rig.dm(11)) == 3
     assert rig.gateway.dm_channel(11) in rig.rest.typing
     assert all(m.allowed_mentions == {"parse": [], "replied_user": False} for m in rig.rest.sent)
     assert stored_texts(db_path, "user") == [
@@ -71,19 +54,19 @@ async def test_long_reply_is_split_at_2000(memory, db_path) -> None:
 async def test_commands_forget_and_export(memory, db_path) -> None:
     async with discord_rig(memory, db_path) as rig:
         rig.gateway.send(21, "/start")
-        await rig.rest.wait_for(lambda: len(dm(rig, 21)) == 1)
-        assert "not a therapist" in dm(rig, 21)[0]
-        await say(rig, 21, "my dog is called Pip")
+        await rig.rest.wait_for(lambda: len(rig.dm(21)) == 1)
+        assert "not a therapist" in rig.dm(21)[0]
+        await rig.say(21, "my dog is called Pip")
         await eventually(lambda: len(stored_texts(db_path)) == 2)
         rig.gateway.send(21, "/export")
         channel = rig.gateway.dm_channel(21)
         await rig.rest.wait_for(lambda: any(m.files for m in rig.rest.sent_to(channel)))
         rig.gateway.send(21, "/forget")
-        await rig.rest.wait_for(lambda: "/forget yes" in dm(rig, 21)[-1])
+        await rig.rest.wait_for(lambda: "/forget yes" in rig.dm(21)[-1])
         assert len(stored_texts(db_path)) == 2  # not without confirmation
         key = memory.pseudonym("discord", "21")
         rig.gateway.send(21, "/forget yes")
-        await rig.rest.wait_for(lambda: dm(rig, 21)[-1] == texts.FORGET_DONE)
+        await rig.rest.wait_for(lambda: rig.dm(21)[-1] == texts.FORGET_DONE)
     upload = next(m for m in rig.rest.sent_to(channel) if m.files)
     data = json.loads(upload.files[cc.EXPORT_FILE_NAME])
     assert "my dog is called Pip" in json.dumps(data)
@@ -97,7 +80,7 @@ async def test_429_during_streaming_is_retried_without_duplicates(memory, db_pat
     async with discord_rig(memory, db_path) as rig:
         rig.rest.fail_next("send", retry_after=0.3)
         rig.rest.fail_next("edit", retry_after=0.3)
-        await say(rig, 31, text)
+        await rig.say(31, text)
         await eventually(lambda: len(stored_texts(db_path)) == 2)
     assert rig.rest.rate_limited == ["send", "edit"]
     messages = rig.rest.sent_to(rig.gateway.dm_channel(31))
@@ -115,8 +98,8 @@ async def test_non_text_message_gets_a_kind_reply(memory, db_path) -> None:
     async with discord_rig(memory, db_path) as rig:
         rig.gateway.send(41, "", **sticker)
         rig.gateway.send(41, "", **attachment)
-        await rig.rest.wait_for(lambda: len(dm(rig, 41)) == 2)
-    assert dm(rig, 41) == [cc.NON_TEXT_REPLY, cc.NON_TEXT_REPLY]
+        await rig.rest.wait_for(lambda: len(rig.dm(41)) == 2)
+    assert rig.dm(41) == [cc.NON_TEXT_REPLY, cc.NON_TEXT_REPLY]
     assert stored_texts(db_path) == []
 
 
@@ -125,8 +108,8 @@ async def test_edited_message_is_not_answered_twice(memory, db_path) -> None:
         message_id = rig.gateway.send(42, "I feel lonely")
         await rig.reply_ending(rig.gateway.dm_channel(42), "You said: I feel lonely")
         rig.gateway.edit(42, message_id, "I feel very lonely")
-        await say(rig, 42, "marker")
-    assert len(dm(rig, 42)) == 2
+        await rig.say(42, "marker")
+    assert len(rig.dm(42)) == 2
     assert "I feel very lonely" not in stored_texts(db_path)
 
 
@@ -139,7 +122,7 @@ async def test_two_users_concurrently(memory, db_path) -> None:
             await rig.reply_ending(rig.gateway.dm_channel(51), f"You said: ana {i}")
             await rig.reply_ending(rig.gateway.dm_channel(52), f"You said: ben {i}")
     for user, name in ((51, "ana"), (52, "ben")):
-        got = [r.rsplit("You said: ", 1)[1] for r in dm(rig, user)]
+        got = [r.rsplit("You said: ", 1)[1] for r in rig.dm(user)]
         assert got == [f"{name} {i}" for i in range(3)]
 
 
@@ -172,16 +155,16 @@ async def test_rate_limit_and_access(memory, db_path) -> None:
     async with discord_rig(memory, db_path, access=access) as rig:
         rig.gateway.send(72, "blocked person")
         rig.gateway.send(74, "stranger")
-        await rig.rest.wait_for(lambda: dm(rig, 74) == [cc.NOT_ALLOWED])
+        await rig.rest.wait_for(lambda: rig.dm(74) == [cc.NOT_ALLOWED])
         for i in range(4):
             rig.gateway.send(71, f"msg {i}")
         await rig.reply_ending(rig.gateway.dm_channel(71), "You said: msg 1")
         rig.gateway.send(73, "/stats")
-        await rig.rest.wait_for(lambda: len(dm(rig, 73)) == 1)
-    assert dm(rig, 72) == []
-    limited = [r for r in dm(rig, 71) if r.startswith("I want to give each of your messages")]
-    assert len(limited) == 1 and len(dm(rig, 71)) == 3
-    assert "turns:" in dm(rig, 73)[0] and "msg" not in dm(rig, 73)[0]
+        await rig.rest.wait_for(lambda: len(rig.dm(73)) == 1)
+    assert rig.dm(72) == []
+    limited = [r for r in rig.dm(71) if r.startswith("I want to give each of your messages")]
+    assert len(limited) == 1 and len(rig.dm(71)) == 3
+    assert "turns:" in rig.dm(73)[0] and "msg" not in rig.dm(73)[0]
     assert "blocked person" not in stored_texts(db_path)
 
 
@@ -195,7 +178,7 @@ async def test_handler_error_logs_no_text_and_sends_fallback(memory, db_path, ca
         rig.engine.export = broken_export
         with caplog.at_level(logging.ERROR):
             rig.gateway.send(81, "/export")
-            await rig.rest.wait_for(lambda: dm(rig, 81) == [cc.FALLBACK])
+            await rig.rest.wait_for(lambda: rig.dm(81) == [cc.FALLBACK])
     assert "discord handler failed: RuntimeError" in caplog.text
     assert "secret words" not in caplog.text
 
@@ -251,7 +234,7 @@ async def test_sharded_client_answers_a_dm(memory, db_path) -> None:
 
     async with discord_rig(memory, db_path, discord={"sharded": True, "shard_count": 2}) as rig:
         assert isinstance(rig.client, discord.AutoShardedClient)
-        assert (await say(rig, 91, "hello shards")).endswith("You said: hello shards")
+        assert (await rig.say(91, "hello shards")).endswith("You said: hello shards")
 
 
 async def test_failure_mid_reply_keeps_what_was_shown_and_adds_a_fallback(memory, db_path) -> None:
@@ -264,8 +247,8 @@ async def test_failure_mid_reply_keeps_what_was_shown_and_adds_a_fallback(memory
 
         rig.engine.respond = breaks_halfway
         rig.gateway.send(131, "a hard week")
-        await rig.rest.wait_for(lambda: dm(rig, 131)[-1:] == [cc.FALLBACK])
-    assert dm(rig, 131) == ["I hear how hard this week has been.", cc.FALLBACK]
+        await rig.rest.wait_for(lambda: rig.dm(131)[-1:] == [cc.FALLBACK])
+    assert rig.dm(131) == ["I hear how hard this week has been.", cc.FALLBACK]
 
 
 async def test_blocked_person_can_still_erase_and_export_but_nothing_else(memory, db_path) -> None:
@@ -284,8 +267,8 @@ async def test_blocked_person_can_still_erase_and_export_but_nothing_else(memory
         assert b"words from before the block" in next(iter(upload.files.values()))
         rig.gateway.send(91, "/export", guild=True, mention=True)  # not in a server
         rig.gateway.send(91, "/forget yes")
-        await rig.rest.wait_for(lambda: texts.FORGET_DONE in dm(rig, 91))
-    assert dm(rig, 91) == [cc.EXPORT_CAPTION, texts.FORGET_DONE]
+        await rig.rest.wait_for(lambda: texts.FORGET_DONE in rig.dm(91))
+    assert rig.dm(91) == [cc.EXPORT_CAPTION, texts.FORGET_DONE]
     assert rig.replies(GUILD_CHANNEL_ID) == []
     assert stored_texts(db_path) == []
 
@@ -299,7 +282,7 @@ async def test_exports_are_limited_and_forget_always_works(memory, db_path) -> N
         for _ in range(10):
             rig.gateway.send(92, "/export")
         rig.gateway.send(92, "/forget yes")
-        await rig.rest.wait_for(lambda: texts.FORGET_DONE in dm(rig, 92))
+        await rig.rest.wait_for(lambda: texts.FORGET_DONE in rig.dm(92))
     assert sum(1 for m in rig.rest.sent_to(channel) if m.files) == 2
-    assert sum(r.startswith("I've made several copies") for r in dm(rig, 92)) == 1
+    assert sum(r.startswith("I've made several copies") for r in rig.dm(92)) == 1
     assert stored_texts(db_path) == []

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers.telegram import load_text, run_load, telegram_rig
+from tests.servers.rigs import load_text, run_load, telegram_rig
 
 USERS = 50
 MESSAGES_PER_USER = 20

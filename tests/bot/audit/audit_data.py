@@ -13,7 +13,11 @@ import sqlite3
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from bot.audit.state import JobState, load_state
+from bot.audit.store import audit_connection
+from bot.config import Settings
 from bot.memory import open_memory
 
 SECRET = b"solace-audit-test-secret-0123456789abcdef"
@@ -118,3 +122,53 @@ def _insert(conn: sqlite3.Connection, users: list, turns: list, events: list) ->
             "VALUES (?, ?, ?, ?, ?)",
             events,
         )
+
+
+# --- reading the audit store back -------------------------------------------------------
+
+DAY = 86_400.0
+
+
+NOW = 1_760_000_000.0
+
+
+def make_settings(db: Path, **jobs: Any) -> Settings:
+    """Settings in code: echo backend, the temp database, the given jobs keys."""
+    return Settings(
+        model={"backend": "echo", "n_ctx": 512},
+        memory={"db_path": db, "context_representation": "raw", "retention_days": 30},
+        jobs={"report_dir": db.parent / "reports", **jobs},
+    )
+
+
+def rows(db: Path, sql: str, params: list[Any] | None = None) -> list[Any]:
+    with audit_connection(db) as adb:
+        return [tuple(r) for r in adb.query(sql, params or [])]
+
+
+def count(db: Path, sql: str, params: list[Any] | None = None) -> int:
+    return int(rows(db, sql, params)[0][0])
+
+
+def load_state_of(db: Path, job: str) -> JobState:
+    with audit_connection(db) as adb:
+        return load_state(adb, job)
+
+
+# --- a scripted LLM judge -------------------------------------------------------------------
+
+GOOD_JUDGE = '{"Engagement": 4, "Comforting": 5, "Appropriateness": 4, "Suggestion": 3}'
+
+
+class ScriptedJudge:
+    """An OpenAI-compatible handler answering every request with `answer`; records requests."""
+
+    def __init__(self, answer: str) -> None:
+        self.answer = answer
+        self.requests: list[dict[str, Any]] = []
+
+    async def __call__(self, body: dict[str, Any]) -> dict[str, Any]:
+        from evaluation.localserver import completion_response
+
+        self.requests.append(body)
+        return completion_response(body.get("model", "?"), self.answer, 200, 20)

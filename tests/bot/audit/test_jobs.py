@@ -7,8 +7,6 @@ Jobs run with an injected clock; the judge talks to a scripted OpenAI-compatible
 from __future__ import annotations
 
 import asyncio
-import json
-import random
 import re
 from pathlib import Path
 from typing import Any
@@ -17,75 +15,26 @@ import pytest
 from click.testing import CliRunner
 
 from bot.audit.jobs import JobContext, build_scheduler, build_triggers, retry_delay, run_job
-from bot.audit.judge import stratified_sample
-from bot.audit.redact import redact
-from bot.audit.state import acquire_lease, load_state
+from bot.audit.state import acquire_lease
 from bot.audit.store import audit_connection
-from bot.config import Settings
 from bot.engine import build_engine
 from bot.errors import ConfigError
 from bot.memory import open_memory
 from bot.memory.schema import user_tables
 from bot.messages import IncomingMessage
-from tests.bot.audit.audit_data import EMAIL, PLATFORM_ID, SECRET, populate
-from tests.fakes import command_text
-
-DAY = 86_400.0
-NOW = 1_760_000_000.0
-GOOD_JUDGE = '{"Engagement": 4, "Comforting": 5, "Appropriateness": 4, "Suggestion": 3}'
-
-
-def make_settings(db: Path, **jobs: Any) -> Settings:
-    """Settings in code: echo backend, the temp database, the given jobs keys."""
-    return Settings(
-        model={"backend": "echo", "n_ctx": 512},
-        memory={"db_path": db, "context_representation": "raw", "retention_days": 30},
-        jobs={"report_dir": db.parent / "reports", **jobs},
-    )
-
-
-def rows(db: Path, sql: str, params: list[Any] | None = None) -> list[Any]:
-    with audit_connection(db) as adb:
-        return [tuple(r) for r in adb.query(sql, params or [])]
-
-
-def count(db: Path, sql: str, params: list[Any] | None = None) -> int:
-    return int(rows(db, sql, params)[0][0])
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Path:
-    return tmp_path / "solace.db"
-
-
-# --- redaction and sampling (pure) ------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("write to jane.doe+x@example.co.uk today", "write to [email] today"),
-        ("call +44 20 7946 0958 or 555-123-4567", "call [number] or [number]"),
-        ("see https://x.example.com/a?b=1 and www.foo.org", "see [url] and [url]"),
-        ("reddit.com/r/help and example.io", "[url] and [url]"),
-        (f"my id is {PLATFORM_ID}, I'm @jane_doe_92", "my id is [number], I'm [handle]"),
-        ("I'm 33 and it cost 12.50 in 1990", "I'm 33 and it cost 12.50 in 1990"),
-        ("", ""),
-    ],
+from tests.bot.audit.audit_data import (
+    DAY,
+    EMAIL,
+    NOW,
+    PLATFORM_ID,
+    SECRET,
+    count,
+    load_state_of,
+    make_settings,
+    populate,
+    rows,
 )
-def test_redact(text: str, expected: str) -> None:
-    assert redact(text)[0] == expected
-
-
-def test_stratified_sample_spreads_over_lengths() -> None:
-    items = list(range(90))  # key = the value: strata 0-29, 30-59, 60-89
-    sample = stratified_sample(items, 9, float, 3, random.Random(1))
-    assert sorted(s for s, _ in sample) == [0, 0, 0, 1, 1, 1, 2, 2, 2]
-    assert all(30 * s <= item < 30 * (s + 1) for s, item in sample)
-    assert len({item for _, item in sample}) == 9
-    assert len(stratified_sample(items, 500, float, 3, random.Random(1))) == 90
-    assert stratified_sample([], 5, float, 3, random.Random(1)) == []
-
+from tests.fakes import command_text
 
 # --- log-conversations -----------------------------------------------------------------------
 
@@ -134,11 +83,6 @@ async def test_log_conversations_cursor_advances_and_a_restart_resumes(db: Path)
     assert count(db, "SELECT COUNT(*) FROM audit_turns") == expected_audit_turns(db)
     assert later.result.items == expected_audit_turns(db) - copied > 0
     assert count(db, "SELECT COUNT(*) FROM job_runs WHERE job = 'log-conversations'") == 3
-
-
-def load_state_of(db: Path, job: str) -> Any:
-    with audit_connection(db) as adb:
-        return load_state(adb, job)
 
 
 def populate_more(db: Path, n: int, *, start: float, end: float, seed: int) -> None:
@@ -243,144 +187,6 @@ async def test_forget_user_erases_every_audit_table(db: Path) -> None:
     for table in audit_tables | {"turns", "events", "users"}:
         assert count(db, f"SELECT COUNT(*) FROM {table} WHERE user_key = ?", [key]) == 0
     assert all(deleted[t] > 0 for t in audit_tables)
-
-
-# --- toxicity --------------------------------------------------------------------------------
-
-
-async def test_toxicity_scores_every_turn_once_and_raises_events_over_threshold(db: Path) -> None:
-    pop = populate(db, 80, start=NOW - 2 * DAY, end=NOW - DAY, toxic_bot_share=0.2)
-    settings = make_settings(db, toxicity_threshold=0.5)
-    outcome = await run_job(JobContext(settings, db, clock=lambda: NOW), "toxicity")
-    assert outcome.ok and outcome.result is not None
-    assert outcome.result.items == pop.turns == count(db, "SELECT COUNT(*) FROM audit_toxicity")
-    assert "lexicon" in outcome.result.detail["scorer"]
-    over = count(db, "SELECT COUNT(*) FROM audit_toxicity WHERE max_score > 0.5")
-    assert over > 0
-    assert count(db, "SELECT COUNT(*) FROM events WHERE kind = 'toxicity'") == over
-    # The bot's toxic line is caught and attributed to the assistant.
-    assert count(
-        db,
-        "SELECT COUNT(*) FROM audit_toxicity a JOIN turns t ON t.id = a.turn_id "
-        "WHERE a.role = 'assistant' AND t.text LIKE 'Honestly that is a stupid%' "
-        "AND a.max_score > 0.5",
-    ) == count(db, "SELECT COUNT(*) FROM turns WHERE text LIKE 'Honestly that is a stupid%'")
-    details = {r[0] for r in rows(db, "SELECT detail FROM events WHERE kind = 'toxicity'")}
-    assert all(re.fullmatch(r"(user|assistant) \d\.\d\d", d) for d in details)  # no text
-    again = await run_job(JobContext(settings, db, clock=lambda: NOW + 60), "toxicity")
-    assert again.ok and again.result is not None and again.result.items == 0
-    assert count(db, "SELECT COUNT(*) FROM events WHERE kind = 'toxicity'") == over
-
-
-# --- retention -------------------------------------------------------------------------------
-
-
-async def test_retention_deletes_exactly_what_is_expired(db: Path) -> None:
-    populate(db, 150, start=NOW - 60 * DAY, end=NOW)
-    settings = make_settings(db, audit_retention_days=10)
-    ctx = JobContext(settings, db, clock=lambda: NOW)
-    for job in ("log-conversations", "toxicity"):
-        assert (await run_job(ctx, job)).ok
-    memory_cut, audit_cut = NOW - 30 * DAY, NOW - 10 * DAY
-    expect = {
-        "turns": count(db, "SELECT COUNT(*) FROM turns WHERE created_at >= ?", [memory_cut]),
-        "events": count(db, "SELECT COUNT(*) FROM events WHERE created_at >= ?", [memory_cut]),
-        "audit_turns": count(
-            db, "SELECT COUNT(*) FROM audit_turns WHERE created_at >= ?", [audit_cut]
-        ),
-        "audit_toxicity": count(
-            db, "SELECT COUNT(*) FROM audit_toxicity WHERE created_at >= ?", [audit_cut]
-        ),
-    }
-    before = {t: count(db, f"SELECT COUNT(*) FROM {t}") for t in expect}
-    assert all(before[t] > expect[t] > 0 for t in expect)  # something to delete and to keep
-    outcome = await run_job(ctx, "retention")
-    assert outcome.ok and outcome.result is not None
-    for table, remaining in expect.items():
-        assert count(db, f"SELECT COUNT(*) FROM {table}") == remaining, table
-        assert outcome.result.detail[table] == before[table] - remaining
-    assert count(db, "SELECT COUNT(*) FROM audit_conversations WHERE last_at < ?", [audit_cut]) == 0
-    # The engine's own purge agrees: nothing left for it to delete.
-    memory = open_memory(db, SECRET)
-    assert memory.purge_older_than(30, now=NOW) == 0
-    memory.db.close()
-
-
-# --- judge -----------------------------------------------------------------------------------
-
-
-class ScriptedJudge:
-    """An OpenAI-compatible handler answering every request with `answer`; records requests."""
-
-    def __init__(self, answer: str) -> None:
-        self.answer = answer
-        self.requests: list[dict[str, Any]] = []
-
-    async def __call__(self, body: dict[str, Any]) -> dict[str, Any]:
-        from evaluation.localserver import completion_response
-
-        self.requests.append(body)
-        return completion_response(body.get("model", "?"), self.answer, 200, 20)
-
-
-@pytest.fixture
-async def judge_server():
-    from evaluation.localserver import build_app, start
-
-    handler = ScriptedJudge(GOOD_JUDGE)
-    runner, port = await start(build_app(handler))
-    handler.base_url = f"http://127.0.0.1:{port}/v1"  # type: ignore[attr-defined]
-    yield handler
-    await runner.cleanup()
-
-
-async def test_judge_samples_by_length_and_stores_scores_with_the_model(
-    db: Path, judge_server: ScriptedJudge
-) -> None:
-    populate(db, 90, start=NOW - 2 * DAY, end=NOW - DAY, consent_share=0.7)
-    settings = make_settings(
-        db, judge_base_url=judge_server.base_url, judge_model="judge-test-model",  # type: ignore[attr-defined]
-        judge_conversations=6, judge_strata=3,
-    )  # fmt: skip
-    ctx = JobContext(settings, db, clock=lambda: NOW)
-    assert (await run_job(ctx, "log-conversations")).ok
-    outcome = await run_job(ctx, "judge")
-    assert outcome.ok, outcome.error
-    assert outcome.result is not None and outcome.result.items == 6
-    stored = rows(db, "SELECT judge_model, stratum, engagement, comforting, appropriateness, "
-                      "suggestion FROM audit_judgements")  # fmt: skip
-    assert sorted(r[1] for r in stored) == [0, 0, 1, 1, 2, 2]
-    assert {r[0] for r in stored} == {"judge-test-model"}
-    assert all(r[2:] == (4.0, 5.0, 4.0, 3.0) for r in stored)
-    assert len(judge_server.requests) == 6
-    sent = json.dumps(judge_server.requests)
-    assert EMAIL not in sent and PLATFORM_ID not in sent  # only redacted text leaves
-    assert all(r["model"] == "judge-test-model" for r in judge_server.requests)
-    # Nothing new since: the next run judges nothing (and asks nothing).
-    again = await run_job(JobContext(settings, db, clock=lambda: NOW + 60), "judge")
-    assert again.ok and again.result is not None and again.result.items == 0
-    assert len(judge_server.requests) == 6
-
-
-async def test_judge_failure_keeps_the_cursor_for_the_retry(
-    db: Path, judge_server: ScriptedJudge
-) -> None:
-    populate(db, 30, start=NOW - 2 * DAY, end=NOW - DAY, consent_share=1.0)
-    settings = make_settings(
-        db,
-        judge_base_url=judge_server.base_url,
-        judge_conversations=4,  # type: ignore[attr-defined]
-    )
-    ctx = JobContext(settings, db, clock=lambda: NOW)
-    assert (await run_job(ctx, "log-conversations")).ok
-    judge_server.answer = "I would rather not give numbers."
-    failed = await run_job(ctx, "judge")
-    assert not failed.ok and failed.failures == 1 and "JudgeUnavailable" in (failed.error or "")
-    assert load_state_of(db, "judge").cursor == {}
-    judge_server.answer = GOOD_JUDGE
-    retried = await run_job(ctx, "judge")
-    assert retried.ok and retried.result is not None and retried.result.items == 4
-    assert load_state_of(db, "judge").failures == 0
 
 
 # --- locking, scheduler, retries, catch-up ---------------------------------------------------

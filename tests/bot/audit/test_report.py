@@ -19,8 +19,17 @@ from bot.audit.jobs import JobContext, run_job
 from bot.audit.report.build import collect_report, publish_report, summary_text
 from bot.audit.report.render import render_html
 from bot.audit.store import audit_connection
-from tests.bot.audit.audit_data import EMAIL, INJECTION, PLATFORM_ID, populate
-from tests.bot.audit.test_jobs import DAY, GOOD_JUDGE, NOW, ScriptedJudge, make_settings
+from tests.bot.audit.audit_data import (
+    DAY,
+    EMAIL,
+    GOOD_JUDGE,
+    INJECTION,
+    NOW,
+    PLATFORM_ID,
+    ScriptedJudge,
+    make_settings,
+    populate,
+)
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_FLAGS = [

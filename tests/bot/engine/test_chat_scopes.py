@@ -20,10 +20,10 @@ from bot.audit.store import audit_connection
 from bot.engine import Engine
 from bot.memory.schema import user_tables
 from bot.messages import IncomingMessage
-from tests.bot.adapters.test_telegram import eventually
+from tests.bot.adapters.helpers import eventually
 from tests.fakes import FakeSafety, RecordingEchoBackend, command_text
-from tests.servers.discord import GUILD_CHANNEL_ID, discord_rig
-from tests.servers.telegram import telegram_rig
+from tests.servers.discord import GUILD_CHANNEL_ID
+from tests.servers.rigs import discord_rig, telegram_rig
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -7,23 +7,16 @@ and on the held-out set (which the patterns were not tuned on).
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
-from click.testing import CliRunner
 from hypothesis import given, settings, strategies as st
 
 from bot.safety import (
     CATEGORIES,
     SafetyLayer,
-    ScreenResult,
-    parse_classifier_label,
     screen_message,
 )
 from bot.safety.evaluate import Case, evaluate, load_cases
 from bot.safety.guard import guard_reply
-from bot.safety.resources import load_hotlines
 from bot.safety.text import MAX_SCREEN_CHARS, normalize
 from dialogue.prompts import SYSTEM_PROMPT
 from tests.paths import SAFETY_CASES
@@ -269,145 +262,6 @@ def test_fallback_reply_passes_the_guard_and_screen() -> None:
     layer = SafetyLayer()
     assert layer.guard(layer.fallback_reply(), final=True).ok
     assert not screen_message(layer.fallback_reply()).crisis
-
-
-# --- crisis replies and the hotline table --------------------------------------------------------
-
-
-def test_hotline_table_validates_and_has_the_well_known_numbers() -> None:
-    table = load_hotlines()
-    assert "988" in table.countries["US"].lines[0].contact
-    assert table.countries["US"].emergency == "911"
-    assert "116 123" in table.countries["GB"].lines[0].contact
-    assert table.countries["AU"].emergency == "000"
-    assert table.international.url == "https://findahelpline.com"
-    assert all(info.emergency for info in table.countries.values())
-
-
-@pytest.mark.parametrize(
-    "text,code",
-    [("gb", "GB"), ("UK", "GB"), (" united kingdom ", "GB"), ("usa", "US"), ("XX", None)],
-)
-def test_parse_country(text: str, code: str | None) -> None:
-    assert load_hotlines().parse_country(text) == code
-
-
-def test_crisis_reply_for_a_country_a_hint_and_nothing() -> None:
-    layer = SafetyLayer()
-    result = screen_message("I want to kill myself")
-    us = layer.crisis_reply(result, "US", None)
-    assert "988" in us and "911" in us and "/country" not in us
-    hinted = layer.crisis_reply(result, None, "de-DE")
-    assert "If you're in Germany" in hinted and "0800 111 0 111" in hinted and "/country" in hinted
-    unknown = layer.crisis_reply(result, None, None)
-    assert "findahelpline.com" in unknown and "/country" in unknown
-    assert "an AI" in us and "not a therapist" in us
-
-
-def test_crisis_reply_wording_per_category_and_subject() -> None:
-    layer = SafetyLayer()
-    medical = layer.crisis_reply(screen_message("I took a whole bottle of pills"), "GB", None)
-    assert medical.startswith("This sounds like a medical emergency. Please call 999 now")
-    other = layer.crisis_reply(
-        screen_message("my sister says she wants to end her life"), "US", None
-    )
-    assert "someone you care about" in other
-    abuse = layer.crisis_reply(screen_message("my husband hits me"), "US", None)
-    assert "not your fault" in abuse and "1-800-799-7233" in abuse
-
-
-def test_operator_hotline_table(tmp_path: Path) -> None:
-    table = json.loads(load_hotlines().model_dump_json())
-    table["countries"] = {"NZ": table["countries"]["NZ"]}
-    path = tmp_path / "hotlines.json"
-    path.write_text(json.dumps(table))
-    layer = SafetyLayer(type("S", (), {"hotlines_path": path, "default_country": "NZ"})())
-    assert "1737" in layer.crisis_reply(screen_message("i want to die"))
-    path.write_text('{"countries": {"nz": {}}}')
-    from bot.errors import ConfigError
-
-    with pytest.raises(ConfigError, match="hotline table"):
-        SafetyLayer(type("S", (), {"hotlines_path": tmp_path / "bad.json"})())
-
-
-# --- the LLM second opinion ---------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "output,label",
-    [
-        ("self_harm", "self_harm"),
-        ("Category: Self harm.", "self_harm"),
-        ("none", None),
-        ("??", None),
-    ],
-)
-def test_parse_classifier_label(output: str, label: str | None) -> None:
-    assert parse_classifier_label(output) == label
-
-
-async def test_classifier_can_raise_but_never_lower() -> None:
-    from bot.backends import EchoBackend
-    from bot.engine import backend_classifier
-
-    # The echo backend answers "You said: <message>", so the message decides its "opinion".
-    on = type("S", (), {"llm_classifier": True})()
-    layer = SafetyLayer(on, backend_classifier(EchoBackend()))
-    raised = await layer.screen("medical_emergency")
-    assert raised == ScreenResult(True, "medical_emergency", "crisis", "llm:medical_emergency")
-    kept = await layer.screen("I want to kill myself, none")
-    assert kept.crisis and kept.matched == "suicide/kill_self"
-    calm = await layer.screen("I had a nice day, none")
-    assert calm.level == "none"
-    off = SafetyLayer(None, backend_classifier(EchoBackend()))
-    assert (await off.screen("medical_emergency")).level == "none"
-
-
-async def test_broken_classifier_falls_back_to_patterns() -> None:
-    def broken(messages: object) -> str:
-        raise RuntimeError("server down")
-
-    layer = SafetyLayer(type("S", (), {"llm_classifier": True})(), broken)
-    assert (await layer.screen("I feel sad")).level == "none"
-
-
-# --- CLI ------------------------------------------------------------------------------------------
-
-
-def test_cli_screen_prints_one_json_object_per_line() -> None:
-    from bot.cli import cli
-
-    stdin = "I want to kill myself\nI'm not suicidal, just tired\n\n" + "x" * 100_000 + "\n"
-    result = CliRunner().invoke(cli, ["safety", "screen"], input=stdin)
-    assert result.exit_code == 0, result.output
-    rows = [json.loads(line) for line in result.output.splitlines()]
-    assert rows[0] == {"crisis": True, "category": "suicide", "matched": "suicide/kill_self"}
-    assert [r["crisis"] for r in rows[1:]] == [False, False, False]
-
-
-def test_cli_evaluate_and_friends() -> None:
-    from bot.cli import cli
-
-    runner = CliRunner()
-    result = runner.invoke(cli, ["safety", "evaluate", str(CASES_DIR / "suicide.jsonl")])
-    assert result.exit_code == 0, result.output
-    assert "recall suicide" in result.output
-    guard = runner.invoke(cli, ["safety", "guard"], input="You should kill yourself\nHello\n")
-    assert [json.loads(x)["ok"] for x in guard.output.splitlines()] == [False, True]
-    reply = runner.invoke(cli, ["safety", "reply", "suicide", "--country", "IE"])
-    assert "116 123" in reply.output
-    assert "GB" in runner.invoke(cli, ["safety", "hotlines"]).output
-    for name in ("screen", "evaluate", "guard", "reply", "hotlines"):
-        assert runner.invoke(cli, ["safety", name, "--help"]).exit_code == 0
-
-
-def test_cli_evaluate_names_a_bad_case_file(tmp_path: Path) -> None:
-    from bot.cli import cli
-
-    bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"text": "hi"}\n')
-    result = CliRunner().invoke(cli, ["safety", "evaluate", str(bad)])
-    assert result.exit_code != 0 and "bad.jsonl:1" in result.output
 
 
 def test_trigger_gates_never_hide_a_match() -> None:
