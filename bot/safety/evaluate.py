@@ -23,9 +23,12 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 from bot.safety.guard import GuardResult, guard_reply
 from bot.safety.screen import ScreenResult, screen_message
+
+T = TypeVar("T")
 
 LEVELS = ("crisis", "concern", "none")
 DISTRESS_STYLES = ("distress", "negated")
@@ -66,9 +69,14 @@ class Report:
         return pair[0] / pair[1] if pair[1] else 0.0
 
 
-def load_cases(paths: Iterable[Path]) -> list[Case]:
-    """Read case files (or directories of `*.jsonl`), naming file and line on a bad record."""
-    cases: list[Case] = []
+def _read_case_rows(
+    paths: Iterable[Path], kind: str, make: Callable[[dict[str, Any], str], T]
+) -> list[T]:
+    """Read `*.jsonl` case files (or directories of them), naming file and line on a bad record.
+
+    `make(row, file_name)` builds one case and raises ValueError/KeyError/TypeError on a bad row.
+    """
+    cases: list[T] = []
     for path in paths:
         files = sorted(path.glob("*.jsonl")) if path.is_dir() else [path]
         for file in files:
@@ -76,16 +84,22 @@ def load_cases(paths: Iterable[Path]) -> list[Case]:
                 if not line.strip():
                     continue
                 try:
-                    row = json.loads(line)
-                    case = Case(
-                        row["text"], row["level"], row.get("category"), row["style"], file.name
-                    )
+                    cases.append(make(json.loads(line), file.name))
                 except (ValueError, KeyError, TypeError) as exc:
-                    raise ValueError(f"{file}:{lineno}: bad case ({exc})") from exc
-                if case.level not in LEVELS:
-                    raise ValueError(f"{file}:{lineno}: level must be one of {LEVELS}")
-                cases.append(case)
+                    raise ValueError(f"{file}:{lineno}: bad {kind} ({exc})") from exc
     return cases
+
+
+def _make_case(row: dict[str, Any], file_name: str) -> Case:
+    case = Case(row["text"], row["level"], row.get("category"), row["style"], file_name)
+    if case.level not in LEVELS:
+        raise ValueError(f"level must be one of {LEVELS}")
+    return case
+
+
+def load_cases(paths: Iterable[Path]) -> list[Case]:
+    """Read case files (or directories of `*.jsonl`), naming file and line on a bad record."""
+    return _read_case_rows(paths, "case", _make_case)
 
 
 def evaluate(
@@ -196,26 +210,16 @@ class GuardReport:
         return pair[0] / pair[1] if pair[1] else 0.0
 
 
+def _make_guard_case(row: dict[str, Any], file_name: str) -> GuardCase:
+    case = GuardCase(row["text"], row["ok"], row.get("reason"), row["style"], file_name)
+    if not isinstance(case.ok, bool) or not isinstance(case.text, str):
+        raise ValueError("'ok' must be true/false, 'text' a string")
+    return case
+
+
 def load_guard_cases(paths: Iterable[Path]) -> list[GuardCase]:
     """Read guard case files (or directories of `*.jsonl`), naming file and line on errors."""
-    cases: list[GuardCase] = []
-    for path in paths:
-        files = sorted(path.glob("*.jsonl")) if path.is_dir() else [path]
-        for file in files:
-            for lineno, line in enumerate(file.read_text("utf-8").splitlines(), 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                    case = GuardCase(
-                        row["text"], row["ok"], row.get("reason"), row["style"], file.name
-                    )
-                except (ValueError, KeyError, TypeError) as exc:
-                    raise ValueError(f"{file}:{lineno}: bad guard case ({exc})") from exc
-                if not isinstance(case.ok, bool) or not isinstance(case.text, str):
-                    raise ValueError(f"{file}:{lineno}: 'ok' must be true/false, 'text' a string")
-                cases.append(case)
-    return cases
+    return _read_case_rows(paths, "guard case", _make_guard_case)
 
 
 def streamed_verdict(text: str, guard: Callable[..., GuardResult] = guard_reply) -> GuardResult:
