@@ -28,6 +28,7 @@ LAZY_COMMANDS: dict[str, str] = {
     "health": "bot.ops.cli:health",
     "backup": "bot.ops.cli:backup",
     "restore": "bot.ops.cli:restore",
+    "discord": "bot.adapters.discord_cli:discord",
 }
 
 # Subcommands another package adds to a group owned elsewhere: group -> {name: "module:attr"}.

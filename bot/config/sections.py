@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from common.configfile import renamed_keys
 
 REPRESENTATIONS = ("raw", "keypos", "nostopwords", "hybrid")
+Snowflake = Annotated[str, Field(pattern=r"^[0-9]{1,20}$")]  # a Discord id, as a string
 
 
 def default_db_path() -> Path:
@@ -188,6 +189,17 @@ class DiscordSettings(_Section):
         None,
         description="REST API base, e.g. a rate-limit proxy such as nirn-proxy; "
         "empty = https://discord.com/api/v10.",
+    )
+    # --- application (slash) commands: bot/adapters/discord_slash.py, discord_sync.py ---
+    sync_commands: bool = Field(
+        False,
+        description="At start-up, compare the registered slash commands with this version's "
+        "and overwrite them only if they differ (else run `solace discord sync`).",
+    )
+    command_guild_ids: tuple[Snowflake, ...] = Field(
+        (),
+        description="Register the slash commands in these servers only (instant, for testing); "
+        "empty = globally.",
     )
 
 

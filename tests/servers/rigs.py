@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tests.servers.discord import FakeDiscordREST, Gateway, SentMessage as DiscordMessage
+from tests.servers.discord_app import ApplicationAPI, Interactions
 from tests.servers.telegram import FakeTelegramServer, SentMessage as TelegramMessage
 
 # --- Telegram ---------------------------------------------------------------------------------
@@ -145,6 +146,8 @@ class DiscordRig:
     gateway: Gateway
     client: Any
     engine: Any
+    app: ApplicationAPI
+    interactions: Interactions
 
     async def say(self, user: int, text: str) -> str:
         """DM `text` as `user`, wait for the echo reply and return its final content."""
@@ -193,6 +196,7 @@ async def discord_rig(
 
     original_base = discord.http.Route.BASE
     async with FakeDiscordREST() as rest:
+        app = ApplicationAPI(rest)
         settings = Settings(
             model={"backend": "echo", "n_ctx": 2048},
             memory={"db_path": db_path, "context_representation": "raw"},
@@ -208,7 +212,8 @@ async def discord_rig(
         client = build_client(engine, settings)
         try:
             await client.login(discord_token(settings))
-            yield DiscordRig(rest, Gateway(client, rest), client, engine)
+            gateway = Gateway(client, rest)
+            yield DiscordRig(rest, gateway, client, engine, app, Interactions(gateway, app))
         finally:
             await client.close()
             discord.http.Route.BASE = original_base
