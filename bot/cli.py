@@ -27,6 +27,7 @@ LAZY_COMMANDS: dict[str, str] = {
     "health": "bot.ops_cli:health",
     "backup": "bot.ops_cli:backup",
     "restore": "bot.ops_cli:restore",
+    "web": "bot.web.cli:web",
 }
 
 

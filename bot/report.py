@@ -41,15 +41,14 @@ class Buckets:
     A day is a calendar day in `timezone` (midnight to midnight, 23 or 25 hours on a daylight
     saving change), so a message sent on 6 December is drawn on 6 December wherever the period
     starts. SQL groups rows by quarter hour from the first boundary (every zone's offset is a
-    multiple of 15 minutes, so a quarter never straddles two buckets); `merge` maps quarters to
-    buckets.
+    multiple of 15 minutes, so a quarter never straddles two buckets); `bucket_of_quarter` maps
+    quarters to buckets.
     """
 
     def __init__(self, start: float, end: float, timezone: str = "UTC") -> None:
         self.start, self.end = start, end
         self.zone = ZoneInfo(timezone)
         self.hourly = end - start <= HOURLY_UP_TO_SECONDS
-        self.size = 3600 if self.hourly else 86_400  # nominal, for labels only
         self.bounds = self._bounds()
         self.count = len(self.bounds) - 1
 

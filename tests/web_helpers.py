@@ -1,0 +1,78 @@
+"""Shared set-up for the web console's tests and benchmark: a real database with flagged
+conversations in the audit store, console accounts, and logging in through the real forms."""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bot.config import Settings
+from tests.audit_data import populate
+
+PASSWORD = "correct horse battery"  # every test account's password
+ACCOUNTS = {"ada": "admin", "mo": "moderator", "max": "moderator", "rita": "rater",
+            "ravi": "rater"}  # fmt: skip
+CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
+DAY = 86_400.0
+
+
+@dataclass
+class Console:
+    """A populated database and the settings the console runs with."""
+
+    db: Path
+    settings: Settings
+    population: Any
+
+
+def console_settings(db: Path, **web: Any) -> Settings:
+    """Echo backend, raw context, the temp database; `web` overrides the [web] section."""
+    return Settings(
+        model={"backend": "echo", "n_ctx": 1024},
+        memory={"db_path": db, "representation": "raw", "retention_days": 30},
+        generation={"holdback_chars": 0},
+        jobs={"report_dir": db.parent / "reports"},
+        web=web,
+    )
+
+
+def make_console(tmp: Path, conversations: int = 40, *, now: float | None = None,
+                 crisis_share: float = 0.3, **web: Any) -> Console:  # fmt: skip
+    """`conversations` generated over the last week, snapshotted into the audit store, with
+    every account of ACCOUNTS."""
+    from bot.audit import audit_connection
+    from bot.audit_tasks import snapshot_conversations
+    from bot.web.store import add_account, connection, migrate_web
+
+    now = time.time() if now is None else now
+    db = tmp / "solace.db"
+    pop = populate(db, conversations, start=now - 7 * DAY, end=now, crisis_share=crisis_share)
+    settings = console_settings(db, **web)
+    with audit_connection(db) as adb:
+        snapshot_conversations(adb, settings, now)
+    migrate_web(db)
+    with connection(db) as conn:
+        for name, role in ACCOUNTS.items():
+            add_account(conn, name, role, PASSWORD, now - DAY)
+    return Console(db, settings, pop)
+
+
+def csrf_of(html: str) -> str:
+    """The CSRF token of the first form on a page."""
+    match = CSRF_RE.search(html)
+    if match is None:
+        raise AssertionError("no CSRF token on the page")
+    return match.group(1)
+
+
+def login(client: Any, name: str, password: str = PASSWORD) -> Any:
+    """Log in through the real form (GET for the token, then POST); returns the response."""
+    page = client.get("/login")
+    return client.post(
+        "/login",
+        data={"name": name, "password": password, "csrf_token": csrf_of(page.text), "next": "/"},
+        follow_redirects=False,
+    )
