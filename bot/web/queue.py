@@ -280,7 +280,8 @@ def label(
         raise QueueError("false alarm is for a flagged message, missed for one the screen passed")
     crisis = decision == "missed" or (decision == "correct" and flagged)
     if crisis:
-        category = category or _screen_category(conn, cid)
+        if decision == "correct":  # the screen's own category, unless the moderator names one
+            category = category or _screen_category(conn, cid)
         if category not in CATEGORIES:
             raise QueueError("name the crisis category")
     else:
