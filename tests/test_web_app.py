@@ -20,7 +20,7 @@ from bot.memory import open_memory
 from bot.web.app import build_app
 from bot.web.store import connection
 from tests.audit_data import SECRET
-from tests.web_helpers import PASSWORD, Console, csrf_of, login, make_console
+from tests.web_helpers import PASSWORD, Console, consented_crisis, csrf_of, login, make_console
 
 BASE = "http://127.0.0.1"
 CONVERSATION_RE = re.compile(r'href="/conversations/([0-9a-f]{32})"')
@@ -260,28 +260,10 @@ def test_overdue_conversations_are_highlighted(console: Console) -> None:
     assert 'class="item overdue' not in slow.get("/queue").text
 
 
-def _consented_crisis(console: Console) -> tuple[str, int, int]:
-    """A crisis conversation of a person with review consent: (cid, unflagged turn, flagged)."""
-    with audit_connection(console.db) as adb:
-        rows = adb.query(
-            "SELECT t.conversation_id, t.turn_id, t.flagged FROM audit_turns t JOIN users u ON "
-            "u.user_key = t.user_key WHERE t.role = 'user' AND u.review_consent_at IS NOT NULL "
-            "AND t.conversation_id IN (SELECT conversation_id FROM events WHERE kind = 'crisis')"
-            " ORDER BY t.conversation_id, t.turn_id"
-        )
-    for cid in dict.fromkeys(r[0] for r in rows):
-        turns = [r for r in rows if r[0] == cid]
-        plain = [r[1] for r in turns if not r[2]]
-        flagged = [r[1] for r in turns if r[2]]
-        if plain and flagged:
-            return cid, plain[0], flagged[0]
-    raise AssertionError("the population has no consented crisis conversation")
-
-
 def test_labels_and_their_export_as_safety_cases(
     app: Any, console: Console, tmp_path: Path
 ) -> None:
-    cid, plain, flagged = _consented_crisis(console)
+    cid, plain, flagged = consented_crisis(console)
     c = client(app, "mo")
     token = csrf_of(c.get(f"/conversations/{cid}").text)
 
@@ -350,7 +332,7 @@ def test_every_view_and_action_is_in_the_audit_log(app: Any, console: Console) -
 
 
 def test_forget_erases_queue_state_notes_and_labels(app: Any, console: Console) -> None:
-    cid, plain, _ = _consented_crisis(console)
+    cid, plain, _ = consented_crisis(console)
     c = client(app, "mo")
     token = csrf_of(c.get(f"/conversations/{cid}").text)
     c.post(f"/conversations/{cid}/action", data={"csrf_token": token, "action": "claim"})

@@ -76,3 +76,23 @@ def login(client: Any, name: str, password: str = PASSWORD) -> Any:
         data={"name": name, "password": password, "csrf_token": csrf_of(page.text), "next": "/"},
         follow_redirects=False,
     )
+
+
+def consented_crisis(console: Console) -> tuple[str, int, int]:
+    """A crisis conversation of a person with review consent: (cid, unflagged turn, flagged)."""
+    from bot.audit import audit_connection
+
+    with audit_connection(console.db) as adb:
+        rows = adb.query(
+            "SELECT t.conversation_id, t.turn_id, t.flagged FROM audit_turns t JOIN users u ON "
+            "u.user_key = t.user_key WHERE t.role = 'user' AND u.review_consent_at IS NOT NULL "
+            "AND t.conversation_id IN (SELECT conversation_id FROM events WHERE kind = 'crisis')"
+            " ORDER BY t.conversation_id, t.turn_id"
+        )
+    for cid in dict.fromkeys(r[0] for r in rows):
+        turns = [r for r in rows if r[0] == cid]
+        plain = [r[1] for r in turns if not r[2]]
+        flagged = [r[1] for r in turns if r[2]]
+        if plain and flagged:
+            return cid, plain[0], flagged[0]
+    raise AssertionError("the population has no consented crisis conversation")

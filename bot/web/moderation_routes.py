@@ -57,7 +57,7 @@ async def queue_page(request: Request) -> Response:
     page_no = min(page_no, pages)
     return render(
         request, "queue.html", items=shown[(page_no - 1) * size : page_no * size],
-        counts=queue.counts(items), show=what, filters=FILTERS, page=page_no, pages=pages,
+        counts=queue.counts(items, request.state.account.name), show=what, filters=FILTERS, page=page_no, pages=pages,
         total=len(shown), overdue_hours=ctx.settings.web.overdue_hours, size=size,
     )  # fmt: skip
 

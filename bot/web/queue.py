@@ -99,12 +99,13 @@ def queue_items(
     ]
 
 
-def counts(items: list[QueueItem]) -> dict[str, int]:
-    """How many conversations are in each state, and how many are overdue."""
+def counts(items: list[QueueItem], me: str | None = None) -> dict[str, int]:
+    """How many conversations are in each state, overdue, and claimed by `me` (still open)."""
     out = dict.fromkeys(STATES, 0)
     for item in items:
         out[item.state] += 1
     out["overdue"] = sum(1 for i in items if i.overdue)
+    out["mine"] = sum(1 for i in items if i.claimed_by == me and i.state != "reviewed")
     out["all"] = len(items)
     return out
 
