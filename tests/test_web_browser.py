@@ -215,8 +215,7 @@ def _talk_and_answer(page: Any, slug: str, messages: list[str], choice: str) -> 
             page.fill("textarea[name=text]", text)
             page.click("button:has-text('Send')")
         replies.append(page.inner_text(".chat .turn.assistant .text >> nth=0"))
-        if letter == "A":
-            shot(page, f"chat-{slug}")
+        shot(page, f"chat-{slug}-{letter}")
         page.click("button:has-text('Done with')")
     assert page.inner_text("h1") == "Compare the chatbots"
     for fieldset in page.locator("fieldset").all():
