@@ -292,6 +292,7 @@ def test_a_rating_study_with_fleiss_kappa(browser: Any, live: str, console: Cons
         for n in range(4):
             assert page.locator(".chat .turn").count() >= 2
             if n == 0:
+                assert "0 of 4 dialogues rated by you" in page.inner_text("main")
                 shot(page, "rate")
             for fieldset in page.locator("fieldset").all():
                 value = score if n < 3 else "3"  # both give 3 on the last dialogue
@@ -299,6 +300,9 @@ def test_a_rating_study_with_fleiss_kappa(browser: Any, live: str, console: Cons
             page.click("button:has-text('Save and next')")
         assert "Nothing left for you to rate" in page.inner_text("main")
     admin.goto("/studies/quality/results")
+    assert "4 dialogues · 2 raters (2 wanted per dialogue)" in admin.inner_text("main")
+    heads = admin.inner_text("table.results >> nth=0 >> tr >> nth=0")
+    assert "esconv_hf_split.json" in heads and "run run-dialogue" in heads and "dialogues" in heads
     row = admin.inner_text("table.results >> nth=0 >> tr:has-text('Coherence')")
     # Per aspect: 3 dialogues rated (3, 2), one (3, 3): P-bar = 1/4, p_2 = 3/8, p_3 = 5/8,
     # P_e = 34/64, kappa = (1/4 - 17/32) / (15/32) = -0.60.

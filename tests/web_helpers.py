@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 from bot.config import Settings
 from tests.audit_data import populate
@@ -51,7 +52,9 @@ def make_console(tmp: Path, conversations: int = 40, *, now: float | None = None
     db = tmp / "solace.db"
     pop = populate(db, conversations, start=now - 7 * DAY, end=now, crisis_share=crisis_share)
     settings = console_settings(db, **web)
-    with audit_connection(db) as adb:
+    # The real snapshot job, without the pause after each write that leaves the lock to live
+    # chats (bot.audit.yield_after_write): nobody chats here, and it would take minutes.
+    with mock.patch("bot.audit.yield_after_write"), audit_connection(db) as adb:
         snapshot_conversations(adb, settings, now)
     migrate_web(db)
     with connection(db) as conn:

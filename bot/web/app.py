@@ -111,6 +111,15 @@ async def not_found(request: Request, exc: Exception) -> Response:
                   message="There is nothing here.")  # fmt: skip
 
 
+def short_source(spec: str) -> str:
+    """A rating study's source as a column heading: a data-set spec, or a file or run name."""
+    kind, _, rest = spec.partition(":")
+    if kind == "run" and rest:
+        return f"run {Path(rest).name}"
+    path = Path(spec)
+    return path.name if path.is_absolute() or "/" in spec else spec
+
+
 def _templates() -> Any:
     import jinja2
     from starlette.templating import Jinja2Templates
@@ -122,6 +131,7 @@ def _templates() -> Any:
     )
     env.filters["pct"] = lambda v: f"{v:.0f}"
     env.filters["when"] = lambda t: iso(t) or "—"
+    env.filters["short_source"] = short_source
     env.filters["num"] = lambda v, d=2: "—" if v is None else f"{v:.{d}f}"
     return Jinja2Templates(env=env)
 
