@@ -8,6 +8,7 @@ median is reported, and the baseline is the median of the same number of dumps.
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 import statistics
@@ -127,7 +128,7 @@ def run(quick: bool) -> str:
             rows = []
             for name, (path, dump) in pages.items():
                 assert client.get(path).status_code == 200
-                page_s = _median_seconds(lambda p=path: client.get(p))
+                page_s = _median_seconds(functools.partial(client.get, path))
                 dump_s = _median_seconds(dump)
                 rows.append(f"| {name} | {page_s * 1000:.0f} | {dump_s * 1000:.0f} | "
                             f"**{page_s / dump_s:.2f}x** |")  # fmt: skip

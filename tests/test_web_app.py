@@ -375,3 +375,45 @@ def test_web_tables_with_bot_user_rows_have_a_user_key(tmp_path: Path) -> None:
                     {c[1] for c in conn.execute(f"PRAGMA table_info({t})")}}  # fmt: skip
     assert with_key == {"web_queue", "web_notes", "web_labels"}
     assert tables == with_key | staff_or_study
+
+
+def test_the_daily_report_links_into_the_console(console: Console) -> None:
+    from bot.report import collect_report
+    from bot.report_render import render_html
+
+    linked = console.settings.model_copy(update={"web": console.settings.web.model_copy(
+        update={"public_url": "https://mod.example.org/"})})  # fmt: skip
+    now = time.time()
+    with audit_connection(console.db) as adb:
+        data = collect_report(adb, linked, now - 86_400 * 8, now + 1, "weekly")
+        plain = collect_report(adb, console.settings, now - 86_400 * 8, now + 1, "weekly")
+    first = data["flagged"][0]
+    cid = next(c for c in console.population.conversations if c.startswith(first["conversation"]))
+    assert first["console_url"] == f"https://mod.example.org/conversations/{cid}"
+    assert f'href="https://mod.example.org/conversations/{cid}"' in render_html(data)
+    assert plain["flagged"][0]["console_url"] is None
+    assert "open in the console" not in render_html(plain)
+
+
+def test_every_web_command_has_help() -> None:
+    import click
+
+    from bot.cli import cli
+    from evaluation.cli import eval_group
+
+    web = _web_cli()
+
+    def walk(group: click.Group) -> list[click.Command]:
+        out: list[click.Command] = []
+        for command in group.commands.values():
+            out.append(command)
+            if isinstance(command, click.Group):
+                out += walk(command)
+        return out
+
+    commands = [*walk(web), eval_group.commands["human"]]
+    assert len(commands) >= 10
+    for command in commands:
+        assert command.help and len(command.help) > 15, command.name
+    result = CliRunner().invoke(cli, ["--help"])
+    assert "web" in result.output
