@@ -417,3 +417,47 @@ def test_every_web_command_has_help() -> None:
         assert command.help and len(command.help) > 15, command.name
     result = CliRunner().invoke(cli, ["--help"])
     assert "web" in result.output
+
+
+def test_retention_purges_old_queue_rows_notes_labels_and_access_log(
+    app: Any, console: Console
+) -> None:
+    from bot.audit_tasks import purge_expired
+
+    cid, plain, _ = consented_crisis(console)
+    c = client(app, "mo")
+    token = csrf_of(c.get(f"/conversations/{cid}").text)
+    c.post(f"/conversations/{cid}/action", data={"csrf_token": token, "action": "note",
+                                                 "note": "old remark"})  # fmt: skip
+    c.post(f"/conversations/{cid}/label", data={"csrf_token": token, "turn_id": str(plain),
+           "decision": "missed", "category": "abuse"})  # fmt: skip
+    tables = ("web_queue", "web_notes", "web_labels", "web_audit")
+    with audit_connection(console.db) as adb:
+        purge_expired(adb, console.settings, time.time())  # nothing is old yet
+        assert all(adb.scalar(f"SELECT COUNT(*) FROM {t}") for t in tables)
+        later = time.time() + (console.settings.memory.retention_days + 1) * 86_400
+        result = purge_expired(adb, console.settings, later)
+        assert all(adb.scalar(f"SELECT COUNT(*) FROM {t}") == 0 for t in tables)
+    assert result.detail["web_notes"] == 1 and result.detail["web_labels"] == 1
+
+
+def test_a_model_that_cannot_load_gets_a_kind_message_not_a_crash(
+    app: Any, console: Console, tmp_path: Path
+) -> None:
+    from bot.web import studies
+
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"not a model")
+    with connection(console.db) as conn:
+        studies.create_interactive(
+            conn, "broken", "Broken", [{"name": "bad", "backend": "llama-cpp",
+                                        "path": str(broken)}, {"name": "bad too",
+                                        "backend": "llama-cpp", "path": str(broken)}],
+            ["grief"], 1, None, time.time())  # fmt: skip
+    c = client(app, "rita")
+    token = csrf_of(c.get("/studies/broken").text)
+    started = c.post("/studies/broken/start", data={"csrf_token": token})
+    r = c.post(str(started.url) + "/message", data={"csrf_token": token, "text": "hello"})
+    assert r.status_code == 200 and "This chatbot is not available right now" in r.text
+    with connection(console.db) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM web_eval_turns").fetchone()[0] == 0

@@ -4,6 +4,7 @@ given dialogues 0–3."""
 from __future__ import annotations
 
 import json
+import logging
 import random
 from typing import Any
 
@@ -14,6 +15,8 @@ from starlette.routing import Route
 from bot.web import studies
 from bot.web.http import ctx_of, db, flash, page, redirect, render
 from bot.web.stats import PAIRWISE_ASPECTS, QUESTIONS, RATING_ASPECTS, RATING_HELP, RATING_SCALE
+
+logger = logging.getLogger(__name__)
 
 RATERS = ("rater", "admin")
 _rng = random.SystemRandom()  # the A/B/C order must not be predictable
@@ -141,7 +144,13 @@ async def session_message(request: Request) -> Response:
     turns = await db(request, studies.session_turns, session["id"], index)
     history = [(t["role"], t["text"]) for t in turns]
     ctx = ctx_of(request)
-    reply, event = await ctx.engines.reply(study, index, session["id"], history, text)
+    try:
+        reply, event = await ctx.engines.reply(study, index, session["id"], history, text)
+    except Exception:  # a boundary: a model that cannot load must not lose the rater's page
+        logger.exception("study %s: model %d could not answer", study.slug, index)
+        flash(request, "This chatbot is not available right now (its model could not be "
+                       "loaded). Your message was not sent; tell the study's admin.")  # fmt: skip
+        return redirect(url)
     await db(request, studies.add_exchange, session["id"], index, text, reply, event,
              ctx.clock())  # fmt: skip
     return redirect(url + "#last")
