@@ -461,3 +461,15 @@ def test_a_model_that_cannot_load_gets_a_kind_message_not_a_crash(
     assert r.status_code == 200 and "This chatbot is not available right now" in r.text
     with connection(console.db) as conn:
         assert conn.execute("SELECT COUNT(*) FROM web_eval_turns").fetchone()[0] == 0
+
+
+def test_login_follows_only_local_paths(app: Any) -> None:
+    c = client(app)
+    token = csrf_of(c.get("/login").text)
+    for target, expected in (("/queue?show=all", "/queue?show=all"), ("//evil.example", "/"),
+                             ("https://evil.example/", "/"), ("/\\evil.example", "/")):  # fmt: skip
+        c.cookies.clear()
+        token = csrf_of(c.get("/login").text)
+        r = c.post("/login", data={"name": "mo", "password": PASSWORD, "csrf_token": token,
+                                   "next": target}, follow_redirects=False)  # fmt: skip
+        assert r.headers["location"] == expected, target
