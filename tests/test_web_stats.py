@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from bot.web import studies
+from bot.web.auth import add_account
 from bot.web.stats import (
     bootstrap_ci,
     fleiss_kappa,
@@ -17,7 +18,7 @@ from bot.web.stats import (
     rating_table,
     shares,
 )
-from bot.web.store import add_account, connection, migrate_web
+from bot.web.store import connection, migrate_web
 
 # Fleiss (1971) as worked on Wikipedia: 10 subjects, 14 raters, 5 categories.
 # P-bar = 0.378, P_e = 0.213, kappa = 0.210.

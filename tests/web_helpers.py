@@ -46,7 +46,8 @@ def make_console(tmp: Path, conversations: int = 40, *, now: float | None = None
     every account of ACCOUNTS."""
     from bot.audit import audit_connection
     from bot.audit_tasks import snapshot_conversations
-    from bot.web.store import add_account, connection, migrate_web
+    from bot.web.auth import add_account
+    from bot.web.store import connection, migrate_web
 
     now = time.time() if now is None else now
     db = tmp / "solace.db"

@@ -9,9 +9,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from bot.web import studies
+from bot.web.auth import list_accounts
 from bot.web.http import ctx_of, db, flash, page, redirect, render
 from bot.web.results import study_results
-from bot.web.store import audit_rows, list_accounts
+from bot.web.store import audit_rows
 
 ADMINS = ("admin",)
 MAX_MODELS = 3

@@ -24,6 +24,7 @@ from starlette.staticfiles import StaticFiles
 from bot.config import Settings
 from bot.report_flagged import iso
 from bot.web import admin_routes, moderation_routes, study_routes
+from bot.web.auth import LoginLimits, check_login, end_login, start_login
 from bot.web.http import (
     SecurityHeaders,
     WebContext,
@@ -36,16 +37,7 @@ from bot.web.http import (
     redirect,
     render,
 )
-from bot.web.store import (
-    LoginLimits,
-    audit,
-    check_login,
-    connection,
-    end_login,
-    migrate_web,
-    signing_key,
-    start_login,
-)
+from bot.web.store import audit, connection, migrate_web, signing_key
 
 HERE = Path(__file__).parent
 COOKIE_NAME = "solace_console"

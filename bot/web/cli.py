@@ -86,7 +86,8 @@ def _password(from_stdin: bool) -> str:
 def user_add(name: str, role: str, password_stdin: bool, db: Path | None,
              config_file: Path | None) -> None:  # fmt: skip
     """Create an account (the password is hashed with argon2id)."""
-    from bot.web.store import add_account, connection
+    from bot.web.auth import add_account
+    from bot.web.store import connection
 
     _, path = _open(db, config_file)
     password = _password(password_stdin)
@@ -104,7 +105,8 @@ def user_add(name: str, role: str, password_stdin: bool, db: Path | None,
 def user_list(db: Path | None, config_file: Path | None) -> None:
     """Every account, its role and state."""
     from bot.report_flagged import iso
-    from bot.web.store import connection, list_accounts
+    from bot.web.auth import list_accounts
+    from bot.web.store import connection
 
     _, path = _open(db, config_file)
     with connection(path) as conn:
@@ -121,7 +123,8 @@ def user_list(db: Path | None, config_file: Path | None) -> None:
 @config_option
 def user_passwd(name: str, password_stdin: bool, db: Path | None, config_file: Path | None) -> None:
     """Set a new password (the account's logins end)."""
-    from bot.web.store import connection, set_password
+    from bot.web.auth import set_password
+    from bot.web.store import connection
 
     _, path = _open(db, config_file)
     password = _password(password_stdin)
@@ -152,7 +155,8 @@ def user_enable(name: str, db: Path | None, config_file: Path | None) -> None:
 
 
 def _set_disabled(name: str, disabled: bool, db: Path | None, config_file: Path | None) -> None:
-    from bot.web.store import connection, set_disabled
+    from bot.web.auth import set_disabled
+    from bot.web.store import connection
 
     _, path = _open(db, config_file)
     with connection(path) as conn:

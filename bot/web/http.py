@@ -25,7 +25,8 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bot.config import Settings
-from bot.web.store import Account, audit, connection, current_account
+from bot.web.auth import Account, current_account
+from bot.web.store import audit, connection
 
 logger = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ from starlette.routing import Route
 
 from bot.config import Settings
 from bot.web import queue
+from bot.web.auth import accounts_by_role
 from bot.web.http import ctx_of, db, flash, page, redirect, render
-from bot.web.store import accounts_by_role
 
 MODERATORS = ("moderator", "admin")
 FILTERS = ("open", "new", "claimed", "escalated", "reviewed", "overdue", "mine", "all")
