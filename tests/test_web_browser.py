@@ -113,8 +113,14 @@ def log_in(page: Any, name: str) -> None:
     page.goto("/login")
     page.fill("input[name=name]", name)
     page.fill("input[name=password]", PASSWORD)
-    page.click("button:has-text('Log in')")
+    submit(page, "button:has-text('Log in')")
     page.wait_for_load_state()
+
+
+def submit(page: Any, selector: str) -> None:
+    """Click something that loads a new page, and wait for that page (not the old one)."""
+    with page.expect_navigation():
+        page.click(selector)
 
 
 def flash(page: Any) -> str:
@@ -136,21 +142,22 @@ def test_moderator_works_the_queue_and_labels_a_message(browser: Any, live: str,
 
     cid, plain, _ = consented_crisis(console)
     page.goto(f"/conversations/{cid}")
-    page.click("button:has-text('Claim')")
+    submit(page, "button:has-text('Claim')")
     assert flash(page) == "Claimed."
     page.fill("textarea[name=note]", "Checked in with the team lead.")
-    page.click("button:has-text('Add note')")
+    submit(page, "button:has-text('Add note')")
     assert flash(page) == "Note added."
     page.click(f"#turn-{plain} summary")  # the label form folds away under each message
     form = page.locator(f"#turn-{plain} form.label-form")
     form.locator("select[name=decision]").select_option("missed")
     form.locator("select[name=category]").select_option("suicide")
     form.locator("select[name=style]").select_option("indirect")
-    form.locator("button:has-text('Label')").click()
+    with page.expect_navigation():
+        form.locator("button:has-text('Label')").click()
     assert flash(page) == "Labelled: crisis (suicide), style indirect."
     assert "Label: missed · suicide · indirect · by mo" in page.inner_text(f"#turn-{plain}")
     shot(page, "conversation")
-    page.click("button:has-text('Mark reviewed')")
+    submit(page, "button:has-text('Mark reviewed')")
     assert flash(page) == "Marked reviewed."
 
     page.goto("/queue?show=reviewed")
@@ -198,7 +205,7 @@ def _create_ab_study(page: Any, slug: str, models: list[dict[str, str]], min_tur
             page.fill(f"input[name=path_{i}]", model["path"])
     page.fill("textarea[name=issues]", "I lost my job last week\nMy best friend moved away")
     page.fill("input[name=min_turns]", str(min_turns))
-    page.click("button:has-text('Create and open')")
+    submit(page, "button:has-text('Create and open')")
     assert flash(page) == f"Study {slug} created and open to raters."
 
 
@@ -206,22 +213,22 @@ def _talk_and_answer(page: Any, slug: str, messages: list[str], choice: str) -> 
     """One rater's whole session, answering every question with `choice` ("A", "B" or "tie");
     returns the reply each model gave to the first message."""
     page.goto("/studies")
-    page.click(f"a[href='/studies/{slug}']")
-    page.click("button:has-text('Start')")
+    submit(page, f"a[href='/studies/{slug}']")
+    submit(page, "button:has-text('Start')")
     replies = []
     for _ in range(2):
         letter = page.inner_text("h1").removeprefix("Chatbot ").strip()
         for text in messages:
             page.fill("textarea[name=text]", text)
-            page.click("button:has-text('Send')")
+            submit(page, "button:has-text('Send')")
         replies.append(page.inner_text(".chat .turn.assistant .text >> nth=0"))
         shot(page, f"chat-{slug}-{letter}")
-        page.click("button:has-text('Done with')")
+        submit(page, "button:has-text('Done with')")
     assert page.inner_text("h1") == "Compare the chatbots"
     for fieldset in page.locator("fieldset").all():
         fieldset.locator(f"input[value='{choice}']").check()
     shot(page, f"questions-{slug}")
-    page.click("button:has-text('Submit my answers')")
+    submit(page, "button:has-text('Submit my answers')")
     assert page.inner_text("h1") == "Thank you"
     return replies
 
@@ -283,7 +290,7 @@ def test_a_rating_study_with_fleiss_kappa(browser: Any, live: str, console: Cons
     admin.fill("input[name=slug]", "quality")
     admin.fill("textarea[name=sources]", f"{FIXTURE_DIALOGUES} 2\nrun:{_run_dir(tmp_path)} 2")
     admin.fill("input[name=raters_per_item]", "2")
-    admin.click("button:has-text('Create and open')")
+    submit(admin, "button:has-text('Create and open')")
     assert flash(admin) == "Study quality created and open to raters."
     for name, score in (("rita", "3"), ("ravi", "2")):
         page = new_page(browser, live)
@@ -297,7 +304,7 @@ def test_a_rating_study_with_fleiss_kappa(browser: Any, live: str, console: Cons
             for fieldset in page.locator("fieldset").all():
                 value = score if n < 3 else "3"  # both give 3 on the last dialogue
                 fieldset.locator(f"input[value='{value}']").check()
-            page.click("button:has-text('Save and next')")
+            submit(page, "button:has-text('Save and next')")
         assert "Nothing left for you to rate" in page.inner_text("main")
     admin.goto("/studies/quality/results")
     assert "4 dialogues · 2 raters (2 wanted per dialogue)" in admin.inner_text("main")
