@@ -347,9 +347,11 @@ def test_forget_erases_queue_state_notes_and_labels(app: Any, console: Console) 
                   .fetchone()[0] for t in ("web_queue", "web_notes", "web_labels")}  # fmt: skip
     assert before == {"web_queue": 1, "web_notes": 1, "web_labels": 1}
     store = open_memory(console.db, SECRET)
-    deleted = store.forget_user(key)
+    erasure = store.forget_user(key)
     store.db.close()
+    deleted = erasure.deleted
     assert deleted["web_queue"] == 1 and deleted["web_notes"] == 1 and deleted["web_labels"] == 1
+    assert erasure.wal_clean
     with connection(console.db) as conn:
         for table in ("web_queue", "web_notes", "web_labels"):
             assert conn.execute(f"SELECT COUNT(*) FROM {table} WHERE user_key = ?",
