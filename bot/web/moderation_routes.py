@@ -55,8 +55,9 @@ async def queue_page(request: Request) -> Response:
     size = ctx.settings.web.queue_page_size
     pages = max(1, -(-len(shown) // size))
     page_no = min(page_no, pages)
+    listed = await db(request, queue.with_chats, shown[(page_no - 1) * size : page_no * size])
     return render(
-        request, "queue.html", items=shown[(page_no - 1) * size : page_no * size],
+        request, "queue.html", items=listed,
         counts=queue.counts(items, request.state.account.name), show=what, filters=FILTERS, page=page_no, pages=pages,
         total=len(shown), overdue_hours=ctx.settings.web.overdue_hours, size=size,
     )  # fmt: skip

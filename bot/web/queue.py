@@ -6,10 +6,16 @@ scores, concern-level screens). Text comes only from the audit store (review con
 flag), redacted again by `bot.audit.redact` when shown, exactly as the report does. The queue's
 own state (`web_queue`), notes and screen-decision labels carry the bot user's `user_key`, so
 `/forget` erases them.
+
+Conversations are per chat scope (`bot.memory`): a person's private chat and each group they
+talk in are separate conversations, so they are separate queue items, each with its own events
+and turns. Which kind a conversation is comes from `turns.scope`; which group it was is never
+stored (only a keyed hash), so the console cannot show it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 from dataclasses import dataclass
@@ -46,6 +52,7 @@ class QueueItem:
     """One flagged conversation as the queue lists it."""
 
     conversation_id: str
+    user_key: str
     key: str
     priority: int
     reasons: list[str]
@@ -56,6 +63,7 @@ class QueueItem:
     claimed_by: str | None
     overdue: bool
     reopened: bool
+    chat: str | None = None  # "telegram, group chat" (set for the items a page shows)
 
 
 def _state_rows(conn: sqlite3.Connection) -> dict[str, sqlite3.Row]:
@@ -76,7 +84,8 @@ def _item(cid: str, entry: dict[str, Any], state: sqlite3.Row | None, reviewable
     overdue = name != "reviewed" and now - entry["first"] > overdue_hours * SECONDS_PER_HOUR
     reasons = [f"{r} (×{n})" if n > 1 else r for r, n in entry["reasons"].items()]
     return QueueItem(
-        cid, entry["user_key"][:KEY_CHARS], entry["priority"], reasons, entry["first"],
+        cid, entry["user_key"], entry["user_key"][:KEY_CHARS], entry["priority"], reasons,
+        entry["first"],
         entry["last"], reviewable, name, state["claimed_name"] if state is not None else None,
         overdue, reopened,
     )  # fmt: skip
@@ -97,6 +106,20 @@ def queue_items(
     return [
         _item(cid, e, states.get(cid), cid in reviewable, now, overdue_hours) for cid, e in order
     ]
+
+
+def with_chats(conn: sqlite3.Connection, items: list[QueueItem]) -> list[QueueItem]:
+    """The items with `chat` filled in: the platform and whether the conversation is the
+    person's private chat or one of their group chats (from its first stored turn)."""
+    out = []
+    for item in items:
+        row = conn.execute(  # the (user_key, conversation_id, id) index
+            "SELECT platform, scope FROM turns WHERE user_key = ? AND conversation_id = ? "
+            "ORDER BY id LIMIT 1", [item.user_key, item.conversation_id]
+        ).fetchone()  # fmt: skip
+        chat = None if row is None else f"{row[0]}, {row[1] or 'private'} chat"
+        out.append(dataclasses.replace(item, chat=chat))
+    return out
 
 
 def counts(items: list[QueueItem], me: str | None = None) -> dict[str, int]:
@@ -121,7 +144,8 @@ def one_item(
     reviewable = conn.execute(
         "SELECT 1 FROM audit_conversations WHERE conversation_id = ?", [cid]
     ).fetchone()
-    return _item(cid, found[cid], state, reviewable is not None, now, overdue_hours)
+    item = _item(cid, found[cid], state, reviewable is not None, now, overdue_hours)
+    return with_chats(conn, [item])[0]
 
 
 def conversation_detail(conn: sqlite3.Connection, cid: str) -> dict[str, Any]:
