@@ -98,15 +98,21 @@ def new_page(browser: Any, base: str) -> Any:
     return page
 
 
-def shot(page: Any, name: str) -> None:
-    """Screenshots at desktop and phone width; at phone width nothing scrolls sideways."""
+def shot(page: Any, name: str, fits: tuple[str, ...] = ()) -> None:
+    """Screenshots at desktop and phone width; at phone width nothing scrolls sideways, and
+    the boxes named in `fits` show all of their content without scrolling inside."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=ARTIFACTS / f"{name}-desktop.png", full_page=True)
     page.set_viewport_size(PHONE)
     page.screenshot(path=ARTIFACTS / f"{name}-phone.png", full_page=True)
     wide = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    hidden = {
+        selector: page.locator(selector).evaluate("e => e.scrollWidth - e.clientWidth")
+        for selector in fits
+    }
     page.set_viewport_size(DESKTOP)
     assert wide <= 1, f"{name}: {wide}px wider than a phone screen"
+    assert all(v <= 1 for v in hidden.values()), f"{name}: content scrolls inside {hidden}"
 
 
 def log_in(page: Any, name: str) -> None:
@@ -256,7 +262,8 @@ def test_an_ab_study_end_to_end_with_the_echo_backend(browser: Any, live: str,
     fluency = admin.inner_text("table.results >> nth=0 >> tr:has-text('Fluency')")
     assert "50%" in fluency  # one tie in two sessions
     assert "vs LLaMA-ESConv" in admin.inner_text("table.results >> nth=1")  # the paper beside
-    shot(admin, "results-ab")
+    shot(admin, "results-ab", fits=(".table-wrap >> nth=0", ".table-wrap >> nth=1",
+                                    ".table-wrap >> nth=2"))  # fmt: skip
     from click.testing import CliRunner
 
     from evaluation.cli import eval_group
@@ -309,12 +316,12 @@ def test_a_rating_study_with_fleiss_kappa(browser: Any, live: str, console: Cons
     admin.goto("/studies/quality/results")
     assert "4 dialogues · 2 raters (2 wanted per dialogue)" in admin.inner_text("main")
     heads = admin.inner_text("table.results >> nth=0 >> tr >> nth=0")
-    assert "esconv_hf_split.json" in heads and "run run-dialogue" in heads and "dialogues" in heads
+    assert "esconv_hf_split.json" in heads and "run run-dialogue" in heads and heads.split()[-1] == "n"
     row = admin.inner_text("table.results >> nth=0 >> tr:has-text('Coherence')")
     # Per aspect: 3 dialogues rated (3, 2), one (3, 3): P-bar = 1/4, p_2 = 3/8, p_3 = 5/8,
     # P_e = 34/64, kappa = (1/4 - 17/32) / (15/32) = -0.60.
     assert "-0.60" in row
-    shot(admin, "results-rating")
+    shot(admin, "results-rating", fits=(".table-wrap >> nth=0", ".table-wrap >> nth=1"))
 
 
 @pytest.mark.slow

@@ -71,6 +71,20 @@ def test_shares_and_bootstrap_by_hand() -> None:
     assert shares([]) == {"win": 0.0, "tie": 0.0, "loss": 0.0}
 
 
+def test_bootstrap_interval_matches_the_binomial_quantiles() -> None:
+    """Resampling n sessions with replacement makes the win count Binomial(n, share), so the
+    percentile interval is that distribution's 2.5% and 97.5% quantiles. By hand for 5 wins
+    in 10: P(X <= 1) = 11/1024 = 0.011 < 0.025 < P(X <= 2) = 56/1024 = 0.055, and
+    P(X <= 7) = 968/1024 = 0.945 < 0.975 < P(X <= 8) = 1013/1024 = 0.989: 20% to 80%. (With
+    2,000 resamples the sampling error of those tail shares is about 0.003, far from the
+    boundaries.) Ties and losses come from the same resamples: 0 ties -> (0, 0)."""
+    ci = bootstrap_ci(["win"] * 5 + ["loss"] * 5)
+    assert ci["win"] == (20.0, 80.0) and ci["loss"] == (20.0, 80.0)
+    assert ci["tie"] == (0.0, 0.0)
+    # Two sessions, one win: the resampled share is 0, 50 or 100 with odds 1:2:1.
+    assert bootstrap_ci(["win", "tie"])["win"] == (0.0, 100.0)
+
+
 def test_pairwise_table_by_hand() -> None:
     answers = [
         (0, 1, "fluency", "win"), (0, 1, "fluency", "tie"), (0, 1, "fluency", "loss"),

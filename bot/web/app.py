@@ -37,6 +37,7 @@ from bot.web.http import (
     redirect,
     render,
 )
+from bot.web.results import counted
 from bot.web.store import audit, connection, migrate_web, signing_key
 
 HERE = Path(__file__).parent
@@ -112,6 +113,17 @@ def short_source(spec: str) -> str:
     return path.name if path.is_absolute() or "/" in spec else spec
 
 
+def breakable(text: str) -> Any:
+    """Escaped text that may wrap after '_', '.' and '/' (long file names in narrow columns)
+    but never inside a word."""
+    from markupsafe import Markup, escape
+
+    out = str(escape(text))
+    for mark in ("_", ".", "/"):
+        out = out.replace(mark, mark + "<wbr>")
+    return Markup(out)  # noqa: S704 - built from escaped text
+
+
 def _templates() -> Any:
     import jinja2
     from starlette.templating import Jinja2Templates
@@ -124,6 +136,8 @@ def _templates() -> Any:
     env.filters["pct"] = lambda v: f"{v:.0f}"
     env.filters["when"] = lambda t: iso(t) or "—"
     env.filters["short_source"] = short_source
+    env.filters["counted"] = counted
+    env.filters["breakable"] = breakable
     env.filters["num"] = lambda v, d=2: "—" if v is None else f"{v:.{d}f}"
     return Jinja2Templates(env=env)
 

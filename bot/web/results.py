@@ -101,6 +101,11 @@ def _describe(model: dict[str, Any]) -> str:
     return "echo (repeats the message; plumbing only)"
 
 
+def counted(n: int, word: str) -> str:
+    """ "1 rater", "2 raters" (regular English plurals only)."""
+    return f"{n:,} {word if n == 1 else word + 's'}"
+
+
 def _pct(value: float) -> str:
     return f"{value:.0f}"
 
@@ -120,8 +125,9 @@ def _markdown_pairwise(r: dict[str, Any]) -> list[str]:
     table = r["table"]
     pairs = table["pairs"]
     lines = [
-        f"{r['sessions']} finished sessions by {r['raters']} raters; at least {r['min_turns']} "
-        f"messages per model (the paper: {r['paper_min_turns']}). Win / tie / loss of the first "
+        f"{counted(r['sessions'], 'finished session')} by {counted(r['raters'], 'rater')}; at "
+        f"least {counted(r['min_turns'], 'message')} per model (the paper: "
+        f"{r['paper_min_turns']}). Win / tie / loss of the first "
         "model of each pair, % of sessions, with 95% bootstrap intervals.",
         "",
         "| aspect | " + " | ".join(p["label"] for p in pairs) + " |",
@@ -157,8 +163,8 @@ def _markdown_pairwise(r: dict[str, Any]) -> list[str]:
 def _markdown_ratings(r: dict[str, Any]) -> list[str]:
     sources = r["sources"]
     lines = [
-        f"{r['items']} dialogues, {r['raters']} raters ({r['raters_per_item']} wanted per "
-        "dialogue); mean score 0–3 per source, Fleiss' κ per aspect over dialogues with at "
+        f"{counted(r['items'], 'dialogue')}, {counted(r['raters'], 'rater')} "
+        f"({r['raters_per_item']} wanted per dialogue); mean score 0–3 per source, Fleiss' κ per aspect over dialogues with at "
         "least two ratings.",
         "",
         "| aspect | " + " | ".join(sources) + " | κ | dialogues |",

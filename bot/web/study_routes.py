@@ -14,6 +14,7 @@ from starlette.routing import Route
 
 from bot.web import studies
 from bot.web.http import ctx_of, db, flash, page, redirect, render
+from bot.web.results import counted
 from bot.web.stats import PAIRWISE_ASPECTS, QUESTIONS, RATING_ASPECTS, RATING_HELP, RATING_SCALE
 
 logger = logging.getLogger(__name__)
@@ -29,10 +30,10 @@ def _overview(conn: Any, account_id: int, admin: bool) -> list[dict[str, Any]]:
             done = conn.execute(
                 "SELECT COUNT(*) FROM web_eval_sessions WHERE study_id = ? AND account_id = ? AND "
                 "finished_at IS NOT NULL", [study.id, account_id]).fetchone()[0]  # fmt: skip
-            progress = f"{done} conversation set{'s' if done != 1 else ''} finished"
+            progress = f"{counted(done, 'conversation set')} finished"
         else:
             p = studies.rating_progress(conn, study, account_id)
-            progress = f"{p['mine']} of {p['items']} dialogues rated by you"
+            progress = f"{p['mine']} of {counted(p['items'], 'dialogue')} rated by you"
         rows.append({"study": study, "progress": progress})
     return rows
 
