@@ -335,6 +335,17 @@ def test_a_rating_study_with_fleiss_kappa(browser: Any, live: str, console: Cons
     # P_e = 34/64, kappa = (1/4 - 17/32) / (15/32) = -0.60.
     assert "-0.60" in row
     shot(admin, "results-rating", fits=(".table-wrap >> nth=0", ".table-wrap >> nth=1"))
+    from click.testing import CliRunner
+
+    from evaluation.cli import eval_group
+
+    out = CliRunner().invoke(eval_group, ["human", "quality", "--db", str(console.db)])
+    assert out.exit_code == 0, out.output
+    coherence = next(line for line in out.output.splitlines() if line.startswith("| Coherence"))
+    assert "-0.60" in coherence and "The paper's Table 4" in out.output
+    assert "4 dialogues, 2 raters" in out.output
+    missing = CliRunner().invoke(eval_group, ["human", "no-such", "--db", str(console.db)])
+    assert missing.exit_code != 0 and "no study named 'no-such'" in missing.output
 
 
 @pytest.mark.slow
