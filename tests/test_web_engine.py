@@ -1,9 +1,10 @@
-"""The console over per-chat conversations (issue 15's chat scopes) and its migration order.
+"""The console over conversations the real engine wrote, and its migration order.
 
-A person talks to the real engine (echo backend, the real safety screen) in a private chat and
-in a group; the real snapshot job copies what moderators may read; the console lists each
-conversation on its own, says which kind of chat it is, and never shows one conversation's
-text or events on another's page.
+People talk to the real engine (echo backend, the real safety screen); the real snapshot job
+copies what moderators may read. A moderator sees text only where the report may show it
+(review consent from before the message, or a crisis flag), redacted; a person's private chat
+and each group (issue 15's chat scopes) are separate queue items, labelled by kind, and one
+conversation's text or events never appear on another's page.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from bot.types import IncomingMessage
 from bot.web.app import build_app
 from bot.web.auth import add_account
 from bot.web.store import connection, migrate_web
-from tests.audit_data import SECRET
+from tests.audit_data import EMAIL, SECRET
 from tests.web_helpers import PASSWORD, console_settings, login
 
 PERSON = "4242"
@@ -37,8 +38,8 @@ PRIVATE_CRISIS = "OKAPI I have decided to end my life"
 CONVERSATION_RE = re.compile(r'href="/conversations/([0-9a-f]{32})"')
 
 
-async def say(engine: Any, text: str, chat: str | None = None) -> str:
-    msg = IncomingMessage("telegram", PERSON, text, None, chat)
+async def say(engine: Any, text: str, chat: str | None = None, person: str = PERSON) -> str:
+    msg = IncomingMessage("telegram", person, text, None, chat)
     async with contextlib.aclosing(engine.respond(msg)) as stream:
         return "".join([piece async for piece in stream])
 
@@ -97,6 +98,36 @@ async def test_private_and_group_conversations_are_separate_queue_items(tmp_path
         for cid, page_html in ((private, private_page), (group, group_page)):
             assert page_html.count("<td>crisis</td>") == 1, cid
         assert GROUP not in queue + private_page + group_page  # the group's id is never kept
+    finally:
+        memory.db.close()
+
+
+async def test_moderators_read_only_what_the_report_may_show_redacted(tmp_path: Path) -> None:
+    db = tmp_path / "solace.db"
+    settings = console_settings(db)
+    memory = open_memory(db, SECRET)
+    engine = build_engine(settings, memory=memory)
+    shy, open_ = "5001", "5002"
+    try:
+        await say(engine, "PANGOLIN years ago I used to cut myself", person=shy)  # concern
+        await engine.set_review("telegram", open_, "on")
+        await say(engine, f"years ago I used to cut myself. Mail me at {EMAIL} or call "
+                  "+1 415 555 0134", person=open_)  # fmt: skip
+        await engine.set_review("telegram", shy, "on")  # after the message: it stays unseen
+        cid = {p: memory.conversation_id(memory.pseudonym("telegram", p), "telegram")
+               for p in (shy, open_)}  # fmt: skip
+
+        moderator = snapshot_and_open(db, settings)
+        queue = moderator.get("/queue?show=all").text
+        assert sorted(CONVERSATION_RE.findall(queue)) == sorted(cid.values())
+        assert queue.count("concern-level screen: self_harm") == 2
+        assert "no excerpt (no consent, no crisis)" in queue
+        unseen = moderator.get(f"/conversations/{cid[shy]}").text
+        assert "No excerpt" in unseen and "PANGOLIN" not in unseen and "cut myself" not in unseen
+        assert "concern" in unseen  # its events are listed, without text
+        seen = moderator.get(f"/conversations/{cid[open_]}").text
+        assert "used to cut myself" in seen and "[email]" in seen
+        assert EMAIL not in seen and "555 0134" not in seen
     finally:
         memory.db.close()
 
