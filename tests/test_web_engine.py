@@ -18,6 +18,7 @@ from typing import Any
 
 from starlette.testclient import TestClient
 
+from bot import texts
 from bot.audit import audit_connection
 from bot.audit_tasks import snapshot_conversations
 from bot.engine import build_engine
@@ -27,7 +28,8 @@ from bot.web.app import build_app
 from bot.web.auth import add_account
 from bot.web.store import connection, migrate_web
 from tests.audit_data import EMAIL, SECRET
-from tests.web_helpers import PASSWORD, console_settings, login
+from tests.fakes import command_text
+from tests.web_helpers import PASSWORD, console_settings, csrf_of, login
 
 PERSON = "4242"
 GROUP = "-1001234567890"
@@ -128,6 +130,48 @@ async def test_moderators_read_only_what_the_report_may_show_redacted(tmp_path: 
         seen = moderator.get(f"/conversations/{cid[open_]}").text
         assert "used to cut myself" in seen and "[email]" in seen
         assert EMAIL not in seen and "555 0134" not in seen
+    finally:
+        memory.db.close()
+
+
+async def test_forget_in_the_chat_erases_the_consoles_rows_of_every_chat(tmp_path: Path) -> None:
+    """The person's /forget (through the engine, as the adapters call it) takes the queue
+    state, moderators' notes and labels of their private and group conversations with it."""
+    db = tmp_path / "solace.db"
+    settings = console_settings(db)
+    memory = open_memory(db, SECRET)
+    engine = build_engine(settings, memory=memory)
+    try:
+        await engine.set_review("telegram", PERSON, "on")
+        await say(engine, PRIVATE_CRISIS)
+        await say(engine, GROUP_CRISIS, GROUP)
+        moderator = snapshot_and_open(db, settings)
+        cids = CONVERSATION_RE.findall(moderator.get("/queue?show=all").text)
+        assert len(cids) == 2
+        for cid in cids:
+            page = moderator.get(f"/conversations/{cid}").text
+            token = csrf_of(page)
+            turn = re.search(r'name="turn_id" value="(\d+)"', page)
+            assert turn is not None
+            for data in ({"action": "claim"}, {"action": "note", "note": f"WOMBAT note {cid}"}):
+                moderator.post(f"/conversations/{cid}/action", data={"csrf_token": token, **data})
+            moderator.post(f"/conversations/{cid}/label", data={
+                "csrf_token": token, "turn_id": turn.group(1), "decision": "correct"})  # fmt: skip
+        tables = ("web_queue", "web_notes", "web_labels")
+        with connection(db) as conn:
+            assert [conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in tables] == [
+                2, 2, 2]  # fmt: skip
+
+        reply = await command_text(engine, "/forget yes", platform="telegram", user_id=PERSON)
+        assert reply == texts.FORGET_DONE  # the command as a person types it
+        with connection(db) as conn:
+            assert [conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in tables] == [
+                0, 0, 0]  # fmt: skip
+        assert b"WOMBAT" not in b"".join(
+            p.read_bytes() for p in (db, Path(f"{db}-wal")) if p.exists()
+        )  # fmt: skip
+        for cid in cids:
+            assert moderator.get(f"/conversations/{cid}").status_code == 404
     finally:
         memory.db.close()
 
