@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # tests.audit_data and tests.web_helpers build the data
+if str(ROOT) not in sys.path:  # tests.bot.audit.audit_data and tests.bot.web.helpers build the data
     sys.path.insert(0, str(ROOT))
 
 REPEATS = 5
@@ -94,7 +94,7 @@ def run(quick: bool) -> str:
     from starlette.testclient import TestClient
 
     from bot.web.app import build_app
-    from tests.web_helpers import login, make_console
+    from tests.bot.web.helpers import login, make_console
 
     n = 2_000 if quick else 10_000
     sessions, items = (40, 20) if quick else (200, 100)

@@ -14,6 +14,8 @@ from typing import Any
 
 import click
 
+from bot.config.options import db_option
+from common.cli import set_option as kit_set_option
 from evaluation.config import EvalConfig, load_config
 
 logger = logging.getLogger(__name__)
@@ -22,10 +24,7 @@ config_option = click.option(
     "--config", "config_path", type=click.Path(exists=True, dir_okay=False),
     help="An eval TOML file (configs/eval/*.toml).",
 )  # fmt: skip
-set_option = click.option(
-    "--set", "overrides", multiple=True, metavar="KEY=VALUE",
-    help="Override a config key, e.g. --set generate.dialogues=5 (repeatable).",
-)  # fmt: skip
+set_option = kit_set_option("generate.dialogues=5")
 
 
 def _config(path: str | None, overrides: tuple[str, ...], flags: dict[str, Any]) -> EvalConfig:
@@ -49,7 +48,12 @@ def eval_group() -> None:
 @click.option("--openai-base-url", help="Generate through an OpenAI-compatible server.")
 @click.option("--data", help="Data spec: esconv:test, extes:test or a file path.")
 @click.option("--dialogues", type=int, help="Number of dialogues in the fixed subset.")
-@click.option("--representation", type=click.Choice(["raw", "keypos", "nostopwords", "hybrid"]))
+@click.option(
+    "--representation",
+    "context_representation",
+    type=click.Choice(["raw", "keypos", "nostopwords", "hybrid"]),
+    help="Context representation of the history (generate.context_representation).",
+)
 @click.option("--strategies/--no-strategies", default=None, help="[Strategy]-prefixed replies.")
 @click.option(
     "--mode",
@@ -107,8 +111,8 @@ def _ppl_entry(
 
 
 def _write_metrics(run: Path, report: dict[str, Any]) -> None:
+    from common.runfiles import write_json
     from evaluation.report import markdown_table
-    from evaluation.runs import write_json
 
     write_json(run / "metrics.json", report)
     items = [(k, v) for k, v in report["metrics"].items() if isinstance(v, dict)]
@@ -143,8 +147,9 @@ def metrics_cmd(
     max_dialogues: int | None,
 ) -> None:
     """Score a run: PPL, BLEU-2/4, ROUGE-L, METEOR, BERTScore, Extrema, Distinct-n, lengths."""
+    from common.runfiles import now_iso
     from evaluation.metrics import compute_metrics
-    from evaluation.runs import RunFileError, now_iso, read_manifest, read_rows
+    from evaluation.runs import RunFileError, read_manifest, read_rows
 
     cfg = _config(config_path, overrides, {"metrics.ppl": ppl})
     run_dir = Path(run)
@@ -196,8 +201,8 @@ def judge_cmd(
     """Rate each dialogue with an LLM judge (Engagement, Comforting, Appropriateness, Suggestion)."""
     import asyncio
 
-    from evaluation.judge import JudgeError
     from evaluation.judge_run import judge_pairwise, judge_run
+    from scoring.judge import JudgeError
 
     cfg = _config(config_path, overrides, {f"judge.{k}": v for k, v in flags.items()})
     try:
@@ -255,8 +260,9 @@ def toxicity_cmd(
     max_dialogues: int | None,
 ) -> None:
     """Mean toxicity per attribute (ExTES Table 7) for a run, a data set or the bot's database."""
-    from evaluation.runs import read_rows, write_json
-    from evaluation.toxicity import ToxicityError, build_scorer, summarize
+    from common.runfiles import write_json
+    from evaluation.runs import read_rows
+    from scoring.toxicity import ToxicityError, build_scorer, summarize
 
     if sum(x is not None for x in (run, data_spec, db_path)) != 1:
         raise click.UsageError("give exactly one of RUN, --data or --db")
@@ -332,12 +338,9 @@ def report_cmd(runs: tuple[str, ...], out: str, title: str, notes: tuple[str, ..
 
 @eval_group.command("human")
 @click.argument("study")
-@click.option(
-    "--db", type=click.Path(dir_okay=False), default=None,
-    help="SQLite file (default: memory.db_path from settings).",
-)  # fmt: skip
+@db_option
 @click.option("--json", "as_json", is_flag=True, help="The numbers as JSON instead of tables.")
-def human_cmd(study: str, db: str | None, as_json: bool) -> None:
+def human_cmd(study: str, db: Path | None, as_json: bool) -> None:
     """Human-evaluation results of STUDY (made in `solace web`): win/tie/loss per aspect and
     model pair with bootstrap intervals (Table 9 layout), or 0-3 ratings with Fleiss' kappa
     (Table 4 layout), beside the ExTES paper's figures."""
@@ -348,7 +351,7 @@ def human_cmd(study: str, db: str | None, as_json: bool) -> None:
     from bot.web.studies import get_study
 
     try:
-        path = Path(db) if db else load_settings().memory.db_path.expanduser()
+        path = db.expanduser() if db else load_settings().memory.db_path.expanduser()
         if not path.is_file():
             raise click.ClickException(f"{path}: no such database")
         migrate_web(path)

@@ -21,8 +21,8 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from bot.audit.report.flagged import iso
 from bot.config import Settings
-from bot.report_flagged import iso
 from bot.web import admin_routes, moderation_routes, study_routes
 from bot.web.auth import LoginLimits, check_login, end_login, start_login
 from bot.web.http import (

@@ -9,24 +9,16 @@ from typing import Any
 
 import click
 
-db_option = click.option(
-    "--db", type=click.Path(dir_okay=False, path_type=Path), default=None,
-    help="SQLite file (default: memory.db_path from settings).",
-)  # fmt: skip
-config_option = click.option(
-    "--config", "config_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
-    help="TOML settings file (default: SOLACE_CONFIG or ./config.toml).",
-)  # fmt: skip
+from bot.config.options import config_option, db_option, settings_or_exit
 
 
 def _open(db: Path | None, config_file: Path | None) -> tuple[Any, Path]:
     """Settings and the migrated database file (ClickException on any problem)."""
-    from bot.config import load_settings
     from bot.errors import SolaceError
     from bot.web.store import migrate_web
 
+    settings = settings_or_exit(config_file)
     try:
-        settings = load_settings(config_file)
         path = (db or settings.memory.db_path).expanduser()
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         migrate_web(path)
@@ -104,7 +96,7 @@ def user_add(name: str, role: str, password_stdin: bool, db: Path | None,
 @config_option
 def user_list(db: Path | None, config_file: Path | None) -> None:
     """Every account, its role and state."""
-    from bot.report_flagged import iso
+    from bot.audit.report.flagged import iso
     from bot.web.auth import list_accounts
     from bot.web.store import connection
 

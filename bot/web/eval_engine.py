@@ -16,7 +16,7 @@ import sqlite3
 from typing import Any
 
 from bot.config import ModelSettings, OpenAISettings, Settings
-from bot.types import IncomingMessage
+from bot.messages import IncomingMessage
 from bot.web.studies import Study
 
 logger = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ class StudyEngines:
     def __init__(self, settings: Settings) -> None:
         from sqlite_utils import Database
 
-        from bot.memory import MemoryStore
+        from bot.memory.store import MemoryStore
 
         self.settings = settings
         # Built where the app is built, used only on the event loop's thread.
@@ -69,8 +69,9 @@ class StudyEngines:
         key = (study.id, index)
         async with self._building:
             if key not in self._engines:
-                from bot.backends import build_backend
-                from bot.engine import Engine, build_safety
+                from bot.backends.registry import build_backend
+                from bot.engine.build import build_safety
+                from bot.engine.engine import Engine
 
                 settings = model_settings(self.settings, study.models[index])
                 backend = await asyncio.to_thread(build_backend, settings)

@@ -21,8 +21,8 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
-from bot.audit import redact
-from bot.report_flagged import KEY_CHARS, collect_flagged, iso
+from bot.audit.redact import redact
+from bot.audit.report.flagged import KEY_CHARS, collect_flagged, iso
 from bot.web.store import transaction
 
 STATES = ("new", "claimed", "escalated", "reviewed")

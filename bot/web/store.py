@@ -99,7 +99,7 @@ def migrate_web(path: Path) -> tuple[list[str], list[str]]:
 
     Returns (newly applied, all applied) names of the console's set.
     """
-    from bot.memory import migrate_database
+    from bot.memory.database import migrate_database
 
     migrate_database(path)
     try:
