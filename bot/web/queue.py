@@ -1,11 +1,11 @@
 """The moderation queue: flagged conversations most serious first, their state, notes, labels.
 
 Which conversations are flagged, and why, comes from the moderator report's own rules
-(`bot.report_flagged.collect_flagged`: crisis by category, toxicity, the reply guard, low judge
-scores, concern-level screens). Text comes only from the audit store (review consent or a crisis
-flag), redacted again by `bot.audit.redact` when shown, exactly as the report does. The queue's
-own state (`web_queue`), notes and screen-decision labels carry the bot user's `user_key`, so
-`/forget` erases them.
+(`bot.audit.report.flagged.collect_flagged`: crisis by category, toxicity, the reply guard, low
+judge scores, concern-level screens). Text comes only from the audit store (review consent or a
+crisis flag), redacted again by `bot.audit.redact` when shown, exactly as the report does. The
+queue's own state (`web_queue`), notes and screen-decision labels carry the bot user's
+`user_key`, so `/forget` erases them.
 
 Conversations are per chat scope (`bot.memory`): a person's private chat and each group they
 talk in are separate conversations, so they are separate queue items, each with its own events

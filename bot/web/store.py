@@ -1,11 +1,12 @@
 """The console's tables and accounts: migrations, connections, logins, rate limits, audit log.
 
-Accounts and logins are in `bot.web.auth`. The web tables live in the bot's own SQLite file, built by their own append-only migration set
-(`Migrations("solace-web")`, applied by `open_web_db` and by `solace migrate`), so they never
-collide with the memory schema's. Tables that hold rows about a bot user (`web_queue`,
-`web_notes`, `web_labels`) have a `user_key` column: `MemoryStore.forget_user` enumerates every
-such table, so `/forget` erases them too. Accounts, logins and the audit log are about staff;
-studies hold raters' own chats and data-set dialogues, never a bot user's words.
+Accounts and logins are in `bot.web.auth`. The web tables live in the bot's own SQLite file,
+built by their own append-only migration set (`Migrations("solace-web")`, applied by
+`migrate_web`, which every `solace web` command, `solace eval human` and `solace migrate` run),
+so they never collide with the memory schema's. Tables that hold rows about a bot user
+(`web_queue`, `web_notes`, `web_labels`) have a `user_key` column: `MemoryStore.forget_user`
+enumerates every such table, so `/forget` erases them too. Accounts, logins and the audit log
+are about staff; studies hold raters' own chats and data-set dialogues, never a bot user's words.
 """
 
 from __future__ import annotations
