@@ -238,3 +238,39 @@ def test_retention_purges_old_queue_rows_notes_labels_and_access_log(
         result = purge_expired(adb, console.settings, later)
         assert all(adb.scalar(f"SELECT COUNT(*) FROM {t}") == 0 for t in tables)
     assert result.detail["web_notes"] == 1 and result.detail["web_labels"] == 1
+
+
+def test_rotating_the_pseudonym_secret_rekeys_the_consoles_rows(app: Any, console: Console) -> None:
+    """`solace memory rotate-secret` re-keys every `user_key` column, the console's included,
+    so /forget after a rotation still finds the queue row, notes and labels about the person."""
+    import sqlite3
+
+    from bot.memory.keys import rekey, rotate_secret
+
+    cid, plain, _ = consented_crisis(console)
+    c = client(app, "mo")
+    token = csrf_of(c.get(f"/conversations/{cid}").text)
+    c.post(f"/conversations/{cid}/action", data={"csrf_token": token, "action": "note",
+                                                 "note": "a remark"})  # fmt: skip
+    c.post(f"/conversations/{cid}/label", data={"csrf_token": token, "turn_id": str(plain),
+           "decision": "missed", "category": "suicide"})  # fmt: skip
+    tables = ("web_queue", "web_notes", "web_labels")
+    with connection(console.db) as conn:
+        old_key = conn.execute("SELECT user_key FROM web_queue WHERE conversation_id = ?",
+                               [cid]).fetchone()[0]  # fmt: skip
+    new_secret = b"a-new-pseudonym-secret-0123456789abcdef"
+    raw = sqlite3.connect(console.db, isolation_level=None)
+    try:
+        changed = rotate_secret(raw, SECRET, new_secret)
+    finally:
+        raw.close()
+    assert all(changed[t] >= 1 for t in tables)
+    new_key = rekey(new_secret, old_key)
+    with connection(console.db) as conn:
+        for table in tables:
+            keys = {r[0] for r in conn.execute(f"SELECT user_key FROM {table}")}
+            assert old_key not in keys and new_key in keys, table
+    store = open_memory(console.db, new_secret)
+    erasure = store.forget_user(new_key)
+    store.db.close()
+    assert all(erasure.deleted[t] == 1 for t in tables)
