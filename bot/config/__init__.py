@@ -1,7 +1,7 @@
 """The bot's settings: one frozen `Settings`, read once at start-up and passed down.
 
 `sections` (one class per area: model, generation, memory, openai, safety, telegram, discord,
-access, jobs, backup), `settings` (`Settings`, its sources and `load_settings`) and `options`
+access, jobs, backup, web), `settings` (`Settings`, its sources and `load_settings`) and `options`
 (the `--config`/`--db` options of the `solace` commands). Every key is documented in docs/bot.md.
 """
 
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
         OpenAISettings as OpenAISettings,
         SafetySettings as SafetySettings,
         TelegramSettings as TelegramSettings,
+        WebSettings as WebSettings,
         default_db_path as default_db_path,
     )
     from bot.config.settings import (

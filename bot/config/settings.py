@@ -34,6 +34,7 @@ from bot.config.sections import (
     OpenAISettings,
     SafetySettings,
     TelegramSettings,
+    WebSettings,
 )
 from bot.errors import ConfigError
 
@@ -89,6 +90,7 @@ class Settings(BaseSettings):
     access: AccessSettings = Field(default_factory=AccessSettings)
     jobs: JobsSettings = Field(default_factory=JobsSettings)
     backup: BackupSettings = Field(default_factory=BackupSettings)
+    web: WebSettings = Field(default_factory=WebSettings)
 
     telegram_token: SecretStr | None = Field(None, description="SOLACE_TELEGRAM_TOKEN (env only).")
     discord_token: SecretStr | None = Field(None, description="SOLACE_DISCORD_TOKEN (env only).")
