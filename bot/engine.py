@@ -16,6 +16,7 @@ import logging
 import re
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +37,9 @@ logger = logging.getLogger(__name__)
 COUNTRY_CODE_RE = re.compile(r"^[A-Za-z]{2}$")
 SENTENCE_FINAL_CHARS = frozenset(".!?…\"')]*")
 SENTENCE_END_RE = re.compile(r"[.!?…][\"')\]]*(?=\s|$)")
+# Replies streamed at once from a backend that batches them (a server). Each holds a thread; the
+# loop's default pool (cores + 4 threads) would make the 7th person wait on a 2-core machine.
+PARALLEL_STREAMS = 64
 
 
 def releasable(pending: str, holdback: int) -> int:
@@ -96,6 +100,11 @@ class Engine:
         self._system_tokens = backend.count_tokens(SYSTEM_PROMPT)
         self._user_locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}
         self._model_lock = None if backend.parallel else asyncio.Lock()
+        self._executor = (
+            ThreadPoolExecutor(PARALLEL_STREAMS, thread_name_prefix="solace-reply")
+            if backend.parallel
+            else None
+        )
 
     # --- one turn -------------------------------------------------------------------------
 
@@ -253,7 +262,9 @@ class Engine:
         checked = ""  # released text
         pending = ""  # generated, guard-checked, not yet released
         chunks = stream_in_thread(
-            lambda: self.backend.generate(messages, self._options), self._model_lock
+            lambda: self.backend.generate(messages, self._options),
+            self._model_lock,
+            self._executor,
         )
         try:
             async for delta in chunks:

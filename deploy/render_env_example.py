@@ -50,15 +50,15 @@ COMPOSE_VARIABLES = """\
 # MODELS_DIR=../models
 # Seconds between backups made by the backup service.
 # BACKUP_INTERVAL_SECONDS=21600
-# profile cpu: GGUF for llama_cpp.server, as seen in the container (empty = embedded SmolLM2).
+# profile cpu: GGUF for llama-server, as seen in the container (empty = embedded SmolLM2).
 # LLAMA_MODEL=/models/model-Q4_K_M.gguf
 # profile cpu: a LoRA adapter GGUF applied by the model server (empty = none).
 # LLAMA_LORA=
-# profile cpu: worker processes, each with its own model copy = requests served at once.
-# LLAMA_WORKERS=2
-# profile cpu: CPU threads per worker (empty = CPU cores / workers).
+# profile cpu: llama-server slots = conversations generated at once (one model copy).
+# LLAMA_PARALLEL=8
+# profile cpu: CPU threads (empty = llama.cpp's default, the cores).
 # LLAMA_THREADS=
-# profile cpu: context window per worker, tokens (set SOLACE_OPENAI__CONTEXT_TOKENS to match).
+# profile cpu: context window per slot, tokens (set SOLACE_OPENAI__CONTEXT_TOKENS to match).
 # LLAMA_N_CTX=2048
 # profile gpu: vLLM image tag.
 # VLLM_VERSION=v0.11.0

@@ -22,6 +22,7 @@ import yaml
 from pydantic import BaseModel
 
 from bot.config import Settings
+from bot.llama_server_command import MODEL_ALIAS
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -110,7 +111,7 @@ def test_env_example_defaults_are_valid_values(monkeypatch: pytest.MonkeyPatch) 
     for name, value in shown.items():
         monkeypatch.setenv(name, value)
     settings = Settings()
-    assert settings.model.backend == "llama-cpp" and settings.backup.keep >= 0
+    assert settings.model.backend == "auto" and settings.backup.keep >= 0
 
 
 def test_env_example_has_no_secret_values() -> None:
@@ -200,9 +201,9 @@ def test_bot_reaches_each_model_server_through_the_openai_backend(
     assert vllm_args[vllm_args.index("--port") + 1] == port
     assert vllm_args[vllm_args.index("--served-model-name") + 1] == env["SOLACE_OPENAI__MODEL"]
     assert "VLLM_TENSOR_PARALLEL" in vllm_args[vllm_args.index("--tensor-parallel-size") + 1]
-    script = (DEPLOY / "llama-server.sh").read_text()
-    assert f"LLAMA_ALIAS:-{env['SOLACE_OPENAI__MODEL']}" in script
-    assert "LLAMA_ALIAS" not in cpu["environment"]
+    # The cpu service runs llama-server with the bot's own flags, under the name the bot sends.
+    assert 'python3}" -m bot.llama_server_command' in (DEPLOY / "llama-server.sh").read_text()
+    assert env["SOLACE_OPENAI__MODEL"] == MODEL_ALIAS
     for dependency in ("model-cpu", "vllm"):
         assert services["bot"]["depends_on"][dependency]["condition"] == "service_healthy"
 

@@ -1,0 +1,387 @@
+"""The `llama-server` backend: llama.cpp's native server as the bot's managed child process.
+
+Most tests run the real binary that `make llama-server` builds, with the real SmolLM2 GGUF, on
+127.0.0.1 (marked `slow`; skipped when the binary is missing): streaming, prefix reuse across
+turns, per-slot context, the API key, a crash and a hang of the child (people get the kind reply,
+nothing they wrote is lost, the server comes back), a taken port, wrong files, and the child
+never outliving `solace serve` (SIGTERM and SIGKILL). The failure modes the real server cannot
+be made to show on demand (503 while loading, malformed streams) use tests/fake_llama_server.py
+as the binary.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sqlite3
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from bot import texts
+from bot.backends import GenOptions, LlamaCppBackend, build_backend
+from bot.config import Settings
+from bot.engine import build_engine
+from bot.errors import BackendError, ConfigError
+from bot.health import check_model
+from bot.llama_server_backend import LlamaServerBackend, SlotAffinity, conversation_key
+from bot.llama_server_command import ServerCommand, child_env, find_binary
+from bot.types import IncomingMessage
+from dialogue.prompts import build_messages
+
+ROOT = Path(__file__).resolve().parent.parent
+FAKE = Path(__file__).with_name("fake_llama_server.py")
+SECRET = "llama-server-test-secret-0123456789abcdef"
+GREEDY = GenOptions(temperature=0.0, top_k=1, seed=1, max_new_tokens=16)
+
+
+@pytest.fixture(scope="session")
+def llama_server_binary() -> Path:
+    """The llama-server `make llama-server` built; skips when it is missing."""
+    binary = find_binary(None)
+    if binary is None:
+        pytest.skip("llama-server is not built (make llama-server)")
+    return binary
+
+
+def make_settings(tmp_path: Path, **sections: object) -> Settings:
+    """Settings for a test bot with the llama-server backend (2 slots x 1024 tokens, 2 threads)."""
+    model = {"backend": "llama-server", "n_ctx": 1024, "n_threads": 2, "cache_mb": 64}
+    llama = {"parallel": 2, "startup_timeout_seconds": 60, "restart_backoff_seconds": 0.2}
+    return Settings(
+        model={**model, **sections.pop("model", {})},  # type: ignore[dict-item]
+        llama_server={**llama, **sections.pop("llama_server", {})},  # type: ignore[dict-item]
+        generation={"max_new_tokens": 16, "temperature": 0.0, "seed": 1},
+        memory={"db_path": tmp_path / "solace.db", "representation": "raw"},
+        pseudonym_secret=SECRET,
+        **sections,  # type: ignore[arg-type]
+    )
+
+
+@pytest.fixture
+def backend(llama_server_binary, smollm2_gguf, tmp_path) -> Iterator[LlamaServerBackend]:
+    """A running llama-server child with the embedded GGUF, stopped after the test."""
+    built = build_backend(make_settings(tmp_path))
+    assert isinstance(built, LlamaServerBackend)
+    yield built
+    built.close()
+
+
+def fake_binary(tmp_path: Path) -> Path:
+    """An executable that runs tests/fake_llama_server.py with this Python."""
+    script = tmp_path / "llama-server"
+    script.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{FAKE}" "$@"\n')
+    script.chmod(0o755)
+    return script
+
+
+def say(engine, user: str, text: str) -> str:  # type: ignore[no-untyped-def]
+    """One message through the real engine; the whole reply as the person sees it."""
+
+    async def run() -> str:
+        return "".join([p async for p in engine.respond(IncomingMessage("telegram", user, text))])
+
+    return asyncio.run(run())
+
+
+def stored_user_turns(db_path: Path) -> list[str]:
+    """Every user turn in the SQLite file."""
+    with sqlite3.connect(db_path) as conn:
+        return [r[0] for r in conn.execute("SELECT text FROM turns WHERE role='user' ORDER BY id")]
+
+
+def pid_alive(pid: int) -> bool:
+    """True while `pid` exists and is not a zombie."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def wait_until(predicate, timeout: float = 30.0) -> bool:  # type: ignore[no-untyped-def]
+    """Poll `predicate` until true or `timeout`; returns its last value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return bool(predicate())
+
+
+# --- no binary needed ---------------------------------------------------------------------------
+
+
+def test_command_line_has_the_flags_and_never_the_key(tmp_path: Path, monkeypatch) -> None:
+    command = ServerCommand(
+        Path("/bin/ls"), tmp_path / "m.gguf", tmp_path / "a.gguf", 4, 1024, 2, 128
+    )
+    argv = command.argv("127.0.0.1", 5555)
+    value = {flag: argv[argv.index(flag) + 1] for flag in ("--parallel", "--ctx-size", "--lora")}
+    assert value == {"--parallel": "4", "--ctx-size": "4096", "--lora": str(tmp_path / "a.gguf")}
+    assert argv[argv.index("--host") + 1] == "127.0.0.1" and "--api-key" not in argv
+    monkeypatch.setenv("SOLACE_TELEGRAM_TOKEN", "123:secret-telegram-token")
+    monkeypatch.setenv("LLAMA_ARG_CTX_SIZE", "99")  # would silently change the server's flags
+    env = child_env("k3y")
+    assert (
+        "LLAMA_ARG_CTX_SIZE" not in env
+        and env["LLAMA_API_KEY"] == "k3y"
+        and "SOLACE_TELEGRAM_TOKEN" not in env
+    )
+
+
+def test_slot_affinity_returns_a_conversation_to_its_slot() -> None:
+    slots = SlotAffinity(2)
+    a, b, c = "a", "b", "c"
+    first_a = slots.acquire(a)
+    slots.release(first_a)
+    first_b = slots.acquire(b)
+    assert first_b != first_a  # the free slot nobody used, not a's
+    slots.release(first_b)
+    assert slots.acquire(a) == first_a  # back to the slot holding a's prefix
+    busy_b = slots.acquire(b)
+    assert busy_b == first_b
+    got: list[int] = []
+    waiter = threading.Thread(target=lambda: got.append(slots.acquire(c)))
+    waiter.start()
+    time.sleep(0.2)
+    assert not got  # both slots busy: c waits
+    slots.release(first_a)
+    waiter.join(5)
+    assert got == [first_a]  # c took a's slot; a's prefix is now elsewhere (server RAM cache)
+    slots.release(busy_b)
+    slots.release(first_a)
+    assert slots.acquire(a) == first_b  # a's old slot went to c: a gets the least recent one
+
+
+def test_conversation_key_ignores_later_turns() -> None:
+    first = build_messages([], "I can't sleep.")
+    later = build_messages(
+        [("user", "I can't sleep."), ("assistant", "I'm sorry.")], "Still awake."
+    )
+    other = build_messages([], "My cat died.")
+    assert conversation_key(first) == conversation_key(later) != conversation_key(other)
+
+
+@pytest.mark.slow
+def test_missing_binary_warns_once_and_uses_the_embedded_model(tmp_path, smollm2_gguf, caplog):
+    absent = {"binary": tmp_path / "no-such-llama-server"}
+    with caplog.at_level(logging.WARNING):
+        built = build_backend(make_settings(tmp_path, llama_server=absent))
+    assert isinstance(built, LlamaCppBackend)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and "make llama-server" in warnings[0], warnings
+    refuse = {**absent, "missing_binary": "refuse"}
+    with pytest.raises(ConfigError, match="no-such-llama-server"):
+        build_backend(make_settings(tmp_path, llama_server=refuse))
+    broken = tmp_path / "broken-llama-server"
+    broken.write_text("#!/bin/sh\necho 'error while loading shared libraries' >&2\nexit 127\n")
+    broken.chmod(0o755)
+    with pytest.raises(ConfigError, match="exit 127"):
+        build_backend(make_settings(tmp_path, llama_server={"binary": broken, **refuse}))
+    assert check_model(make_settings(tmp_path, llama_server=absent)).status == "warn"
+    assert check_model(make_settings(tmp_path, llama_server=refuse)).status == "fail"
+
+
+@pytest.mark.slow
+def test_wrong_model_files_fail_clearly(tmp_path, llama_server_binary, smollm2_gguf) -> None:
+    with pytest.raises(ConfigError, match="absent.gguf"):
+        build_backend(make_settings(tmp_path, model={"path": tmp_path / "absent.gguf"}))
+    junk = tmp_path / "junk.gguf"
+    junk.write_bytes(b"GGUF" + os.urandom(2000))
+    with pytest.raises(BackendError, match="junk.gguf"):
+        build_backend(make_settings(tmp_path, model={"path": junk}))
+    adapter = tmp_path / "junk-adapter.gguf"
+    adapter.write_bytes(b"GGUF" + b"\0" * 2000)
+    with pytest.raises(BackendError, match="llama-server did not start"):
+        build_backend(make_settings(tmp_path, model={"lora_path": adapter}))
+
+
+# --- the real llama-server --------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_streams_with_a_per_start_key_and_per_slot_context(backend: LlamaServerBackend) -> None:
+    messages = build_messages([], "I feel lonely since I moved to a new city.")
+    chunks = list(backend.generate(messages, GREEDY))
+    assert len(chunks) > 2 and "".join(chunks).strip()
+    endpoint = backend.process.wait_ready(0)
+    assert endpoint is not None and endpoint.base_url.startswith("http://127.0.0.1:")
+    root = endpoint.base_url.removesuffix("/v1")
+    assert httpx.get(f"{root}/slots", timeout=5).status_code == 401  # the key is required
+    auth = {"Authorization": f"Bearer {endpoint.api_key}"}
+    slots = httpx.get(f"{root}/slots", headers=auth, timeout=5).json()
+    assert [s["n_ctx"] for s in slots] == [1024, 1024] == [backend.n_ctx] * 2
+    assert backend.count_tokens("hello world") in (2, 3)  # the GGUF's own tokenizer
+
+
+@pytest.mark.slow
+def test_a_conversation_prefix_is_reused_across_turns(backend: LlamaServerBackend) -> None:
+    first = build_messages([], "I had a rough day at work and I can't stop thinking about it.")
+    reply = "".join(backend.generate(first, GREEDY))
+    other = build_messages([], "My exam went badly and I feel stupid.")
+    "".join(backend.generate(other, GREEDY))  # someone else in between
+    follow_up = build_messages(
+        [("user", first[-1]["content"]), ("assistant", reply)], "Yes, my boss shouted at me."
+    )
+    reused, evaluated = backend.prompt_tokens_reused, backend.prompt_tokens_evaluated
+    "".join(backend.generate(follow_up, GREEDY))
+    prefix = backend.count_tokens(first[0]["content"]) + backend.count_tokens(first[1]["content"])
+    assert backend.prompt_tokens_reused - reused >= prefix  # system prompt + first turn reused
+    assert backend.prompt_tokens_evaluated - evaluated < backend.count_tokens(reply) + 40
+
+
+@pytest.mark.slow
+def test_context_is_budgeted_per_slot(tmp_path, llama_server_binary, smollm2_gguf) -> None:
+    """512 tokens per slot (1024 in all): a long conversation is cut to fit one slot."""
+    settings = make_settings(tmp_path, model={"n_ctx": 512})
+    engine = build_engine(settings)
+    try:
+        assert engine.backend.n_ctx == 512
+        key = engine.memory.pseudonym("telegram", "7")
+        engine.memory.mark_notice_seen(key, "telegram")
+        long_turn = "I keep going over what happened at work, again and again. " * 8
+        for _ in range(12):  # ~1,300 tokens of history: more than a slot, more than the total
+            for role in ("user", "assistant"):
+                tokens = engine.backend.count_tokens(long_turn)
+                engine.memory.add_turn(
+                    key, platform="telegram", role=role, text=long_turn, tokens=tokens
+                )
+        reply = say(engine, "7", "What should I do?")
+        assert reply.strip() and texts.BACKEND_UNAVAILABLE not in reply
+        too_long = build_messages([], "word " * 700)  # sent directly: the server refuses it
+        with pytest.raises(BackendError):
+            "".join(engine.backend.generate(too_long, GREEDY))
+    finally:
+        engine.backend.close()  # type: ignore[attr-defined]
+        engine.memory.db.close()
+
+
+@pytest.mark.slow
+def test_a_crash_mid_reply_gets_the_kind_reply_and_the_server_comes_back(
+    tmp_path, llama_server_binary, smollm2_gguf
+) -> None:
+    settings = make_settings(tmp_path, generation={"max_new_tokens": 64, "temperature": 0.0})
+    engine = build_engine(settings)
+    backend = engine.backend
+    assert isinstance(backend, LlamaServerBackend)
+    users = ("1", "2", "3")
+    try:
+        for user in users:
+            engine.memory.mark_notice_seen(engine.memory.pseudonym("telegram", user), "telegram")
+        first_pid = backend.process.pid
+        assert first_pid is not None
+
+        async def crash_while_streaming() -> list[str]:
+            started = asyncio.Event()
+
+            async def one(user: str) -> str:
+                out = ""
+                async for piece in engine.respond(
+                    IncomingMessage("telegram", user, "Tell me about your day, please.")
+                ):
+                    out += piece
+                    started.set()
+                return out
+
+            tasks = [asyncio.create_task(one(u)) for u in users]
+            await started.wait()
+            os.kill(first_pid, signal.SIGKILL)
+            return await asyncio.gather(*tasks)
+
+        during = asyncio.run(crash_while_streaming())
+        assert any(r.endswith(texts.BACKEND_UNAVAILABLE) for r in during), during
+        assert all(r.strip() and "Traceback" not in r for r in during)
+        assert wait_until(lambda: backend.process.pid not in (None, first_pid), 60)
+        after = [say(engine, u, "I'm back, are you there?") for u in users]
+        assert all(r.strip() and texts.BACKEND_UNAVAILABLE not in r for r in after), after
+        # Killed while idle: the next message fails on the dead port, then goes to the new one.
+        os.kill(backend.process.pid or 0, signal.SIGKILL)
+        assert texts.BACKEND_UNAVAILABLE not in say(engine, "1", "One more thing.")
+        assert backend.process.restarts >= 2
+        stored = stored_user_turns(settings.memory.db_path)
+        assert len(stored) == 2 * len(users) + 1  # every message anyone wrote is stored
+    finally:
+        backend.close()
+        engine.memory.db.close()
+
+
+@pytest.mark.slow
+def test_a_hung_server_is_killed_and_restarted(tmp_path, llama_server_binary, smollm2_gguf, caplog):
+    # The request gives up (1 s) before the watchdog decides (0.5 s + 2 s): the person is told
+    # kindly at once, and the server is restarted behind them.
+    fast = {"watchdog_interval_seconds": 0.5, "watchdog_timeout_seconds": 2,
+            "request_timeout_seconds": 1}  # fmt: skip
+    settings = make_settings(tmp_path, llama_server=fast)
+    engine = build_engine(settings)
+    backend = engine.backend
+    assert isinstance(backend, LlamaServerBackend)
+    try:
+        engine.memory.mark_notice_seen(engine.memory.pseudonym("telegram", "9"), "telegram")
+        hung = backend.process.pid
+        assert hung is not None
+        os.kill(hung, signal.SIGSTOP)  # alive, but answers nothing
+        with caplog.at_level(logging.ERROR):
+            reply = say(engine, "9", "Are you there?")
+            assert reply.endswith(texts.BACKEND_UNAVAILABLE)
+            assert wait_until(lambda: not pid_alive(hung) and backend.process.pid is not None, 60)
+        assert any("stopped answering" in r.getMessage() for r in caplog.records)
+        assert texts.BACKEND_UNAVAILABLE not in say(engine, "9", "Are you there now?")
+    finally:
+        with_pid = backend.process.pid
+        backend.close()
+        engine.memory.db.close()
+    assert with_pid is None or not pid_alive(with_pid)
+
+
+@pytest.mark.slow
+def test_a_taken_port_is_a_clear_error(tmp_path, llama_server_binary, smollm2_gguf) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(BackendError, match=f"port {port} is already in use"):
+            build_backend(make_settings(tmp_path, llama_server={"port": port}))
+
+
+# --- failure modes through the fake binary ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("mode", "logged"), [("malformed", "malformed stream"), ("unavailable", "InternalServerError")]
+)
+def test_broken_answers_give_the_kind_reply(tmp_path, smollm2_gguf, mode, logged, caplog) -> None:
+    ls = {"binary": fake_binary(tmp_path), "extra_args": ["--fake-mode", mode]}
+    engine = build_engine(make_settings(tmp_path, llama_server=ls))
+    try:
+        engine.memory.mark_notice_seen(engine.memory.pseudonym("telegram", "4"), "telegram")
+        with caplog.at_level(logging.ERROR):
+            reply = say(engine, "4", "Hello?")
+        assert reply.endswith(texts.BACKEND_UNAVAILABLE)
+        errors = [r.getMessage() for r in caplog.records if r.name == "bot.engine"]
+        assert len(errors) == 1 and logged in errors[0], errors  # one clear line
+        assert stored_user_turns(engine.settings.memory.db_path) == ["Hello?"]
+    finally:
+        engine.backend.close()  # type: ignore[attr-defined]
+        engine.memory.db.close()
+
+
+def test_503_while_loading_is_waited_for(tmp_path, smollm2_gguf) -> None:
+    """The fake answers 503 to everything while "loading": a manager that did not wait for /health
+    would send the first request too early and fail."""
+    ls = {"binary": fake_binary(tmp_path), "extra_args": ["--fake-mode", "loading"]}
+    backend = build_backend(make_settings(tmp_path, llama_server=ls))
+    try:
+        assert isinstance(backend, LlamaServerBackend)
+        reply = "".join(backend.generate(build_messages([], "Hi"), GREEDY))
+        assert reply == "I hear you. That sounds hard."
+    finally:
+        backend.close()  # type: ignore[attr-defined]
