@@ -12,7 +12,7 @@ from bot.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "configs" / "bot.example.toml"
-OWN_SECTIONS = ("model", "generation", "memory", "openai")
+OWN_SECTIONS = ("model", "llama_server", "generation", "memory", "openai")
 
 
 @pytest.fixture(autouse=True)
@@ -35,7 +35,7 @@ def test_generation_defaults_are_the_papers_table_3():
 
 def test_example_file_validates_and_sets_every_engine_key():
     settings = load_settings(EXAMPLE)
-    assert settings.model.backend == "llama-cpp"
+    assert settings.model.backend == "auto"
     text = EXAMPLE.read_text()
     for section in OWN_SECTIONS:
         for key in type(getattr(settings, section)).model_fields:
