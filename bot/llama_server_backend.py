@@ -17,6 +17,7 @@ MB), so the context builder budgets exactly for one slot's context (`model.n_ctx
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import threading
@@ -147,7 +148,7 @@ class LlamaServerBackend:
         tokenizer = _load_tokenizer(command.model)
         n_ctx = _slot_context(m.n_ctx, tokenizer)
         if n_ctx != command.ctx_per_slot:
-            command = type(command)(**{**command.__dict__, "ctx_per_slot": n_ctx})
+            command = dataclasses.replace(command, ctx_per_slot=n_ctx)
         process = LlamaServerProcess(
             command,
             port=ls.port,
@@ -235,11 +236,15 @@ def _load_tokenizer(model: Path) -> Any:
     """The GGUF's vocabulary only (no weights); None when llama-cpp-python is missing."""
     try:
         from llama_cpp import Llama
+        from llama_cpp._utils import suppress_stdout_stderr
     except ImportError:
         logger.warning("llama-cpp-python is not installed: token counts are estimates")
         return None
+    # Without weights llama.cpp sees a training context of 0 and prints that any context
+    # overflows it: silenced (this runs at start-up, before any other thread prints).
     try:
-        return Llama(model_path=str(model), vocab_only=True, n_ctx=8, verbose=False)
+        with suppress_stdout_stderr(disable=False):
+            return Llama(model_path=str(model), vocab_only=True, n_ctx=8, verbose=False)
     except Exception as exc:  # llama.cpp reports a bad file as ValueError/RuntimeError
         raise BackendError(f"could not read the tokenizer of {model}: {exc}") from exc
 

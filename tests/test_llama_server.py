@@ -527,3 +527,26 @@ async def test_sigkill_of_solace_serve_leaves_no_orphan(
             if proc.returncode is None:
                 proc.kill()
     assert await asyncio.to_thread(wait_until, lambda: not pid_alive(children[0]), 20)
+
+
+@pytest.mark.slow
+def test_solace_chat_runs_llama_server_when_asked_and_stops_it(tmp_path, llama_server_binary):
+    """`solace chat --backend llama-server`: a reply, and the port is free again at exit."""
+    import subprocess
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SOLACE_")}
+    env |= {"SOLACE_LLAMA_SERVER__PORT": str(port), "SOLACE_LLAMA_SERVER__MISSING_BINARY": "refuse",
+            "SOLACE_GENERATION__MAX_NEW_TOKENS": "16", "SOLACE_MEMORY__REPRESENTATION": "raw",
+            "PYTHONPATH": str(ROOT)}  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "bot", "chat", "--backend", "llama-server", "--db", str(tmp_path / "c.db")],
+        input="I feel a bit low today.\n", capture_output=True, text=True, env=env, cwd=tmp_path,
+        timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Please try again" not in proc.stdout and len(proc.stdout.strip()) > 0
+    with socket.socket() as after:
+        assert after.connect_ex(("127.0.0.1", port)) != 0  # nothing listens: the child is gone
