@@ -161,16 +161,19 @@ class LlamaServerProcess:
             raise BackendError("llama-server stopped while starting")
         return endpoint
 
-    def wait_ready(self, timeout: float) -> Endpoint | None:
-        """The running server's endpoint, waiting up to `timeout` s while it (re)starts."""
+    def wait_ready(self, timeout: float, after: int = 0) -> Endpoint | None:
+        """The running server's endpoint, waiting up to `timeout` s while it (re)starts; with
+        `after`, only a server started after that generation (not the one that just failed)."""
         deadline = time.monotonic() + timeout
         with self._ready:
-            while self._endpoint is None and not self._stopping.is_set():
+            while not self._stopping.is_set() and (
+                self._endpoint is None or self._endpoint.generation <= after
+            ):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return None
                 self._ready.wait(left)
-            return self._endpoint
+            return None if self._stopping.is_set() else self._endpoint
 
     def is_current(self, generation: int, grace: float = 0.5) -> bool:
         """True while the server of that start is running and healthy. A process that is just

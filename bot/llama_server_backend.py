@@ -171,8 +171,9 @@ class LlamaServerBackend:
 
     def generate(self, messages: Sequence[Message], options: GenOptions) -> Iterator[str]:
         """Stream the reply; one transparent retry when the server died before any text."""
+        failed = 0  # the generation whose server went away under the first attempt
         for attempt in (1, 2):
-            endpoint = self.process.wait_ready(self._restart_wait)
+            endpoint = self.process.wait_ready(self._restart_wait, after=failed)
             if endpoint is None:
                 raise BackendError("llama-server is not running (restarting); try again soon")
             client = self._client(endpoint.generation, endpoint.base_url, endpoint.api_key)
@@ -185,6 +186,7 @@ class LlamaServerBackend:
             except BackendError:
                 if streamed or attempt == 2 or self.process.is_current(endpoint.generation):
                     raise
+                failed = endpoint.generation
                 logger.warning("llama-server went away before replying; sending the request again")
 
     def _stream(

@@ -91,8 +91,10 @@ class ModelServer:
             if self.process.poll() is not None:
                 raise RuntimeError(f"model server exited: {self.log.read_text()[-2000:]}")
             with contextlib.suppress(httpx.HTTPError):
-                models = httpx.get(f"{self.base_url}/models", timeout=2).json()
-                if any(m["id"] == "solace" for m in models["data"]):
+                answer = httpx.get(f"{self.base_url}/models", timeout=2)  # 503 while loading
+                if answer.status_code == 200 and any(
+                    m["id"] == "solace" for m in answer.json()["data"]
+                ):
                     return
             time.sleep(0.3)
         raise RuntimeError(f"model server did not start: {self.log.read_text()[-2000:]}")
@@ -112,9 +114,11 @@ def model_server(smollm2_gguf: Path, tmp_path: Path) -> Iterator[ModelServer]:
     if find_binary(None) is None:
         pytest.skip("llama-server is not built (make llama-server)")
     server = ModelServer(smollm2_gguf, free_port(), tmp_path / "model-server.log")
-    server.start()
-    yield server
-    server.kill()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.kill()  # also when it failed to start: never leave a server behind
 
 
 @pytest.fixture
