@@ -109,17 +109,31 @@ async def _workload(engine: Any, people: int, count: int, server_pid: int | None
 
     for user in range(people):  # the consent notice is not what we measure
         engine.memory.mark_notice_seen(engine.memory.pseudonym("telegram", str(user)), "telegram")
+    await engine.warm_up()  # what `solace serve` does before it starts the adapters
     async for _ in engine.respond(IncomingMessage("telegram", "warm-up", "Hello there.")):
         pass
     pids = [os.getpid(), *([server_pid] if server_pid else [])]
-    cpu_before = sum(_cpu_seconds(p) for p in pids)
+    cpu_before = [_cpu_seconds(p) for p in pids]
+    tokens_before = _prompt_tokens(engine.backend)
     out: dict[str, Any] = {"first": [], "opening": [], "replies": {}, "kind_errors": 0, "end": 0.0}
     t0 = time.perf_counter()
     await asyncio.gather(*(_person(engine, str(u), count, out, t0) for u in range(people)))
     out["seconds"] = time.perf_counter() - t0
-    out["cpu_seconds"] = sum(_cpu_seconds(p) for p in pids) - cpu_before
+    cpu = [_cpu_seconds(p) - before for p, before in zip(pids, cpu_before, strict=True)]
+    out["cpu_seconds"], out["bot_cpu_seconds"] = sum(cpu), cpu[0]
+    out["prompt_tokens"] = [
+        a - b for a, b in zip(_prompt_tokens(engine.backend), tokens_before, strict=True)
+    ]
     out["rss_mb"] = sum(_proc_status(p, "VmHWM") for p in pids)
     return out
+
+
+def _prompt_tokens(backend: Any) -> tuple[int, int]:
+    """(reused, evaluated) prompt tokens so far, from llama-server's timings; (0, 0) otherwise."""
+    return (
+        getattr(backend, "prompt_tokens_reused", 0),
+        getattr(backend, "prompt_tokens_evaluated", 0),
+    )
 
 
 def run_setup(setup: str, parallel: int, people: tuple[int, ...], count: int) -> dict[str, Any]:
@@ -175,8 +189,14 @@ def _row(name: str, r: dict[str, Any], base: dict[str, Any], same: str) -> str:
         f"| {name} | {statistics.median(first):.2f} | {_p(first, 0.95):.2f} | {slowest:.2f} "
         f"| {slowest / base_slowest:.2f}x | {max(opening) / max(min(opening), 1e-3):.1f}x "
         f"| {per_min:.1f} | {per_min / base_per_min:.2f}x | {cpu:.2f} | {cpu / base_cpu:.2f}x "
+        f"| {r['bot_cpu_seconds'] / replies:.2f} | {_tokens(r, replies)} "
         f"| {r['rss_mb']:.0f} | {same} | {r['kind_errors']} |"
     )
+
+
+def _tokens(r: dict[str, Any], replies: int) -> str:
+    reused, evaluated = r["prompt_tokens"]
+    return f"{evaluated / replies:.0f} / {reused / replies:.0f}" if reused or evaluated else "—"
 
 
 def _same(r: dict[str, Any], base: dict[str, Any]) -> str:
@@ -220,9 +240,10 @@ def run(quick: bool) -> str:
             "",
             "| setup | first text p50 s | p95 s | slowest s | slowest vs embedded "
             "| opening: last vs first person | replies/min | vs embedded | CPU s/reply "
-            "| vs embedded | peak RSS MB (bot + server) | same reply as embedded | kind errors |",
+            "| vs embedded | of which the bot | prompt tokens evaluated / reused per reply "
+            "| peak RSS MB (bot + server) | same reply as embedded | kind errors |",
             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
-            "| ---: |",
+            "| ---: | ---: | ---: |",
         ]
         for name, result in rows.items():
             lines.append(

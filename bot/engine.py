@@ -30,7 +30,7 @@ from bot.logs import LOG_KEY_LABEL, LogIds
 from bot.memory import MemoryStore, open_memory, resolve_secret
 from bot.safety_api import SafetyProtocol, ScreenLike
 from bot.types import IncomingMessage
-from dialogue.prompts import SYSTEM_PROMPT, Message
+from dialogue.prompts import SYSTEM_PROMPT, Message, build_messages
 
 logger = logging.getLogger(__name__)
 
@@ -402,10 +402,14 @@ class Engine:
         return {**self.memory.stats(), "active_users": len(self._user_locks)}
 
     async def warm_up(self) -> None:
-        """Load the context compressor (spaCy) now rather than on the first message."""
+        """Load the context compressor (spaCy) now rather than on the first message, and let a
+        backend that keeps prompt caches (llama-server's slots) hold the system prompt."""
         form = compressed_form(self.settings.memory.representation)
         if form is not None:
             await self._compress("Warming up.", form)
+        warm_prefix = getattr(self.backend, "warm_up", None)
+        if warm_prefix is not None:
+            await asyncio.to_thread(warm_prefix, build_messages([]))
 
 
 def build_safety(settings: Settings, backend: Backend) -> SafetyProtocol:

@@ -84,6 +84,14 @@ class SlotAffinity:
             self._used_at[slot] = self._tick
             return slot
 
+    def take_if_unused(self, slot: int) -> bool:
+        """Take `slot` when it is free and holds no conversation (for warming it up)."""
+        with self._free:
+            if slot in self._busy or slot in self._holder:
+                return False
+            self._busy.add(slot)
+            return True
+
     def release(self, slot: int) -> None:
         """The request on `slot` has finished."""
         with self._free:
@@ -121,6 +129,7 @@ class LlamaServerBackend:
         self._slots = SlotAffinity(process.command.parallel) if pin_slots else None
         self._clients: tuple[int, OpenAIBackend] | None = None
         self._lock = threading.Lock()
+        self._prefix: list[Message] = []
         self.prompt_tokens_reused = 0
         self.prompt_tokens_evaluated = 0
 
@@ -189,6 +198,41 @@ class LlamaServerBackend:
                 failed = endpoint.generation
                 logger.warning("llama-server went away before replying; sending the request again")
 
+    def warm_up(self, prefix: Sequence[Message]) -> None:
+        """Evaluate `prefix` (the system prompt) into every slot now, and after each restart,
+        so a new conversation starts with it cached whichever slot it gets: llama-server
+        reuses a slot's longest common prefix, but never another slot's."""
+        self._prefix = list(prefix)
+        endpoint = self.process.wait_ready(self._restart_wait)
+        if endpoint is not None:
+            self._warm(self._client(endpoint.generation, endpoint.base_url, endpoint.api_key))
+
+    def _warm(self, client: OpenAIBackend) -> None:
+        if not self._prefix:
+            return
+        options = GenOptions(max_new_tokens=1, temperature=0.0)
+
+        def fill(slot: int) -> None:
+            if self._slots is not None and not self._slots.take_if_unused(slot):
+                return  # someone is talking there already
+            try:
+                extra = {"cache_prompt": True, "id_slot": slot}
+                "".join(client.generate(self._prefix, options, extra_body=extra))
+            except BackendError as exc:
+                logger.warning("llama-server: could not warm slot %d up: %s", slot, exc)
+            finally:
+                if self._slots is not None:
+                    self._slots.release(slot)
+
+        workers = [
+            threading.Thread(target=fill, args=(slot,), name="llama-server-warm")
+            for slot in range(self.process.command.parallel)
+        ]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+
     def _stream(
         self, client: OpenAIBackend, messages: Sequence[Message], options: GenOptions
     ) -> Iterator[str]:
@@ -220,7 +264,10 @@ class LlamaServerBackend:
                     max_retries=0,  # a retry of a dead port helps nobody: see generate()
                     n_ctx=self.n_ctx,
                 )
+                restarted = self._clients is not None
                 self._clients = (generation, client)
+                if restarted and self._prefix:  # a new server: its slots are empty
+                    threading.Thread(target=self._warm, args=(client,), daemon=True).start()
             return self._clients[1]
 
     def count_tokens(self, text: str) -> int:

@@ -167,6 +167,22 @@ def test_slot_affinity_returns_a_conversation_to_its_slot() -> None:
     assert slots.acquire(a) == first_b  # a's old slot went to c: a gets the least recent one
 
 
+async def test_engine_warm_up_hands_the_system_prompt_to_the_backend(memory, settings) -> None:
+    from bot.engine import Engine
+    from tests.fakes import FakeBackend, FakeSafety
+
+    class WarmableBackend(FakeBackend):
+        prefixes: list[list[dict[str, str]]] = []
+
+        def warm_up(self, prefix):  # type: ignore[no-untyped-def]
+            self.prefixes.append(list(prefix))
+
+    backend = WarmableBackend(n_ctx=512)
+    await Engine(backend, memory, FakeSafety(), settings).warm_up()
+    assert backend.prefixes == [build_messages([])]
+    assert [m["role"] for m in backend.prefixes[0]] == ["system"]
+
+
 def test_conversation_key_ignores_later_turns() -> None:
     first = build_messages([], "I can't sleep.")
     later = build_messages(
@@ -230,8 +246,12 @@ def test_streams_with_a_per_start_key_and_per_slot_context(backend: LlamaServerB
 
 @pytest.mark.slow
 def test_a_conversation_prefix_is_reused_across_turns(backend: LlamaServerBackend) -> None:
+    backend.warm_up(build_messages([]))  # what Engine.warm_up does: the system prompt, every slot
     first = build_messages([], "I had a rough day at work and I can't stop thinking about it.")
+    reused = backend.prompt_tokens_reused
     reply = "".join(backend.generate(first, GREEDY))
+    # A new conversation: its system prompt was already in the slot it got.
+    assert backend.prompt_tokens_reused - reused >= backend.count_tokens(first[0]["content"])
     other = build_messages([], "My exam went badly and I feel stupid.")
     "".join(backend.generate(other, GREEDY))  # someone else in between
     follow_up = build_messages(
