@@ -218,6 +218,8 @@ def run(quick: bool) -> str:
         rows[f"llama-server --parallel {parallel}"] = _child(
             "llama-server", parallel, people, count
         )
+    if not quick:  # the baseline again, last: how far the shared machine drifted meanwhile
+        rows["embedded again (drift check)"] = _child("llama-cpp", 1, people, count)
     load_after = os.getloadavg()
     base = next(iter(rows.values()))
     lines = [
@@ -229,7 +231,8 @@ def run(quick: bool) -> str:
         f"{count} message(s) per person, {os.cpu_count()} CPU cores, every setup with "
         f"{os.cpu_count()} threads. First text = the first released text of a reply (after "
         "the guard's hold-back), from the moment the message arrived. Ratios are to the "
-        "embedded row of the same table.",
+        "embedded row of the same table; the last row repeats the baseline after the others, "
+        "so its distance from 1.00x is the noise of this shared machine.",
         f"Load average (1/5/15 min) before: {' / '.join(f'{x:.1f}' for x in load_before)}, "
         f"after: {' / '.join(f'{x:.1f}' for x in load_after)}.",
     ]
