@@ -142,6 +142,7 @@ class LlamaServerProcess:
         self._first: BackendError | None = None
         self._first_done = threading.Event()
         self._thread: threading.Thread | None = None
+        self._owner = os.getpid()
         self.restarts = 0
 
     # --- public -----------------------------------------------------------------------------
@@ -196,6 +197,8 @@ class LlamaServerProcess:
 
     def close(self) -> None:
         """Stop the server (SIGTERM, then SIGKILL after STOP_TIMEOUT_SECONDS) and the supervisor."""
+        if os.getpid() != self._owner:  # a forked copy of the bot: the server is not its own
+            return
         self._stopping.set()
         with self._ready:
             self._endpoint = None

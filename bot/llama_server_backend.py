@@ -137,22 +137,12 @@ class LlamaServerBackend:
     def from_settings(cls, settings: Settings) -> Backend:
         """Start the child and wait until it serves; or the embedded backend if no binary."""
         ls, m = settings.llama_server, settings.model
-        binary = find_binary(ls.binary)
-        problem = None
+        binary, version = _usable_binary(ls.binary)
         if binary is None:
-            where = ls.binary or f"{cache_link()} or PATH"
-            problem = f"no llama-server binary ({where}); build it with `make llama-server`"
-        else:
-            try:
-                version = binary_version(binary)
-            except ConfigError as exc:
-                problem = str(exc)
-        if problem is not None:
             if ls.missing_binary == "refuse":
-                raise ConfigError(problem + " (llama_server.missing_binary = refuse)")
-            logger.warning("%s; answering with the embedded model (llama-cpp) instead", problem)
+                raise ConfigError(version + " (llama_server.missing_binary = refuse)")
+            logger.warning("%s; answering with the embedded model (llama-cpp) instead", version)
             return LlamaCppBackend.from_settings(settings)
-        assert binary is not None  # for mypy: problem is None here
         command = server_command(settings, binary)
         tokenizer = _load_tokenizer(command.model)
         n_ctx = _slot_context(m.n_ctx, tokenizer)
@@ -279,6 +269,18 @@ class LlamaServerBackend:
     def close(self) -> None:
         """Stop the child process."""
         self.process.close()
+
+
+def _usable_binary(configured: Path | None) -> tuple[Path | None, str]:
+    """(the binary, its version), or (None, what is wrong with it)."""
+    binary = find_binary(configured)
+    if binary is None:
+        where = configured or f"{cache_link()} or PATH"
+        return None, f"no llama-server binary ({where}); build it with `make llama-server`"
+    try:
+        return binary, binary_version(binary)
+    except ConfigError as exc:
+        return None, str(exc)
 
 
 def _load_tokenizer(model: Path) -> Any:
