@@ -12,7 +12,8 @@ prompt cache (`--cache-ram`, `model.cache_mb`). The timings the server returns w
 (`cache_n` reused, `prompt_n` evaluated) are summed in `prompt_tokens_reused` / `_evaluated`.
 
 Tokens are counted with the GGUF's own tokenizer, loaded vocabulary-only in this process (a few
-MB), so the context builder budgets exactly for one slot's context (`model.n_ctx`), not the total.
+MB), on the text as sent (control-token strings neutralised by the openai backend), so the context
+builder budgets exactly for one slot's context (`model.n_ctx`), not the total.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from bot.backends import APPROX_BYTES_PER_TOKEN, GenOptions, LlamaCppBackend, Op
 from bot.errors import BackendError, ConfigError
 from bot.llama_server import LlamaServerProcess
 from bot.llama_server_command import binary_version, cache_link, find_binary, server_command
+from bot.prompt_render import neutralise_control_tokens
 from dialogue.prompts import Message
 
 if TYPE_CHECKING:
@@ -261,10 +263,12 @@ class LlamaServerBackend:
             return self._clients[1]
 
     def count_tokens(self, text: str) -> int:
-        """Tokens under the GGUF's tokenizer (no BOS); an upper estimate without llama_cpp."""
+        """Tokens of `text` as sent (control-token strings neutralised, bot/prompt_render.py)
+        under the GGUF's tokenizer (no BOS); an upper estimate without llama_cpp."""
+        sent = neutralise_control_tokens(text).encode("utf-8")
         if self._tokenizer is None:
-            return -(-len(text.encode("utf-8")) // APPROX_BYTES_PER_TOKEN)
-        return len(self._tokenizer.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+            return -(-len(sent) // APPROX_BYTES_PER_TOKEN)
+        return len(self._tokenizer.tokenize(sent, add_bos=False, special=False))
 
     def close(self) -> None:
         """Stop the child process."""

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import json
 import sys
+from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from bot.safety import SafetyLayer
 
 DEFAULT_CASES = Path("tests/safety_cases")
 
@@ -43,51 +48,114 @@ def screen(level: bool) -> None:
 
 @safety.command()
 @click.option("--final/--partial", default=True, help="Check as a complete reply (default).")
-def guard(final: bool) -> None:
-    """Check one model reply per line of stdin; print {"ok": bool, "reason": ...} per line."""
+@click.option(
+    "--data",
+    "data_spec",
+    help="Check a data set's supporter turns instead of stdin (e.g. esconv:all, a path) and "
+    "print how many the guard would withdraw, per reason.",
+)
+@click.option(
+    "--show-hits", is_flag=True, help="With --data: print each withdrawn turn (reason, text)."
+)
+def guard(final: bool, data_spec: str | None, show_hits: bool) -> None:
+    """Check one model reply per line of stdin; print {"ok": bool, "reason": ...} per line.
+
+    With --data, the data set's supporter turns are checked as whole replies instead (the
+    false-positive rate on human supporter text; read the hits: human supporters do say "I'm a
+    mom myself", which a bot must not).
+    """
     from bot.safety import SafetyLayer
 
     layer = SafetyLayer()
+    if data_spec is not None:
+        _guard_data_set(layer, data_spec, show_hits)
+        return
     for line in sys.stdin:
         verdict = layer.guard(line.rstrip("\n"), final=final)
         click.echo(json.dumps({"ok": verdict.ok, "reason": verdict.reason}))
 
 
+def _guard_data_set(layer: SafetyLayer, spec: str, show_hits: bool) -> None:
+    from dialogue.datasets import DatasetError, load_spec
+
+    try:
+        dialogues = load_spec(spec).dialogues
+    except DatasetError as exc:
+        raise click.ClickException(str(exc)) from exc
+    turns = [t.text for d in dialogues for t in d.turns if t.role == "assistant"]
+    by_reason: Counter[str] = Counter()
+    for text in turns:
+        verdict = layer.guard(text, final=True)
+        if not verdict.ok:
+            by_reason[verdict.reason or "unspecified"] += 1
+            if show_hits:
+                click.echo(f"{verdict.reason}\t{' '.join(text.split())}")
+    withdrawn = sum(by_reason.values())
+    summary = {
+        "data": spec,
+        "supporter_turns": len(turns),
+        "withdrawn": withdrawn,
+        "rate": round(withdrawn / len(turns), 5) if turns else 0.0,
+        "by_reason": dict(by_reason.most_common()),
+    }
+    click.echo(json.dumps(summary))
+
+
 @safety.command()
 @click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
-@click.option(
-    "--show-misses", is_flag=True, help="List missed crises and false alarms (with text)."
-)
-def evaluate(paths: tuple[Path, ...], show_misses: bool) -> None:
-    """Print recall per category/style and false-positive rates on labelled case files.
+@click.option("--show-misses", is_flag=True, help="List missed cases and false alarms (with text).")
+@click.option("--guard", "guard_only", is_flag=True, help="PATHS are reply-guard case files.")
+def evaluate(paths: tuple[Path, ...], show_misses: bool, guard_only: bool) -> None:
+    """Print the crisis screen's and the reply guard's figures on labelled case files.
 
-    PATHS are JSON Lines files or directories of them (default: tests/safety_cases, with
-    heldout.jsonl reported separately).
+    Screen: recall per category/style and false-positive rates; guard: recall and FPR on whole
+    and streamed replies. PATHS are JSON Lines files or directories of them (crisis cases, or
+    guard cases with --guard). Default: tests/safety_cases (screen) and
+    tests/safety_cases/guard (guard), each with heldout.jsonl reported apart from dev.
     """
-    from bot.safety_eval import evaluate as run_evaluation
-    from bot.safety_eval import format_report, load_cases
+    from bot.safety_eval import GUARD_DIR, dev_and_heldout
 
     if paths:
-        groups = {"cases": list(paths)}
+        screen_groups = {} if guard_only else {"cases": list(paths)}
+        guard_groups = {"guard cases": list(paths)} if guard_only else {}
     else:
         if not DEFAULT_CASES.is_dir():
             raise click.ClickException(f"{DEFAULT_CASES} not found: pass case files as arguments")
-        files = sorted(DEFAULT_CASES.glob("*.jsonl"))
-        groups = {
-            "dev": [f for f in files if f.name != "heldout.jsonl"],
-            "held-out": [f for f in files if f.name == "heldout.jsonl"],
-        }
-    for title, group in groups.items():
-        try:
-            report = run_evaluation(load_cases(group))
-        except ValueError as exc:
-            raise click.ClickException(str(exc)) from exc
-        click.echo(format_report(report, title))
-        if show_misses:
-            for case in report.misses:
-                click.echo(f"  MISS  [{case.category}/{case.style}] {case.text}")
-            for case in report.false_alarms:
-                click.echo(f"  FALSE [{case.style}] {case.text}")
+        screen_groups = {} if guard_only else dev_and_heldout(DEFAULT_CASES)
+        guard_dir = DEFAULT_CASES / GUARD_DIR
+        guard_groups = dev_and_heldout(guard_dir) if guard_dir.is_dir() else {}
+    try:
+        for title, group in screen_groups.items():
+            _echo_screen_figures(f"screen, {title}", group, show_misses)
+        for title, group in guard_groups.items():
+            _echo_guard_figures(f"guard, {title}", group, show_misses)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _echo_screen_figures(title: str, files: list[Path], show_misses: bool) -> None:
+    from bot.safety_eval import evaluate as run_evaluation
+    from bot.safety_eval import format_report, load_cases
+
+    report = run_evaluation(load_cases(files))
+    click.echo(format_report(report, title))
+    if show_misses:
+        for case in report.misses:
+            click.echo(f"  MISS  [{case.category}/{case.style}] {case.text}")
+        for case in report.false_alarms:
+            click.echo(f"  FALSE [{case.style}] {case.text}")
+
+
+def _echo_guard_figures(title: str, files: list[Path], show_misses: bool) -> None:
+    from bot.safety_eval import evaluate_guard, format_guard_report, load_guard_cases
+
+    report = evaluate_guard(load_guard_cases(files))
+    click.echo(format_guard_report(report, title))
+    if show_misses:
+        for case in report.misses:
+            click.echo(f"  MISS  [{case.reason}/{case.style}] {case.text}")
+        for case, reason in report.false_alarms:
+            click.echo(f"  FALSE [{reason}/{case.style}] {case.text}")
 
 
 @safety.command()
