@@ -38,6 +38,27 @@ PEOPLE = (1, 8, 16)
 QUICK_PEOPLE = (1, 8)
 PARALLEL = (1, 4, 8)
 QUICK_PARALLEL = (8,)
+BASELINE = "embedded (llama-cpp in the bot)"
+COLUMNS = (
+    "setup",
+    "first text p50 s",
+    "p95 s",
+    "slowest s",
+    "slowest vs embedded",
+    "opening: last vs first person",
+    "replies/min",
+    "vs embedded",
+    "CPU s/reply",
+    "vs embedded",
+    "of which the bot",
+    "reply tokens",
+    "CPU ms per reply token",
+    "vs embedded",
+    "prompt tokens evaluated / reused per reply",
+    "peak RSS MB (bot + server)",
+    "same reply as embedded",
+    "kind errors",
+)
 MESSAGES_PER_PERSON = 3
 QUICK_MESSAGES_PER_PERSON = 1
 MAX_NEW_TOKENS = 64
@@ -125,6 +146,9 @@ async def _workload(engine: Any, people: int, count: int, server_pid: int | None
         a - b for a, b in zip(_prompt_tokens(engine.backend), tokens_before, strict=True)
     ]
     out["rss_mb"] = sum(_proc_status(p, "VmHWM") for p in pids)
+    # Replies differ between setups (batched arithmetic differs in the last bits): the tokens
+    # each one shows the person, counted with the GGUF's tokenizer, put CPU/reply in proportion.
+    out["reply_tokens"] = sum(engine.backend.count_tokens(r) for r in out["replies"].values())
     return out
 
 
@@ -185,11 +209,14 @@ def _row(name: str, r: dict[str, Any], base: dict[str, Any], same: str) -> str:
     cpu = r["cpu_seconds"] / replies
     base_cpu = base["cpu_seconds"] / len(base["replies"])
     slowest, base_slowest = max(first), max(base["first"])
+    per_token = r["cpu_seconds"] / max(r["reply_tokens"], 1)
+    base_per_token = base["cpu_seconds"] / max(base["reply_tokens"], 1)
     return (
         f"| {name} | {statistics.median(first):.2f} | {_p(first, 0.95):.2f} | {slowest:.2f} "
         f"| {slowest / base_slowest:.2f}x | {max(opening) / max(min(opening), 1e-3):.1f}x "
         f"| {per_min:.1f} | {per_min / base_per_min:.2f}x | {cpu:.2f} | {cpu / base_cpu:.2f}x "
-        f"| {r['bot_cpu_seconds'] / replies:.2f} | {_tokens(r, replies)} "
+        f"| {r['bot_cpu_seconds'] / replies:.2f} | {r['reply_tokens'] / replies:.0f} "
+        f"| {1000 * per_token:.0f} | {per_token / base_per_token:.2f}x | {_tokens(r, replies)} "
         f"| {r['rss_mb']:.0f} | {same} | {r['kind_errors']} |"
     )
 
@@ -213,7 +240,7 @@ def run(quick: bool) -> str:
     people = QUICK_PEOPLE if quick else PEOPLE
     count = QUICK_MESSAGES_PER_PERSON if quick else MESSAGES_PER_PERSON
     load_before = os.getloadavg()
-    rows = {"embedded (llama-cpp in the bot)": _child("llama-cpp", 1, people, count)}
+    rows = {BASELINE: _child("llama-cpp", 1, people, count)}
     for parallel in QUICK_PARALLEL if quick else PARALLEL:
         rows[f"llama-server --parallel {parallel}"] = _child(
             "llama-server", parallel, people, count
@@ -241,18 +268,59 @@ def run(quick: bool) -> str:
             "",
             f"**{n} {'person' if n == 1 else 'people'} writing at once**",
             "",
-            "| setup | first text p50 s | p95 s | slowest s | slowest vs embedded "
-            "| opening: last vs first person | replies/min | vs embedded | CPU s/reply "
-            "| vs embedded | of which the bot | prompt tokens evaluated / reused per reply "
-            "| peak RSS MB (bot + server) | same reply as embedded | kind errors |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
-            "| ---: | ---: | ---: |",
+            "| " + " | ".join(COLUMNS) + " |",
+            "| --- |" + " ---: |" * (len(COLUMNS) - 1),
         ]
         for name, result in rows.items():
             lines.append(
                 _row(name, result[str(n)], base[str(n)], _same(result[str(n)], base[str(n)]))
             )
+    lines += ["", *_targets(rows, people)]
     return "\n".join(lines)
+
+
+def _targets(rows: dict[str, Any], people: tuple[int, ...]) -> list[str]:
+    """Issue 19's targets for the default setup (llama_server.parallel) against embedded."""
+    from bot.config import LlamaServerSettings
+
+    default = LlamaServerSettings.model_fields["parallel"].default
+    base, server = rows.get(BASELINE), rows.get(f"llama-server --parallel {default}")
+    if base is None or server is None:
+        return []
+
+    def ratio(n: int, what: str) -> float:
+        b, r = base[str(n)], server[str(n)]
+        measure = {
+            "slowest": lambda x: max(x["first"]),
+            "rate": lambda x: len(x["replies"]) / x["seconds"],
+            "cpu": lambda x: x["cpu_seconds"] / len(x["replies"]),
+            "cpu/token": lambda x: x["cpu_seconds"] / max(x["reply_tokens"], 1),
+        }[what]
+        return float(measure(r) / measure(b))
+
+    checks: list[tuple[str, float, str, float | None]] = []
+    if 8 in people:
+        checks += [
+            ("8 people: the slowest person's first text", ratio(8, "slowest"), "<=", 0.1),
+            ("8 people: replies/min", ratio(8, "rate"), ">=", 1.0),
+            ("8 people: CPU s/reply", ratio(8, "cpu"), "<=", 1.1),
+            ("8 people: CPU per reply token (replies differ in length)", ratio(8, "cpu/token"),
+             "", None),
+        ]  # fmt: skip
+    if 1 in people:
+        checks.append(("1 person: the slowest first text", ratio(1, "slowest"), "<=", 1.1))
+    lines = [
+        f"Targets (issue 19): the default, llama-server --parallel {default}, vs embedded:",
+        "",
+    ]
+    for label, value, op, target in checks:
+        if target is None:
+            lines.append(f"- {label}: {value:.2f}x (no target)")
+            continue
+        met = value <= target if op == "<=" else value >= target
+        verdict = "met" if met else "NOT met"
+        lines.append(f"- {label}: {value:.2f}x (target {op} {target}x): {verdict}")
+    return lines
 
 
 def main() -> int:
