@@ -105,7 +105,7 @@ def _settings(folder: Path, setup: str, parallel: int) -> Any:
 
 
 async def _person(engine: Any, user: str, count: int, out: dict[str, Any], t0: float) -> None:
-    from bot.types import IncomingMessage
+    from bot.messages import IncomingMessage
 
     for index in range(count):
         text = MESSAGES[(int(user) + index) % len(MESSAGES)]
@@ -126,7 +126,7 @@ async def _person(engine: Any, user: str, count: int, out: dict[str, Any], t0: f
 
 async def _workload(engine: Any, people: int, count: int, server_pid: int | None) -> dict[str, Any]:
     """`people` at once, `count` messages each, after one untimed warm-up reply."""
-    from bot.types import IncomingMessage
+    from bot.messages import IncomingMessage
 
     for user in range(people):  # the consent notice is not what we measure
         engine.memory.mark_notice_seen(engine.memory.pseudonym("telegram", str(user)), "telegram")
@@ -233,7 +233,7 @@ def _same(r: dict[str, Any], base: dict[str, Any]) -> str:
 
 def run(quick: bool) -> str:
     """Every setup, one after another in this run; the Markdown section."""
-    from bot.llama_server_command import find_binary
+    from bot.backends.llama_server_command import find_binary
 
     if find_binary(None) is None:
         return "## Many people at once\n\nSkipped: llama-server is not built (`make llama-server`)."

@@ -1,8 +1,8 @@
 """Check that the llama-server `make llama-server` built answers a real request.
 
 Run after building it: starts the binary on 127.0.0.1 (a free port, a fresh API key) with the
-embedded SmolLM2 GGUF through the bot's own process manager (bot/llama_server.py), streams one
-short completion through the OpenAI-compatible backend, and stops it. A binary that cannot run
+embedded SmolLM2 GGUF through the bot's own process manager
+(bot/backends/llama_server_process.py), streams one short completion through the OpenAI-compatible backend, and stops it. A binary that cannot run
 here (missing library, unsupported CPU kernels) fails now, with a clear message, not in the
 middle of someone's chat.
 """
@@ -16,10 +16,10 @@ import time
 def main() -> int:
     """Start, ask, stop; exit status 0 when a reply came back."""
     from bot.backends import GenOptions, OpenAIBackend
+    from bot.backends.llama_server_command import ServerCommand, find_binary
+    from bot.backends.llama_server_process import LlamaServerProcess
+    from bot.backends.model_files import embedded_model_path
     from bot.errors import SolaceError
-    from bot.llama_server import LlamaServerProcess
-    from bot.llama_server_command import ServerCommand, find_binary
-    from bot.models import embedded_model_path
 
     binary, model = find_binary(None), embedded_model_path()
     if binary is None or model is None:
