@@ -29,6 +29,7 @@ from bot.config.sections import (
     DiscordSettings,
     GenerationSettings,
     JobsSettings,
+    LlamaServerSettings,
     MemorySettings,
     ModelSettings,
     OpenAISettings,
@@ -83,6 +84,7 @@ class Settings(BaseSettings):
     model: ModelSettings = Field(default_factory=ModelSettings)
     generation: GenerationSettings = Field(default_factory=GenerationSettings)
     memory: MemorySettings = Field(default_factory=MemorySettings)
+    llama_server: LlamaServerSettings = Field(default_factory=LlamaServerSettings)
     openai: OpenAISettings = Field(default_factory=OpenAISettings)
     safety: SafetySettings = Field(default_factory=SafetySettings)
     telegram: TelegramSettings = Field(default_factory=TelegramSettings)
