@@ -193,7 +193,7 @@ def _write(tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize(
     "path",
-    sorted((Path(__file__).parent.parent / "configs" / "train").glob("*.toml")),
+    sorted((Path(__file__).parent.parent / "configs" / "train").rglob("*.toml")),
     ids=lambda p: p.name,
 )
 def test_every_shipped_config_validates(path: Path) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 from typing import TYPE_CHECKING, Any
 
-from trainer.data import DataError, Sample
+from trainer.data import DataError, Sample, check_strategy_labels
 
 if TYPE_CHECKING:
     from trainer.config import TrainConfig
@@ -18,7 +18,8 @@ PAD_MULTIPLE = 8
 
 
 def load_dialogues(cfg: TrainConfig) -> tuple[list[Any], list[Any]]:
-    """Training and held-out dialogues; DataError with the spec when either is empty."""
+    """Training and held-out dialogues; DataError with the spec when either is empty, or when
+    a strategy-conditioned run's data has no strategy labels."""
     from dialogue.datasets import load_spec
     from dialogue.splits import stratified_split
 
@@ -32,8 +33,10 @@ def load_dialogues(cfg: TrainConfig) -> tuple[list[Any], list[Any]]:
         return dialogues
 
     train = load(cfg.dataset)
+    check_strategy_labels(train, cfg.dataset, cfg)
     if cfg.eval_dataset:
         evals = load(cfg.eval_dataset)
+        check_strategy_labels(evals, cfg.eval_dataset, cfg)
     else:
         train, evals = stratified_split(train, test_size=cfg.eval_fraction, seed=cfg.seed)
     if cfg.max_train_dialogues:

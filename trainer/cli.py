@@ -1,4 +1,4 @@
-"""`solace train`: fine-tune a LoRA adapter from a TOML config (heavy imports inside the body)."""
+"""`solace train`: fine-tune a model from a TOML config (heavy imports inside the body)."""
 
 from __future__ import annotations
 
@@ -18,9 +18,9 @@ import click
 )
 @click.option("--resume", is_flag=True, help="Continue the run from its newest checkpoint.")
 def train(config: str, overrides: tuple[str, ...], resume: bool) -> None:
-    """Train a LoRA adapter as CONFIG (configs/train/*.toml) describes.
+    """Fine-tune a model as CONFIG (configs/train/*.toml) describes (LoRA, adaption prompt, full).
 
-    Writes the adapter, tokenizer, data statistics, loss history/curve and manifest.json to the
+    Writes the weights (adapter/ or model/), tokenizer, data statistics, loss history/curve and manifest.json to the
     config's output_dir (default runs/<name>). Ctrl-C saves a checkpoint; --resume continues it.
     """
     # Passive OpenMP waits: spinning threads make torch ~10x slower on a busy, shared CPU.
@@ -28,6 +28,7 @@ def train(config: str, overrides: tuple[str, ...], resume: bool) -> None:
     from trainer.config import ConfigError, load_config
     from trainer.data import DataError
     from trainer.devices import DeviceError
+    from trainer.methods import MethodError
     from trainer.model import ModelError
     from trainer.train import TrainError
     from trainer.train import train as run_training
@@ -35,5 +36,5 @@ def train(config: str, overrides: tuple[str, ...], resume: bool) -> None:
     try:
         cfg = load_config(config, overrides)
         run_training(cfg, resume=resume, echo=click.echo)
-    except (ConfigError, DataError, DeviceError, ModelError, TrainError) as exc:
+    except (ConfigError, DataError, DeviceError, MethodError, ModelError, TrainError) as exc:
         raise click.ClickException(str(exc)) from exc

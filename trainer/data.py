@@ -349,13 +349,33 @@ def warm_representation_cache(dialogues: Sequence[Dialogue], representation: str
     represent(texts, rep)  # type: ignore[arg-type]
 
 
+def check_strategy_labels(dialogues: Sequence[Dialogue], spec: str, cfg: TrainConfig) -> None:
+    """A strategy-conditioned run needs strategy labels: refuse data that has none."""
+    if cfg.strategy_conditioning == "none":
+        return
+    replies = [t for d in dialogues for t in d.turns if t.role == "assistant" and t.text.strip()]
+    if replies and not any(t.strategy for t in replies):
+        raise DataError(
+            f"strategy_conditioning = {cfg.strategy_conditioning!r} but dataset {spec!r} has "
+            f"no strategy labels on any of its {len(replies)} supporter turns; use "
+            "strategy_conditioning = 'none' or a labelled data set (ESConv, ExTES)"
+        )
+
+
 def build_samples(
     dialogues: Sequence[Dialogue], tokenizer: Any, cfg: TrainConfig
 ) -> tuple[list[Sample], DataStats]:
     """Samples and statistics for these dialogues; DataError if nothing usable comes out."""
     stats = DataStats()
-    warm_representation_cache(dialogues, cfg.context_representation)
-    samples = WindowBuilder(tokenizer, cfg).build(dialogues, stats)
+    if cfg.windows == "served":
+        from trainer.served import ServedWindowBuilder, warm_served_cache
+
+        builder: WindowBuilder = ServedWindowBuilder(tokenizer, cfg)
+        warm_served_cache(dialogues, builder)  # type: ignore[arg-type]
+    else:
+        builder = WindowBuilder(tokenizer, cfg)
+        warm_representation_cache(dialogues, cfg.context_representation)
+    samples = builder.build(dialogues, stats)
     if not samples:
         if stats.skipped_long_exchanges:
             raise DataError(

@@ -1,4 +1,4 @@
-"""Train a LoRA adapter on support dialogues. Reads top to bottom: config → data → model →
+"""Fine-tune a model on support dialogues (LoRA, adaption prompt or full; trainer.methods). Reads top to bottom: config → data → model →
 train → save, in the spirit of nanoGPT's train.py, with transformers + peft + accelerate.
 
 `train(cfg, resume)` is the whole run; the `solace train` command only parses arguments.
@@ -21,8 +21,8 @@ from trainer.batches import collate, epoch_batches, load_dialogues
 from trainer.config import RESUMABLE_KEYS, TrainConfig
 from trainer.data import Sample, build_samples
 from trainer.devices import make_accelerator
+from trainer.methods import check_base_architecture
 from trainer.model import (
-    BaseSource,
     hold_frozen_linears_in,
     load_model,
     load_tokenizer,
@@ -31,9 +31,9 @@ from trainer.model import (
     target_only_lm,
 )
 from trainer.outputs import (
+    BEST_DIR,
     TrainState,
     checkpoints,
-    plot_losses,
     rng_state,
     save_checkpoint,
     set_rng_state,
@@ -41,7 +41,6 @@ from trainer.outputs import (
     stop_on_signals,
     write_history,
     write_json,
-    write_manifest,
 )
 
 logger = logging.getLogger(__name__)
@@ -104,9 +103,7 @@ def build_run(
         weight_decay=cfg.weight_decay,
         betas=(cfg.adam_beta1, cfg.adam_beta2),
     )
-    per_step = cfg.batch_size * cfg.grad_accum * accelerator.num_processes
-    steps_per_epoch = max(1, math.ceil(len(train) / per_step))
-    total = cfg.max_steps or max(1, math.ceil(cfg.epochs * steps_per_epoch))
+    total = planned_steps(cfg, train, accelerator.num_processes)
     scheduler = get_scheduler(
         cfg.lr_scheduler,
         optimizer,
@@ -118,6 +115,17 @@ def build_run(
     # The scheduler is not prepared: accelerate would step it once per process.
     net, optimizer = accelerator.prepare(target_only_lm(model), optimizer)
     return Run(cfg, accelerator, net, optimizer, scheduler, train, evals, pad_id, total, {})
+
+
+def planned_steps(cfg: TrainConfig, train: list[Sample], num_processes: int) -> int:
+    """Optimizer steps of the run: max_steps, else the target-token budget, else epochs."""
+    per_step = cfg.batch_size * cfg.grad_accum * num_processes
+    if cfg.max_steps:
+        return cfg.max_steps
+    if cfg.target_token_budget:
+        mean_targets = sum(s.num_targets for s in train) / max(len(train), 1)
+        return max(1, math.ceil(cfg.target_token_budget / max(mean_targets * per_step, 1e-9)))
+    return max(1, math.ceil(cfg.epochs * max(1, math.ceil(len(train) / per_step))))
 
 
 def peft_model(run: Run) -> Any:
@@ -186,7 +194,11 @@ def train_loop(run: Run, state: TrainState, run_dir: Path, echo: Callable[[str],
     )
     window_loss, window_steps, started = 0.0, 0, time.monotonic() - state.elapsed_s
     tokens_at_start, time_at_start = state.tokens, time.monotonic()
-    while state.step < run.total_steps and not run.stop.get("requested"):
+    while (
+        state.step < run.total_steps
+        and not run.stop.get("requested")
+        and not stopped_early(run, state)
+    ):
         batches, epoch, cursor = step_batches(run, state)
         loss, tokens = train_step(run, batches)
         state.step, state.epoch, state.batch_in_epoch = state.step + 1, epoch, cursor
@@ -204,7 +216,18 @@ def train_loop(run: Run, state: TrainState, run_dir: Path, echo: Callable[[str],
         if state.step % cfg.save_every == 0:
             save(run, state, run_dir)
     bar.close()
-    return state.step >= run.total_steps
+    if stopped_early(run, state):
+        echo(
+            f"early stopping at step {state.step}: no eval loss below {state.best_eval_loss:.4f} "
+            f"(step {state.best_step}) for {state.evals_since_best} evals"
+        )
+    return state.step >= run.total_steps or stopped_early(run, state)
+
+
+def stopped_early(run: Run, state: TrainState) -> bool:
+    """True once early_stopping_patience evals in a row brought no new best eval loss."""
+    patience = run.cfg.early_stopping_patience
+    return patience is not None and state.evals_since_best >= patience
 
 
 def record_eval(run: Run, state: TrainState, echo: Callable[[str], None]) -> None:
@@ -212,6 +235,17 @@ def record_eval(run: Run, state: TrainState, echo: Callable[[str], None]) -> Non
     state.last_eval_loss = evaluate(run)
     state.history.append(_row(run, state, eval_loss=state.last_eval_loss))
     echo(f"step {state.step}: eval loss {state.last_eval_loss:.4f}")
+    best = state.best_eval_loss
+    if best is None or state.last_eval_loss < best - run.cfg.early_stopping_min_delta:
+        state.best_eval_loss, state.best_step, state.evals_since_best = (
+            state.last_eval_loss,
+            state.step,
+            0,
+        )
+        if run.cfg.early_stopping_patience is not None:
+            save_best(run, state)
+    else:
+        state.evals_since_best += 1
 
 
 def _row(run: Run, state: TrainState, **losses: float) -> dict[str, Any]:
@@ -233,12 +267,8 @@ def save(run: Run, state: TrainState, run_dir: Path) -> None:
     run.accelerator.wait_for_everyone()
     if not run.accelerator.is_main_process:
         return
-    model = peft_model(run)
-    trainable = {
-        n: p.detach().cpu().clone() for n, p in model.named_parameters() if p.requires_grad
-    }
     payload = {
-        "trainable": trainable,
+        "trainable": trainable_state(run),
         "optimizer": run.optimizer.state_dict(),
         "scheduler": run.scheduler.state_dict(),
         "rng": rng_state(),
@@ -249,22 +279,75 @@ def save(run: Run, state: TrainState, run_dir: Path) -> None:
     save_checkpoint(run_dir, payload, run.cfg.keep_checkpoints)
 
 
+def trainable_state(run: Run) -> dict[str, Any]:
+    """A CPU copy of the trainable weights."""
+    model = peft_model(run)
+    return {n: p.detach().cpu().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def save_best(run: Run, state: TrainState) -> None:
+    """Keep the weights of the best eval so far (early stopping writes the outputs from them)."""
+    import torch
+
+    run.accelerator.wait_for_everyone()
+    if not run.accelerator.is_main_process:
+        return
+    best = run.cfg.run_dir / "checkpoints" / BEST_DIR
+    best.mkdir(parents=True, exist_ok=True)
+    tmp = best / "weights.pt.tmp"
+    torch.save(
+        {"step": state.step, "eval_loss": state.best_eval_loss, "trainable": trainable_state(run)},
+        tmp,
+    )
+    tmp.replace(best / "weights.pt")
+
+
+def load_weights(run: Run, trainable: dict[str, Any]) -> None:
+    """Copy saved trainable weights into the model."""
+    import torch
+
+    params = dict(peft_model(run).named_parameters())
+    with torch.no_grad():
+        for name, value in trainable.items():
+            params[name].copy_(value)
+
+
+def restore_best(run: Run, state: TrainState, echo: Callable[[str], None]) -> None:
+    """Load the best eval step's weights before the outputs are written (early stopping)."""
+    import torch
+
+    path = run.cfg.run_dir / "checkpoints" / BEST_DIR / "weights.pt"
+    if run.cfg.early_stopping_patience is None or not path.is_file():
+        return
+    payload = torch.load(path, map_location="cpu", weights_only=False)
+    if payload["step"] != state.step:
+        load_weights(run, payload["trainable"])
+        echo(f"outputs are the best eval step's weights: step {payload['step']}, eval loss "
+             f"{payload['eval_loss']:.4f}")  # fmt: skip
+
+
 def restore(run: Run, path: Path) -> TrainState:
     """Load a checkpoint into the run; refuse one made with a different setup."""
     import torch
 
     payload = torch.load(path / "state.pt", map_location="cpu", weights_only=False)
-    old, new = payload["config"], run.cfg.model_dump(mode="json")
+    # A key the checkpoint predates had its default value then.
+    defaults = TrainConfig(name="-", base_model="-").model_dump(mode="json")
+    old = {**defaults, **payload["config"]}
+    new = run.cfg.model_dump(mode="json")
+    if old["method"] != new["method"]:
+        raise TrainError(
+            f"--resume: {path} was trained with method = {old['method']!r}, the config says "
+            f"{new['method']!r}; a checkpoint cannot change method. Train the new method in "
+            "another output_dir (--set output_dir=...)"
+        )
     changed = sorted(k for k in new if k not in RESUMABLE_KEYS and old.get(k) != new[k])
     if changed:
         raise TrainError(
             f"--resume: the config differs from the checkpoint's in {changed}; only "
             f"{sorted(RESUMABLE_KEYS)} may change when resuming"
         )
-    params = dict(peft_model(run).named_parameters())
-    with torch.no_grad():
-        for name, value in payload["trainable"].items():
-            params[name].copy_(value)
+    load_weights(run, payload["trainable"])
     run.optimizer.load_state_dict(payload["optimizer"])
     run.scheduler.load_state_dict(payload["scheduler"])
     set_rng_state(payload["rng"])
@@ -277,6 +360,7 @@ def train(cfg: TrainConfig, resume: bool = False, echo: Callable[[str], None] = 
     run_dir = cfg.run_dir
     resume_from = check_run_dir(run_dir, resume, echo)
     source = resolve_base(cfg)  # cheap checks first: a bad path fails before anything heavy
+    check_base_architecture(cfg, source)
     train_dialogues, eval_dialogues = load_dialogues(cfg)
     echo("resolved config:\n" + json.dumps(cfg.model_dump(mode="json"), indent=2))
     accelerator = make_accelerator(cfg)
@@ -305,8 +389,11 @@ def train(cfg: TrainConfig, resume: bool = False, echo: Callable[[str], None] = 
         )
         return run_dir
     if accelerator.is_main_process:
-        finish(run, state, run_dir, source, base, tokenizer, stats)
-        echo(f"done: adapter and manifest in {run_dir}")
+        from trainer.finish import finish
+
+        restore_best(run, state, echo)
+        finish(run, state, run_dir, source.manifest(base), tokenizer, stats)
+        echo(f"done: weights and manifest in {run_dir}")
     return run_dir
 
 
@@ -361,65 +448,3 @@ def prepare_data(
             f"{s.skipped_long_exchanges} over-long exchanges)"
         )
     return train_samples, eval_samples, stats
-
-
-def finish(
-    run: Run,
-    state: TrainState,
-    run_dir: Path,
-    source: BaseSource,
-    base: str,
-    tokenizer: Any,
-    stats: dict[str, Any],
-) -> None:
-    """Adapter, tokenizer, chat template, config, loss CSV + curve, manifest.json."""
-    from dialogue.prompts import SYSTEM_PROMPT
-
-    cfg = run.cfg
-    peft_model(run).save_pretrained(run_dir / "adapter")
-    tokenizer.save_pretrained(run_dir / "tokenizer")
-    (run_dir / "chat_template.jinja").write_text(tokenizer.chat_template)
-    write_json(run_dir / "config.json", cfg.model_dump(mode="json"))
-    write_history(run_dir, state.history)
-    plot_losses(run_dir, state.history, f"{cfg.name}: LoRA r={cfg.lora_r}")
-    train_losses = [r["train_loss"] for r in state.history if "train_loss" in r]
-    write_manifest(
-        run_dir,
-        {
-            "config": cfg.model_dump(mode="json"),
-            "base_model": source.manifest(base),
-            "chat_template": tokenizer.chat_template,
-            "system_prompt": SYSTEM_PROMPT if cfg.use_system_prompt else None,
-            "context_representation": cfg.context_representation,
-            "raw_recent": cfg.raw_recent,
-            "strategy_conditioning": cfg.strategy_conditioning,
-            "data": {
-                "spec": cfg.dataset,
-                "eval_spec": cfg.eval_dataset
-                or f"{cfg.dataset} (stratified {cfg.eval_fraction:.0%} held out)",
-                "samples": stats["train"]["samples"],
-                "tokens": stats["train"]["tokens"],
-                "target_tokens": stats["train"]["target_tokens"],
-                "eval_samples": stats["eval_samples_used"],
-            },
-            "metrics": {
-                "steps": state.step,
-                "tokens": state.tokens,
-                "epochs": state.history[-1]["epoch"] if state.history else 0,
-                "final_train_loss": train_losses[-1] if train_losses else None,
-                "final_eval_loss": state.last_eval_loss,
-                "train_runtime_s": round(state.elapsed_s, 1),
-                "tokens_per_s": round(state.tokens / max(state.elapsed_s, 1e-9), 1),
-            },
-            "artifacts": {
-                "adapter_dir": "adapter",
-                "tokenizer_dir": "tokenizer",
-                "chat_template": "chat_template.jinja",
-                "config": "config.json",
-                "data_stats": "data_stats.json",
-                "loss_history": "loss_history.csv",
-                "loss_curve": "loss_curve.png",
-                "checkpoints": "checkpoints",
-            },
-        },
-    )
