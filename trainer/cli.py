@@ -38,3 +38,7 @@ def train(config: str, overrides: tuple[str, ...], resume: bool) -> None:
         run_training(cfg, resume=resume, echo=click.echo)
     except (ConfigError, DataError, DeviceError, MethodError, ModelError, TrainError) as exc:
         raise click.ClickException(str(exc)) from exc
+
+
+if __name__ == "__main__":  # `accelerate launch -m trainer.cli CONFIG` runs one process each
+    train()

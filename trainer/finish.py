@@ -67,6 +67,7 @@ def finish(
                 "best_eval_loss": state.best_eval_loss,
                 "best_step": state.best_step,
                 "weights_step": _weights_step(cfg, state),
+                "tokens_by_process": stats.get("by_process"),
                 "trainable_parameters": trainable,
                 "total_parameters": total,
                 "train_runtime_s": round(state.elapsed_s, 1),

@@ -64,11 +64,20 @@ class Run:
     pad_id: int
     total_steps: int
     stop: dict[str, bool]
+    local_tokens: int = 0  # tokens this process trained on since it started
 
 
 # ---------------------------------------------------------------------------------- data ---
 def step_batches(run: Run, state: TrainState) -> tuple[list[list[int]], int, int]:
     """The micro-batches of the next step for this process, and the position after it."""
+    picked, epoch, cursor = global_step_batches(run, state)
+    rank, world = run.accelerator.process_index, run.accelerator.num_processes
+    return picked[rank::world], epoch, cursor
+
+
+def global_step_batches(run: Run, state: TrainState) -> tuple[list[list[int]], int, int]:
+    """The micro-batches of the next step for all processes (process r takes [r::world]),
+    and the position after it."""
     per_step = run.cfg.grad_accum * run.accelerator.num_processes
     epoch, cursor = state.epoch, state.batch_in_epoch
     picked: list[list[int]] = []
@@ -79,8 +88,7 @@ def step_batches(run: Run, state: TrainState) -> tuple[list[list[int]], int, int
             order = epoch_batches(run.train, run.cfg.batch_size, run.cfg.seed, epoch)
         picked.append(order[cursor])
         cursor += 1
-    rank, world = run.accelerator.process_index, run.accelerator.num_processes
-    return picked[rank::world], epoch, cursor
+    return picked, epoch, cursor
 
 
 # --------------------------------------------------------------------------------- model ---
@@ -134,10 +142,24 @@ def peft_model(run: Run) -> Any:
 
 
 # ---------------------------------------------------------------------------- train loop ---
-def train_step(run: Run, batches: list[list[int]]) -> tuple[float, int]:
-    """One optimizer step over this process's micro-batches; (mean target loss, tokens)."""
+def train_step(
+    run: Run, batches: list[list[int]], step_targets: int | None = None
+) -> tuple[float, int]:
+    """One optimizer step over this process's micro-batches; (mean target loss and tokens of the
+    whole step, over all processes).
+
+    Args:
+        step_targets: target tokens of the step across all processes (default: this process's,
+            i.e. one process). Each process scales its loss by world / step_targets, so the
+            gradient DDP averages is the sum over every target divided by their number — the
+            gradient of one process running all micro-batches.
+    """
+    import torch
+
     acc, net = run.accelerator, run.net
-    targets = sum(run.train[i].num_targets for b in batches for i in b)
+    world = acc.num_processes
+    local = sum(run.train[i].num_targets for b in batches for i in b)
+    targets = max(step_targets if step_targets is not None else local, 1)
     loss_total, tokens = 0.0, 0
     net.train()
     for k, batch in enumerate(batches):
@@ -148,14 +170,19 @@ def train_step(run: Run, batches: list[list[int]]) -> tuple[float, int]:
         sync = contextlib.nullcontext() if last or _is_deepspeed(acc) else acc.no_sync(net)
         with sync, acc.autocast():
             loss_sum, _n = net(**inputs)
-            acc.backward(loss_sum / max(targets, 1))
+            acc.backward(loss_sum * world / targets if world > 1 else loss_sum / targets)
         loss_total += float(loss_sum.detach())
     if run.cfg.max_grad_norm > 0:
         acc.clip_grad_norm_(net.parameters(), run.cfg.max_grad_norm)
     run.optimizer.step()
     run.scheduler.step()
     run.optimizer.zero_grad(set_to_none=True)
-    return loss_total / max(targets, 1), tokens
+    run.local_tokens += tokens
+    if world > 1:  # the logged loss and tokens are the whole step's, not this process's share
+        pair = torch.tensor([loss_total, tokens], dtype=torch.float64, device=acc.device)
+        both = acc.reduce(pair, reduction="sum")
+        loss_total, tokens = float(both[0]), int(both[1])
+    return loss_total / targets, tokens
 
 
 def _is_deepspeed(acc: Any) -> bool:
@@ -199,10 +226,12 @@ def train_loop(run: Run, state: TrainState, run_dir: Path, echo: Callable[[str],
         and not run.stop.get("requested")
         and not stopped_early(run, state)
     ):
-        batches, epoch, cursor = step_batches(run, state)
-        loss, tokens = train_step(run, batches)
+        picked, epoch, cursor = global_step_batches(run, state)
+        mine = picked[acc.process_index :: acc.num_processes]
+        step_targets = sum(run.train[i].num_targets for b in picked for i in b)
+        loss, tokens = train_step(run, mine, step_targets)
         state.step, state.epoch, state.batch_in_epoch = state.step + 1, epoch, cursor
-        state.tokens += tokens * acc.num_processes
+        state.tokens += tokens
         state.elapsed_s = time.monotonic() - started
         window_loss, window_steps = window_loss + loss, window_steps + 1
         speed = (state.tokens - tokens_at_start) / max(time.monotonic() - time_at_start, 1e-9)
@@ -274,6 +303,7 @@ def save(run: Run, state: TrainState, run_dir: Path) -> None:
         "rng": rng_state(),
         "state": state_dict(state),
         "config": run.cfg.model_dump(mode="json"),
+        "num_processes": run.accelerator.num_processes,
     }
     write_history(run_dir, state.history)
     save_checkpoint(run_dir, payload, run.cfg.keep_checkpoints)
@@ -342,6 +372,18 @@ def restore(run: Run, path: Path) -> TrainState:
             "another output_dir (--set output_dir=...)"
         )
     changed = sorted(k for k in new if k not in RESUMABLE_KEYS and old.get(k) != new[k])
+    # Another number of processes may resume it with the same global batch: the data position
+    # and the LR schedule count optimizer steps of batch_size x grad_accum x processes windows.
+    was = payload.get("num_processes", 1) * old["batch_size"] * old["grad_accum"]
+    now = run.accelerator.num_processes * new["batch_size"] * new["grad_accum"]
+    if changed == ["grad_accum"] and was == now:
+        changed = []
+    elif was != now and "grad_accum" not in changed and "batch_size" not in changed:
+        raise TrainError(
+            f"--resume: {path} was written by {payload.get('num_processes', 1)} process(es) with "
+            f"a global batch of {was} windows; here {run.accelerator.num_processes} process(es) "
+            f"make {now}. Set grad_accum so that batch_size x grad_accum x processes = {was}"
+        )
     if changed:
         raise TrainError(
             f"--resume: the config differs from the checkpoint's in {changed}; only "
@@ -364,6 +406,7 @@ def train(cfg: TrainConfig, resume: bool = False, echo: Callable[[str], None] = 
     train_dialogues, eval_dialogues = load_dialogues(cfg)
     echo("resolved config:\n" + json.dumps(cfg.model_dump(mode="json"), indent=2))
     accelerator = make_accelerator(cfg)
+    echo(describe_processes(accelerator))
     base = prepare_base(source, cfg)
     tokenizer = load_tokenizer(base, cfg)
     train_samples, eval_samples, stats = prepare_data(
@@ -382,6 +425,11 @@ def train(cfg: TrainConfig, resume: bool = False, echo: Callable[[str], None] = 
         if finished and evaluated[-1:] != [state.step]:
             record_eval(run, state, echo)  # e.g. outputs written from a checkpoint
     save(run, state, run_dir)
+    by_process = tokens_by_process(run)
+    echo(
+        f"process {accelerator.process_index + 1} of {accelerator.num_processes}: trained on "
+        f"{run.local_tokens} tokens"
+    )
     if not finished:
         echo(
             f"stopped at step {state.step}/{run.total_steps}; checkpoint saved in "
@@ -392,9 +440,39 @@ def train(cfg: TrainConfig, resume: bool = False, echo: Callable[[str], None] = 
         from trainer.finish import finish
 
         restore_best(run, state, echo)
-        finish(run, state, run_dir, source.manifest(base), tokenizer, stats)
+        finish(
+            run,
+            state,
+            run_dir,
+            source.manifest(base),
+            tokenizer,
+            {**stats, "by_process": by_process},
+        )
         echo(f"done: weights and manifest in {run_dir}")
     return run_dir
+
+
+def describe_processes(acc: Any) -> str:
+    """One line: how accelerate runs this job (e.g. MULTI_CPU over gloo, 2 processes)."""
+    from accelerate.state import PartialState
+
+    backend = PartialState().backend or "none"
+    kind = str(acc.distributed_type).rsplit(".", 1)[-1]
+    return (
+        f"accelerate: {kind}, {acc.num_processes} process(es), backend {backend}, device "
+        f"{acc.device}, mixed precision {acc.mixed_precision}"
+    )
+
+
+def tokens_by_process(run: Run) -> list[int]:
+    """Tokens each process trained on in this session (all processes must call it)."""
+    import torch
+
+    acc = run.accelerator
+    if acc.num_processes == 1:
+        return [run.local_tokens]
+    mine = torch.tensor([run.local_tokens], dtype=torch.int64, device=acc.device)
+    return [int(x) for x in acc.gather(mine).tolist()]
 
 
 def check_run_dir(run_dir: Path, resume: bool, echo: Callable[[str], None]) -> Path | None:
