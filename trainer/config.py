@@ -28,6 +28,7 @@ RESUMABLE_KEYS = frozenset(
         "keep_checkpoints",
         "num_threads",
         "output_dir",
+        "gradient_checkpointing",  # memory and speed only: the same numbers either way
         "target_token_budget",
         "early_stopping_patience",
         "early_stopping_min_delta",
