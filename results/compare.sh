@@ -12,7 +12,7 @@
 #   evaluate   export + generate + score every trained row (and the base) on valid; rerun or use
 #   watch      to repeat `evaluate` every 5 minutes until every row is scored
 #   tables     results/compare/README tables (both papers' layouts, length-matched analysis)
-#   test       generate + score the base and $WINNER on the ESConv test subset
+#   test       generate + score the base, the old adapter and $WINNER on the ESConv test subset
 set -euo pipefail
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 cd "$(dirname "$0")/.."
@@ -113,10 +113,9 @@ tables() {
     --out results/compare
 }
 
-test_set() {  # WINNER=<row> bash results/compare.sh test
-  : "${WINNER:?set WINNER to the row chosen on valid}"
+test_set() {  # WINNER=<row> bash results/compare.sh test (without WINNER: the base rows only)
   mkdir -p "$TEST"
-  printf '%s\n' base-raw base-hybrid shipped-2026-11-hybrid "$WINNER" | xargs -P "$JOBS" -L 1 bash -c \
+  printf '%s\n' base-hybrid shipped-2026-11-hybrid ${WINNER:-} base-raw | xargs -P "$JOBS" -L 1 bash -c \
     'evaluate_one "$1" configs/eval/compare-test.toml "$TEST" >> "$TEST/$1.log" 2>&1 || echo "FAILED: $1"' _
 }
 

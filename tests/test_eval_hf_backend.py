@@ -149,3 +149,33 @@ def test_hybrid_boundary_moves_in_blocks_when_asked(tmp_path: Path) -> None:
     assert raw_counts[False] == [0, 2, 2, 2, 2, 2, 2, 2]
     assert raw_counts[True] == [0, 2, 4, 2, 4, 2, 4, 2]
     assert GenOptions().temperature == 0.7
+
+
+@pytest.mark.slow
+@pytest.mark.data
+def test_real_adaption_prompt_trains_and_generates(
+    smollm2_gguf: Path, data_dir: Path, tmp_path: Path
+) -> None:
+    """The comparison's adaption-prompt row on the real SmolLM2: 2 steps on the ESConv fixture,
+    then a reply and a perplexity through the transformers backend."""
+    from bot.backends import GenOptions
+    from evaluation.hf_backend import TransformersBackend, TransformersScorer
+    from trainer.config import load_config
+    from trainer.train import train
+
+    root = Path(__file__).resolve().parent.parent
+    cfg = load_config(root / "configs" / "train" / "compare" / "adapter-hybrid.toml", [
+        f"output_dir='{tmp_path / 'run'}'", f"base_cache_dir='{root / 'runs' / 'base-cache'}'",
+        f"dataset='{data_dir / 'fixtures' / 'esconv_sample.json'}'", "eval_dataset=''",
+        "eval_fraction=0.25", "max_train_dialogues=3", "eval_max_samples=2", "max_seq_len=512",
+        "batch_size=1", "grad_accum=1", "max_steps=2", "eval_every=2", "num_threads=2",
+    ])  # fmt: skip
+    run_dir = train(cfg, echo=lambda _m: None)
+    assert json.loads((run_dir / "manifest.json").read_text())["method"] == "adaption_prompt"
+    backend = TransformersBackend(run_dir, n_ctx=1024, threads=2)
+    messages = [{"role": "user", "content": "I moved to a new city and I feel so alone."}]
+    reply = "".join(backend.generate(messages, GenOptions(max_new_tokens=24, seed=1)))
+    assert reply.strip() and backend.count_tokens(reply) <= 24
+    scorer = TransformersScorer(run_dir, n_ctx=1024, threads=2)
+    nll = scorer.continuation_nll(scorer.prompt_tokens(messages), scorer.text_tokens("I'm sorry."))
+    assert 0 < sum(nll) / len(nll) < 10  # a real model, not a random one
