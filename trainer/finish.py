@@ -23,7 +23,7 @@ def finish(
 ) -> None:
     """Weights, tokenizer, chat template, config, loss CSV + curve, manifest.json."""
     from dialogue.prompts import SYSTEM_PROMPT
-    from trainer.train import peft_model
+    from trainer.run import peft_model
 
     cfg = run.cfg
     model = peft_model(run)
