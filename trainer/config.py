@@ -28,6 +28,7 @@ RESUMABLE_KEYS = frozenset(
         "keep_checkpoints",
         "num_threads",
         "output_dir",
+        "name",  # the default output dir only: a longer run may continue a shorter one's
         "gradient_checkpointing",  # memory and speed only: the same numbers either way
         "target_token_budget",
         "early_stopping_patience",
