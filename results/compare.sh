@@ -11,8 +11,9 @@
 #   train      train the 12 rows, JOBS at a time (nice 19; each resumes from its checkpoint)
 #   evaluate   export + generate + score every trained row (and the base) on valid; rerun or use
 #   watch      to repeat `evaluate` every 5 minutes until every row is scored
-#   tables     results/compare/README tables (both papers' layouts, length-matched analysis)
+#   tables     results/compare/tables.md (both papers' layouts, length-matched analysis)
 #   test       generate + score the base, the old adapter and $WINNER on the ESConv test subset
+#   cross      with the full ExTES file only: $WINNER trained on ExTES, both tested on both sets
 set -euo pipefail
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 cd "$(dirname "$0")/.."
@@ -119,11 +120,34 @@ test_set() {  # WINNER=<row> bash results/compare.sh test (without WINNER: the b
     'evaluate_one "$1" configs/eval/compare-test.toml "$TEST" >> "$TEST/$1.log" 2>&1 || echo "FAILED: $1"' _
 }
 
+cross() {  # WINNER=<row>: train ESConv / test ExTES and back, when the full ExTES file is here
+  : "${WINNER:?set WINNER to the row chosen on valid}"
+  local extes="${SOLACE_DATA_DIR:-../shared/data}/extes/ExTES.json"
+  if [ ! -f "$extes" ]; then
+    echo "no cross-dataset rows: $extes is not here (only the 11-dialogue fragment)"; return 0
+  fi
+  local row="$WINNER-extes"
+  [ -f "$RUNS/$row/manifest.json" ] || nice -n 19 "$SOLACE" train "$CONFIGS/$WINNER.toml" --resume \
+    --set "output_dir='$RUNS/$row'" --set "dataset='extes:train'" --set "eval_dataset=''" \
+    --set "strategy_conditioning='none'" >> "$RUNS/$row.log" 2>&1
+  export_one "$row"
+  mkdir -p "$TEST"
+  for model in "$WINNER" "$row"; do
+    for data in esconv:test extes:test; do
+      # shellcheck disable=SC2046
+      nice -n 19 "$SOLACE" eval generate --config configs/eval/compare-test.toml \
+        $(row_flags "$model") --data "$data" --out "$TEST/cross-$model-${data%%:*}" --no-progress
+      nice -n 19 "$SOLACE" eval metrics "$TEST/cross-$model-${data%%:*}" --config configs/eval/compare-test.toml
+    done
+  done
+}
+
 case "${1:-}" in
   train) train ;;
   evaluate) evaluate ;;
   watch) watch ;;
   tables) tables ;;
   test) test_set ;;
-  *) sed -n '2,17p' "$0" >&2; exit 2 ;;
+  cross) cross ;;
+  *) sed -n '2,/^set /p' "$0" | grep '^#' >&2; exit 2 ;;
 esac
