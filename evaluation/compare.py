@@ -41,7 +41,12 @@ METHODS = {"lora-r16-top12": "LoRA r16, top 12 layers, q/k/v/o (today's)",
            "lora-r32-all": "LoRA r32, all 30 layers, all linear", "adapter":
            "Adaption prompt (LLaMA-Adapter), 10 x 30 layers", "full": "Full fine-tune",
            "base": "SmolLM2-135M-Instruct base (no training)",
-           "shipped-2026-11": "Shipped adapter until now (LoRA r16 top 12, 1 epoch, raw-trained)"}  # fmt: skip
+           "shipped-2026-11": "Shipped adapter until now (LoRA r16 top 12, 1 epoch, raw-trained)",
+           "solace-default": "Solace's default: the winner trained longer, early-stopped"}  # fmt: skip
+# What the bot can serve and the repository can ship (models/ stays small): a LoRA GGUF applied
+# to the embedded base. A full fine-tune serves only as a merged GGUF (~90 MB at Q4_1, not
+# committable); an adaption prompt has no GGUF form at all (llama.cpp has no such adapter).
+SHIPPABLE = ("lora-r16-top12", "lora-r32-all")
 
 
 def describe(name: str) -> dict[str, str]:
@@ -137,11 +142,11 @@ def choose(scored: dict[str, dict], candidates: Sequence[str]) -> tuple[str | No
     is within LENGTH_BAND of the references'; the ranking as a table."""
     ok = [n for n in candidates if n in scored and _length_ok(scored[n]["metrics"])]
     ranks: dict[str, list[int]] = {n: [] for n in ok}
-    for key in RANKED:
-        order = sorted(ok, key=lambda n: scored[n]["metrics"].get(key) or 0.0,
-                       reverse=key != "ppl")  # fmt: skip
-        for i, n in enumerate(order):
-            ranks[n].append(i + 1)
+    for key in RANKED:  # competition ranking: ties share the better rank
+        sign = 1.0 if key == "ppl" else -1.0  # lower PPL is better, higher everything else
+        value = {n: sign * (scored[n]["metrics"].get(key) or 0.0) for n in ok}
+        for n in ok:
+            ranks[n].append(1 + sum(value[m] < value[n] for m in ok))
     mean = {n: sum(r) / len(r) for n, r in ranks.items() if r}
     order = sorted(mean, key=lambda n: mean[n])
     header = ["Candidate", "Mean rank", *[HEAD[k] for k in RANKED]]
@@ -234,11 +239,31 @@ def copy_small_files(src: Path, dst: Path, names: Sequence[str], files: Sequence
 @click.option("--train-runs", type=click.Path(file_okay=False, path_type=Path), required=True)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
 @click.option("--base", default="base-hybrid", show_default=True, help="Row to compare against.")
-def main(valid_dir: Path, test_dir: Path, train_runs: Path, out: Path, base: str) -> None:
+@click.option(
+    "--long-run",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="The winner's longer training run (its eval-loss curve and where it stops improving).",
+)
+@click.option(
+    "--long-config",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="The TOML the longer run trains from (read while it has no config.json yet).",
+)
+def main(
+    valid_dir: Path,
+    test_dir: Path,
+    train_runs: Path,
+    out: Path,
+    base: str,
+    long_run: Path | None,
+    long_config: Path | None,
+) -> None:
     """Write the comparison tables from scored valid/test runs and the training runs."""
     from evaluation.compare_doc import write_tables
 
-    write_tables(valid_dir, test_dir, train_runs, out, base)
+    write_tables(valid_dir, test_dir, train_runs, out, base, long_run, long_config)
     click.echo(f"tables: {out / 'tables.md'}")
 
 

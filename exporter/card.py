@@ -102,6 +102,8 @@ def build_manifest(plan: Plan, steps: dict[str, Any], parity: dict[str, Any] | N
         "system_prompt": raw.get("system_prompt"),
         "context_representation": plan.run.context_representation,
         "raw_recent": raw.get("raw_recent"),
+        "compress_in_blocks": raw.get("compress_in_blocks"),  # the bot's memory.compress_in_blocks
+        "windows": raw.get("windows"),
         "strategy_conditioning": plan.run.strategy_conditioning,
         "data": data,
         "licence": licences(plan.run.base_id, str(data.get("spec", ""))),

@@ -11,8 +11,11 @@
 #   train      train the 12 rows, JOBS at a time (nice 19; each resumes from its checkpoint)
 #   evaluate   export + generate + score every trained row (and the base) on valid; rerun or use
 #   watch      to repeat `evaluate` every 5 minutes until every row is scored
+#   long       train the winner longer (configs/train/smollm2-135m-esconv.toml, early stopping),
+#              export it to models/solace-smollm2-esconv (= `make model`), score it on valid
 #   tables     results/compare/tables.md (both papers' layouts, length-matched analysis)
-#   test       generate + score the base, the old adapter and $WINNER on the ESConv test subset
+#   test       generate + score the base, the old adapter and $WINNER (default: the exported
+#              model, row solace-default-hybrid) on the ESConv test subset
 #   cross      with the full ExTES file only: $WINNER trained on ExTES, both tested on both sets
 set -euo pipefail
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
@@ -26,12 +29,16 @@ VALID=${VALID:-runs/compare-valid}
 TEST=${TEST:-runs/compare-test}
 # The adapter the bot shipped before this comparison (one epoch, raw history), kept for a row.
 OLD_ADAPTER=${OLD_ADAPTER:-$RUNS/shipped-2026-11-adapter.gguf}
+# The winner trained longer (the bot's default model) and where it is exported.
+LONG_CONFIG=configs/train/smollm2-135m-esconv.toml
+LONG_RUN=${LONG_RUN:-runs/smollm2-135m-esconv-hybrid}
+DEFAULT_MODEL=${DEFAULT_MODEL:-models/solace-smollm2-esconv}
 # In order of what the comparison needs most: every method with the served (hybrid) history,
 # then strategies and raw history for today's LoRA, then the rest of the grid.
 ROWS=(lora-r32-all-hybrid lora-r16-top12-hybrid full-hybrid adapter-hybrid
       lora-r16-top12-hybrid-strategies lora-r16-top12-raw lora-r32-all-hybrid-strategies
       lora-r32-all-raw full-hybrid-strategies adapter-hybrid-strategies full-raw adapter-raw)
-export SOLACE PYTHON RUNS CONFIGS VALID TEST OLD_ADAPTER
+export SOLACE PYTHON RUNS CONFIGS VALID TEST OLD_ADAPTER DEFAULT_MODEL LONG_RUN
 
 train_one() {  # ROW, or wait:PID (a lane that first waits for a training already running)
   case "$1" in
@@ -52,6 +59,7 @@ row_flags() {  # ROW -> prints flags
     base-raw) echo "--representation raw --no-strategies"; return ;;
     base-hybrid) echo "--representation hybrid --no-strategies"; return ;;
     shipped-2026-11-hybrid) echo "--lora $OLD_ADAPTER --representation hybrid --no-strategies"; return ;;
+    solace-default-hybrid) echo "--lora $DEFAULT_MODEL/adapter.gguf --representation hybrid --no-strategies"; return ;;
     lora-r16-top12-hybrid-hf) echo "--model $RUNS/lora-r16-top12-hybrid --representation hybrid --no-strategies"; return ;;
     lora-*) echo "--lora $RUNS/$1/export/adapter.gguf" ;;
     full-*) echo "--model $RUNS/$1/export/model-Q4_1.gguf" ;;
@@ -72,6 +80,10 @@ export_one() {  # ROW: the GGUF llama.cpp runs (LoRA: the adapter; full: a merge
 evaluate_one() {  # NAME [CONFIG OUT]: generate (resumable) and score when new rows came
   local name=$1 config=${2:-configs/eval/compare-valid.toml} out=${3:-$VALID}
   case "$name" in lora-*|full-*|adapter-*) [ -f "$RUNS/${name%-hf}/manifest.json" ] || return 0 ;; esac
+  # the exported model only once it is the longer run's (models/ holds the old adapter before)
+  case "$name" in solace-default-*)
+    grep -q "\"path\": \"$LONG_RUN\"" "$DEFAULT_MODEL/manifest.json" 2>/dev/null || return 0 ;;
+  esac
   case "$name" in *-hf) ;; *) export_one "$name" ;; esac
   # shellcheck disable=SC2046  # the flags are words
   nice -n 19 "$SOLACE" eval generate --config "$config" $(row_flags "$name") \
@@ -109,14 +121,25 @@ watch() {
   done
 }
 
-tables() {
-  "$PYTHON" -m evaluation.compare --valid "$VALID" --test "$TEST" --train-runs "$RUNS" \
-    --out results/compare
+long() {  # `make model`, resumable, then the exported model on valid
+  if pgrep -f "train $LONG_CONFIG" > /dev/null; then echo "already training $LONG_RUN"; return 0; fi
+  nice -n 19 "$SOLACE" train "$LONG_CONFIG" --resume >> "$LONG_RUN.log" 2>&1
+  [ -f "$LONG_RUN/manifest.json" ] || { echo "still training: rerun to continue"; return 0; }
+  [ "$DEFAULT_MODEL/manifest.json" -nt "$LONG_RUN/manifest.json" ] ||
+    nice -n 19 "$SOLACE" export "$LONG_RUN" -c configs/export/smollm2-adapter.toml \
+      --out "$DEFAULT_MODEL" >> "$LONG_RUN.export.log" 2>&1
+  mkdir -p "$VALID"
+  evaluate_one solace-default-hybrid >> "$VALID/solace-default-hybrid.log" 2>&1
 }
 
-test_set() {  # WINNER=<row> bash results/compare.sh test (without WINNER: the base rows only)
+tables() {
+  "$PYTHON" -m evaluation.compare --valid "$VALID" --test "$TEST" --train-runs "$RUNS" \
+    --long-run "$LONG_RUN" --long-config "$LONG_CONFIG" --out results/compare
+}
+
+test_set() {  # [WINNER=<row>] bash results/compare.sh test (default: the exported model)
   mkdir -p "$TEST"
-  printf '%s\n' base-hybrid shipped-2026-11-hybrid ${WINNER:-} base-raw | xargs -P "$JOBS" -L 1 bash -c \
+  printf '%s\n' base-hybrid shipped-2026-11-hybrid "${WINNER:-solace-default-hybrid}" base-raw | xargs -P "$JOBS" -L 1 bash -c \
     'evaluate_one "$1" configs/eval/compare-test.toml "$TEST" >> "$TEST/$1.log" 2>&1 || echo "FAILED: $1"' _
 }
 
@@ -146,6 +169,7 @@ case "${1:-}" in
   train) train ;;
   evaluate) evaluate ;;
   watch) watch ;;
+  long) long ;;
   tables) tables ;;
   test) test_set ;;
   cross) cross ;;

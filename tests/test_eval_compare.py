@@ -118,3 +118,58 @@ def test_tables_are_written_from_scored_runs_without_generated_text(tmp_path: Pa
     written = [p for p in (tmp_path / "out").rglob("*") if p.is_file()]
     assert not any(p.name == "generations.jsonl" for p in written)
     assert all("support you and I am here" not in p.read_text() for p in written)
+
+
+def test_adaption_prompt_is_no_candidate_and_a_full_winner_ships_the_best_lora(
+    tmp_path: Path,
+) -> None:
+    from evaluation.compare_doc import write_tables
+
+    valid = tmp_path / "valid"
+    replies = ["That sounds so hard.", "What helped before?", "Moving is lonely."]
+    _fake_run(valid, "base-hybrid", replies, _metrics())
+    _fake_run(valid, "adapter-hybrid", replies, _metrics(ppl=5.0, bleu_2=20.0))  # llama.cpp can't
+    _fake_run(valid, "full-hybrid", replies, _metrics(ppl=10.0, bleu_2=10.0))
+    _fake_run(valid, "lora-r32-all-hybrid", replies, _metrics(ppl=15.0, bleu_2=8.0))
+    _fake_run(valid, "lora-r16-top12-hybrid", replies, _metrics(ppl=18.0, bleu_2=7.0))
+    write_tables(valid, tmp_path / "no-test", tmp_path / "train", tmp_path / "out", "base-hybrid")
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["chosen"] == "full-hybrid" and summary["shipped"] == "lora-r32-all-hybrid"
+    text = (tmp_path / "out" / "tables.md").read_text()
+    choice = text.split("### The choice")[1].split("###")[0]
+    assert "`adapter-hybrid`" not in choice.split("Chosen")[0]
+    assert "not committable" in choice and "`lora-r32-all-hybrid`" in choice
+
+
+def _long_run(root: Path, losses: list[float], finished: bool, weights_step: int = 0) -> Path:
+    run = root / "long"
+    run.mkdir(parents=True)
+    lines = ["step,epoch,train_loss,eval_loss,lr,tokens,tokens_per_s,elapsed_s"]
+    lines += [f"{10 * i},{i / 10},,{loss},2e-4,{1000 * i},100.0,{360.0 * i}"
+              for i, loss in enumerate(losses)]  # fmt: skip
+    (run / "loss_history.csv").write_text("\n".join(lines) + "\n")
+    (run / "config.json").write_text(json.dumps({"epochs": 3, "lr_scheduler": "constant",
+                                                 "early_stopping_patience": 2,
+                                                 "early_stopping_min_delta": 0.01}))  # fmt: skip
+    if finished:
+        metrics = {"steps": 10 * (len(losses) - 1), "weights_step": weights_step}
+        (run / "manifest.json").write_text(json.dumps({"metrics": metrics}))
+    return run
+
+
+def test_the_longer_run_reports_where_eval_loss_stops_improving(tmp_path: Path) -> None:
+    from evaluation.compare_doc import eval_curve, long_status, section_long
+
+    # 2.95 is not below 2.90 - 0.01: no new best; two such evals end the run
+    run = _long_run(tmp_path / "a", [3.1, 2.9, 2.95, 2.899], finished=True, weights_step=10)
+    lines, info = section_long(run, {}, "lora-r16-top12-hybrid")
+    text = "\n".join(lines)
+    assert "**Stopped improving at step 10**" in text and "weights are step 10's" in text
+    assert info["curve"][1]["eval_loss"] == 2.9 and info["weights_step"] == 10
+    still = _long_run(tmp_path / "b", [3.1, 2.9, 2.8], finished=False)
+    assert long_status(eval_curve(still), {}, None).startswith("**Still training**")
+    cut = _long_run(tmp_path / "c", [3.1, 2.9, 2.8], finished=True, weights_step=20)
+    status = long_status(eval_curve(cut), json.loads((cut / "config.json").read_text()),
+                         json.loads((cut / "manifest.json").read_text())["metrics"])  # fmt: skip
+    assert status.startswith("**Ended at step 20 before the curve stopped improving**")
+    assert section_long(None, {}, None)[0][-2].startswith("Not run yet")

@@ -245,6 +245,25 @@ def test_comparison_rows_share_budget_data_and_windows() -> None:
     assert len(rows) == 12  # 4 methods x (hybrid, hybrid + strategies, raw)
 
 
+# Keys in which the shipped config may differ from the comparison's winner: the length and
+# schedule of the run and its bookkeeping, never the data, windows, model or method.
+LONGER_RUN_KEYS = {"name", "output_dir", "epochs", "max_steps", "target_token_budget",
+                   "early_stopping_patience", "early_stopping_min_delta", "lr_scheduler",
+                   "warmup_ratio", "eval_every", "save_every", "log_every", "num_threads"}  # fmt: skip
+
+
+def test_shipped_config_is_the_comparison_winner_trained_longer() -> None:
+    root = Path(__file__).parent.parent / "configs" / "train"
+    shipped = load_config(root / "smollm2-135m-esconv.toml").model_dump()
+    winner = load_config(root / "compare" / "lora-r16-top12-hybrid.toml").model_dump()
+    differ = {k for k in shipped if shipped[k] != winner[k]}
+    assert differ <= LONGER_RUN_KEYS, differ - LONGER_RUN_KEYS
+    assert shipped["target_token_budget"] is None and shipped["early_stopping_patience"]
+    assert shipped["context_representation"] == "hybrid" and shipped["windows"] == "served"
+    # a constant rate: cutting the run at step N (--set max_steps=N) is the same run up to N
+    assert shipped["lr_scheduler"] == "constant_with_warmup" and shipped["warmup_ratio"] == 0
+
+
 # --------------------------------------------------------------------------- served windows ---
 def test_raw_window_start_is_the_bots() -> None:
     from bot.context_builder import raw_window_start as bots
