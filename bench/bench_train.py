@@ -32,10 +32,11 @@ SHAPES: dict[str, list[str]] = {
 }
 COMPARE = CONFIG.parent / "compare"
 METHOD_ROWS = ("lora-r16-top12-hybrid", "lora-r32-all-hybrid", "adapter-hybrid", "full-hybrid")
-# Window tokens of one ESConv train epoch (data_stats.json of the runs): raw packed windows
-# (the shipped config until now), served raw and served hybrid windows.
+# Window tokens of one ESConv train epoch (data_stats.json of the runs): served raw and served
+# hybrid windows (the shipped config serves hybrid, as the bot does; the adapter shipped before
+# it packed raw windows, 771,202 tokens an epoch).
 EPOCH_TOKENS = (
-    ("smollm2-135m-esconv.toml", 771_202, "lora-r16-top12-hybrid"),
+    ("smollm2-135m-esconv.toml", 1_511_874, "lora-r16-top12-hybrid"),  # served hybrid, as the bot
     ("compare/lora-r16-top12-raw.toml", 852_164, "lora-r16-top12-hybrid"),
     ("compare/lora-r16-top12-hybrid.toml", 1_511_874, "lora-r16-top12-hybrid"),
     ("compare/lora-r32-all-hybrid.toml", 1_511_874, "lora-r32-all-hybrid"),
