@@ -66,15 +66,11 @@ def bertscore_f1_per_pair(
     from pathlib import Path
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from bert_score import score
-
-    from evaluation.embeddings import _num_layers, minilm_dir
+    from evaluation.embeddings import _num_layers, bertscore_pairs, minilm_dir
 
     model_dir = Path(cfg.bertscore_model) if cfg.bertscore_model else minilm_dir()
-    _p, _r, f = score(list(hyps), list(refs), model_type=str(model_dir),
-                      num_layers=_num_layers(model_dir, cfg.bertscore_num_layers),
-                      batch_size=cfg.bertscore_batch_size, lang="en", verbose=False)  # fmt: skip
-    return [float(x) for x in f]
+    layers = _num_layers(model_dir, cfg.bertscore_num_layers)
+    return bertscore_pairs(refs, hyps, model_dir, layers, cfg.bertscore_batch_size)[2]
 
 
 def _mean(values: Sequence[float]) -> float | None:
