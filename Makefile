@@ -41,7 +41,7 @@ install: $(STAMP_BOT)  ## create .venv with what chatting needs
 # What the tests need: everything, torch first from the pinned CPU wheel.
 $(STAMP_DEV): $(STAMP_BOT)
 	$(BIN)/pip install torch==2.13.0
-	$(BIN)/pip install -e '.[bot,train,eval,dev]'
+	$(BIN)/pip install -e '.[bot,train,eval,synth,dev]'
 	touch $@
 
 install-dev: $(STAMP_DEV) $(STAMP_TOOLS) $(STAMP_SYS)  ## everything tests, training, export and evaluation need
@@ -66,10 +66,11 @@ run: $(STAMP_BOT)  ## chat in the terminal with the embedded default model and S
 test: install-dev  ## install what the tests need and run them
 	$(BIN)/python -m pytest -ra --durations=15
 
-lint: $(STAMP_DEV)  ## ruff format/check, and mypy on every package
+lint: $(STAMP_DEV)  ## ruff format/check, mypy on every package, the import layers (import-linter)
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
-	$(BIN)/mypy dialogue bot trainer exporter evaluation bench
+	$(BIN)/mypy common dialogue scoring bot trainer exporter evaluation synthesis bench
+	PYTHONPATH=$(CURDIR) $(BIN)/lint-imports --no-cache  # this checkout's code, not an installed copy
 
 bench: install-dev  ## run the benchmarks and write BENCHMARKS.md
 	$(BIN)/python -m bench

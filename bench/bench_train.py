@@ -51,8 +51,8 @@ SHAPE_TEXT = {
 
 def _setup(steps: int, shape: str) -> tuple[Any, list[Any], Any, str]:
     from dialogue.datasets import load_spec
+    from trainer.batches import build_samples
     from trainer.config import load_config
-    from trainer.data import build_samples
     from trainer.model import load_tokenizer, prepare_base, resolve_base
 
     cfg = load_config(
@@ -145,8 +145,8 @@ def _method(steps: int, row: str) -> dict[str, float]:
     first 48 ESConv train dialogues' served windows."""
     from dialogue.datasets import load_spec
     from trainer import train as t
+    from trainer.batches import build_samples
     from trainer.config import load_config
-    from trainer.data import build_samples
     from trainer.model import load_tokenizer, prepare_base, resolve_base
 
     cfg = load_config(COMPARE / f"{row}.toml", [f"base_cache_dir='{BASE_CACHE}'",

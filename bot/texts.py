@@ -1,6 +1,9 @@
-"""Every fixed sentence Solace says to a person, in one place so all adapters say the same.
+"""The fixed sentences of a turn and of the user commands, the same on every platform.
 
-Crisis replies are not here: they belong to `bot.safety` (localised resources).
+Elsewhere, each beside the rule that decides it: crisis replies (`bot.safety.resources`, built
+from the hotline table), the reply that replaces a withdrawn one (`SafetyLayer.fallback_reply`),
+and the adapters' notices about access, rate limits, non-text messages and the /forget
+confirmation (`bot.adapters.commands`).
 """
 
 from __future__ import annotations
@@ -32,8 +35,9 @@ HELP_TEXT = (
 
 EMPTY_MESSAGE = "I'm here whenever you're ready - that message looked empty to me."
 TOO_LONG = (
-    "Thank you for sharing all of that - I've kept it. It's more than I can take in at once, "
-    "though. Could you tell me, in a few sentences, what feels most important right now?"
+    "Thank you for sharing all of that. It's more than I can take in at once, so I've kept "
+    "only the beginning. Could you tell me, in a few sentences, what feels most important "
+    "right now?"
 )
 BACKEND_UNAVAILABLE = (
     "I'm sorry - I'm having trouble gathering my thoughts right now. What you wrote is saved. "
@@ -47,6 +51,15 @@ RESET_DONE = "Okay - let's start fresh. What would you like to talk about?"
 FORGET_DONE = (
     "Done. Everything stored about you has been erased. If you write again, we start from "
     "the beginning."
+)
+FORGET_IN_PROGRESS = (
+    "Your messages and everything else stored about you have been deleted. I'm still clearing "
+    "the last traces from the database's files; that finishes on its own within a few minutes. "
+    "If you write again, we start from the beginning."
+)
+FORGET_FAILED = (
+    "I'm sorry - I couldn't erase your data just now, so nothing has been erased yet. The "
+    "database was busy. Please send /forget yes again in a minute."
 )
 COUNTRY_SET = "Thanks - I'll show support services for {country} if you ever need them."
 COUNTRY_CLEARED = "Okay - I've cleared your country."

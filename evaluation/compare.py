@@ -2,7 +2,7 @@
 figures, training cost, the backend control, the length-matched METEOR/BERTScore analysis, the
 choice of the model to ship, and the item-4 check against the base on test.
 
-    python -m evaluation.compare --valid runs/compare-valid --test runs/compare-test \
+    python -m evaluation.compare_doc --valid runs/compare-valid --test runs/compare-test \
         --train-runs runs/compare --out results/compare
 
 Reads each scored run's `metrics.json` / `manifest.json` / `generations.jsonl` and each training
@@ -18,8 +18,6 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-
-import click
 
 from evaluation.report import markdown_table
 
@@ -229,43 +227,3 @@ def copy_small_files(src: Path, dst: Path, names: Sequence[str], files: Sequence
             if (src / name / f).is_file():
                 (dst / name).mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(src / name / f, dst / name / f)
-
-
-@click.command()
-@click.option(
-    "--valid", "valid_dir", type=click.Path(file_okay=False, path_type=Path), required=True
-)
-@click.option("--test", "test_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
-@click.option("--train-runs", type=click.Path(file_okay=False, path_type=Path), required=True)
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
-@click.option("--base", default="base-hybrid", show_default=True, help="Row to compare against.")
-@click.option(
-    "--long-run",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="The winner's longer training run (its eval-loss curve and where it stops improving).",
-)
-@click.option(
-    "--long-config",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="The TOML the longer run trains from (read while it has no config.json yet).",
-)
-def main(
-    valid_dir: Path,
-    test_dir: Path,
-    train_runs: Path,
-    out: Path,
-    base: str,
-    long_run: Path | None,
-    long_config: Path | None,
-) -> None:
-    """Write the comparison tables from scored valid/test runs and the training runs."""
-    from evaluation.compare_doc import write_tables
-
-    write_tables(valid_dir, test_dir, train_runs, out, base, long_run, long_config)
-    click.echo(f"tables: {out / 'tables.md'}")
-
-
-if __name__ == "__main__":
-    main()

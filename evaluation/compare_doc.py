@@ -1,4 +1,8 @@
-"""Assemble results/compare/tables.md and summary.json from the pieces in evaluation.compare."""
+"""Assemble results/compare/tables.md and summary.json from the pieces in evaluation.compare.
+
+    python -m evaluation.compare_doc --valid runs/compare-valid --test runs/compare-test \
+        --train-runs runs/compare --out results/compare
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,8 @@ import json
 import os
 from pathlib import Path
 from typing import Any
+
+import click
 
 from evaluation.compare import (
     LLM_ESC,
@@ -146,11 +152,11 @@ def run_config(run: Path, config: Path | None) -> dict[str, Any]:
     """A run's config: its config.json once finished, else the TOML it is training from."""
     if (run / "config.json").is_file():
         return dict(json.loads((run / "config.json").read_text()))
-    if config is None:
+    if config is None or not config.is_file():
         return {}
-    from trainer.config import load_config
+    from common.configfile import read_toml
 
-    return load_config(config).model_dump(mode="json")
+    return read_toml(config)  # the file's own keys (the evaluation never imports the trainer)
 
 
 def eval_curve(run: Path) -> list[dict[str, Any]]:
@@ -253,3 +259,41 @@ def write_tables(
 def summary_of(out: Path) -> dict[str, Any]:
     """summary.json of a written comparison."""
     return json.loads((out / "summary.json").read_text())
+
+
+@click.command()
+@click.option(
+    "--valid", "valid_dir", type=click.Path(file_okay=False, path_type=Path), required=True
+)
+@click.option("--test", "test_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--train-runs", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--base", default="base-hybrid", show_default=True, help="Row to compare against.")
+@click.option(
+    "--long-run",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="The winner's longer training run (its eval-loss curve and where it stops improving).",
+)
+@click.option(
+    "--long-config",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="The TOML the longer run trains from (read while it has no config.json yet).",
+)
+def main(
+    valid_dir: Path,
+    test_dir: Path,
+    train_runs: Path,
+    out: Path,
+    base: str,
+    long_run: Path | None,
+    long_config: Path | None,
+) -> None:
+    """Write the comparison tables from scored valid/test runs and the training runs."""
+    write_tables(valid_dir, test_dir, train_runs, out, base, long_run, long_config)
+    click.echo(f"tables: {out / 'tables.md'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -133,7 +133,7 @@ long() {  # `make model`, resumable, then the exported model on valid
 }
 
 tables() {
-  "$PYTHON" -m evaluation.compare --valid "$VALID" --test "$TEST" --train-runs "$RUNS" \
+  "$PYTHON" -m evaluation.compare_doc --valid "$VALID" --test "$TEST" --train-runs "$RUNS" \
     --long-run "$LONG_RUN" --long-config "$LONG_CONFIG" --out results/compare
 }
 

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.backends import GenOptions
+from bot.backends import EchoBackend, GenOptions
 from bot.errors import BackendError
 from dialogue.prompts import Message
 
@@ -65,6 +65,23 @@ class FakeBackend:
     def count_tokens(self, text: str) -> int:
         """Whitespace-separated words."""
         return len(text.split())
+
+
+class RecordingEchoBackend(EchoBackend):
+    """The real echo backend that also keeps every prompt it was given (`.prompts`)."""
+
+    def __init__(self, n_ctx: int = 2048) -> None:
+        super().__init__(n_ctx)
+        self.prompts: list[list[Message]] = []
+
+    def generate(self, messages: Sequence[Message], options: GenOptions) -> Iterator[str]:
+        """Record the prompt, then echo."""
+        self.prompts.append(list(messages))
+        return super().generate(messages, options)
+
+    def prompt_text(self, index: int) -> str:
+        """Every message content of the `index`-th prompt, joined (for "is X in it" checks)."""
+        return "\n".join(m["content"] for m in self.prompts[index])
 
 
 @dataclass(frozen=True)
@@ -127,7 +144,7 @@ class FakeSafety:
 async def command_text(engine: Any, text: str, *, platform: str, user_id: str) -> str | None:
     """A command typed in a private chat, answered by the platforms' real dispatcher, as text;
     None if `text` is not a command."""
-    from bot.chat_commands import parse_command, run_command
+    from bot.adapters.commands import parse_command, run_command
 
     command = parse_command(text)
     if command is None:

@@ -360,28 +360,3 @@ def check_strategy_labels(dialogues: Sequence[Dialogue], spec: str, cfg: TrainCo
             f"no strategy labels on any of its {len(replies)} supporter turns; use "
             "strategy_conditioning = 'none' or a labelled data set (ESConv, ExTES)"
         )
-
-
-def build_samples(
-    dialogues: Sequence[Dialogue], tokenizer: Any, cfg: TrainConfig
-) -> tuple[list[Sample], DataStats]:
-    """Samples and statistics for these dialogues; DataError if nothing usable comes out."""
-    stats = DataStats()
-    if cfg.windows == "served":
-        from trainer.served import ServedWindowBuilder, warm_served_cache
-
-        builder: WindowBuilder = ServedWindowBuilder(tokenizer, cfg)
-        warm_served_cache(dialogues, builder)  # type: ignore[arg-type]
-    else:
-        builder = WindowBuilder(tokenizer, cfg)
-        warm_representation_cache(dialogues, cfg.context_representation)
-    samples = builder.build(dialogues, stats)
-    if not samples:
-        if stats.skipped_long_exchanges:
-            raise DataError(
-                f"max_seq_len = {cfg.max_seq_len} is shorter than every exchange (system prompt "
-                f"{stats.system_prompt_tokens} tokens, longest exchange "
-                f"{stats.longest_exchange_tokens}); raise max_seq_len"
-            )
-        raise DataError("no training samples: the dialogues have no user→assistant exchange")
-    return samples, stats

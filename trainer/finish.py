@@ -6,11 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from common.runfiles import write_json
 from trainer.methods import describe, save_weights, trainable_parameters
-from trainer.outputs import TrainState, plot_losses, write_history, write_json, write_manifest
+from trainer.outputs import TrainState, plot_losses, write_history, write_manifest
 
 if TYPE_CHECKING:
-    from trainer.train import Run
+    from trainer.run import Run
 
 
 def finish(

@@ -17,18 +17,26 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from trainer.config import ADAPTION_PROMPT_MODEL_TYPES
 
 if TYPE_CHECKING:
     from trainer.config import TrainConfig
-    from trainer.model import BaseSource
 
 # llama.cpp's `general.architecture` names for the Hugging Face model types we compare against.
 GGUF_ARCH_TO_MODEL_TYPE = {"llama": "llama", "mistral": "mistral", "gemma3": "gemma3"}
 # Where each method's weights go in the run directory (relative to it).
 OUTPUT_DIRS = {"lora": "adapter", "adaption_prompt": "adapter", "full": "model"}
+
+
+class BaseSource(Protocol):
+    """What these checks read of `trainer.model.BaseSource` (methods sits below model)."""
+
+    @property
+    def kind(self) -> str: ...
+    @property
+    def location(self) -> str: ...
 
 
 class MethodError(ValueError):

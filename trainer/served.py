@@ -1,16 +1,16 @@
 """Served windows (`windows = "served"`): every target sees its history exactly as the bot's
 context builder would show it, so a model is trained on the prompts it is served.
 
-The bot (`bot.context_builder.build_context`) sends, for a reply after `n` history turns, the
-turns older than `raw_window_start(n)` in their compressed form and the newer ones raw, and the
+The bot (`dialogue.window.build_context`, from its stored turns) sends, for a reply after `n`
+history turns, the turns older than `raw_window_start(n)` in their compressed form and the newer ones raw, and the
 current user message raw. With `compress_in_blocks` that boundary moves `2 * raw_recent` turns
 at a time, so consecutive replies share it: such replies share one window (multi-target
 packing stays exact), whose *context* is every earlier turn with the same boundary applied.
 A change of boundary starts a new window. `raw` history never moves the boundary (whole
 dialogues stay one window), `keypos`/`nostopwords` move it every reply (one window per reply).
 
-The trainer never imports `bot`: `raw_window_start` mirrors the bot's function, and a test
-checks the two agree.
+The boundary is `dialogue.window.raw_window_start`, the one function the bot uses, and a test
+checks every window against `dialogue.window.build_context`.
 """
 
 from __future__ import annotations
@@ -18,18 +18,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from dialogue.window import raw_window_start
 from trainer.data import PLAN_SLACK_TOKENS, DataStats, Sample, WindowBuilder, _Turn
 
 if TYPE_CHECKING:
     from dialogue.types import Dialogue
-
-
-def raw_window_start(n_turns: int, raw_recent: int, blocks: bool) -> int:
-    """Index of the first history turn kept raw in hybrid (bot.context_builder's rule)."""
-    older = max(n_turns - raw_recent, 0)
-    if blocks and raw_recent > 0:
-        older -= older % (2 * raw_recent)
-    return older
 
 
 class ServedWindowBuilder(WindowBuilder):

@@ -10,16 +10,15 @@ import contextlib
 import json
 import logging
 import math
-import random
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from trainer.batches import collate, epoch_batches, load_dialogues
+from trainer.batches import collate, epoch_batches, load_dialogues, prepare_data
 from trainer.checkpointing import check_run_dir, restore, restore_best, save, save_best
 from trainer.config import TrainConfig
-from trainer.data import Sample, build_samples
+from trainer.data import Sample
 from trainer.devices import make_accelerator
 from trainer.methods import check_base_architecture
 from trainer.model import (
@@ -33,7 +32,6 @@ from trainer.model import (
 from trainer.outputs import (
     TrainState,
     stop_on_signals,
-    write_json,
 )
 from trainer.run import Run, TrainError, peft_model
 
@@ -337,40 +335,3 @@ def tokens_by_process(run: Run) -> list[int]:
         return [run.local_tokens]
     mine = torch.tensor([run.local_tokens], dtype=torch.int64, device=acc.device)
     return [int(x) for x in acc.gather(mine).tolist()]
-
-
-def prepare_data(
-    cfg: TrainConfig,
-    tokenizer: Any,
-    train_dialogues: list[Any],
-    eval_dialogues: list[Any],
-    run_dir: Path,
-    echo: Callable[[str], None],
-) -> tuple[list[Sample], list[Sample], dict[str, Any]]:
-    """Tokenised windows for both splits, a fixed eval subset, stats printed and saved."""
-    train_samples, train_stats = build_samples(train_dialogues, tokenizer, cfg)
-    if len(eval_dialogues) > cfg.eval_max_samples:  # each dialogue gives at least one sample
-        rng = random.Random(cfg.seed)
-        picked = sorted(rng.sample(range(len(eval_dialogues)), cfg.eval_max_samples))
-        eval_dialogues = [eval_dialogues[i] for i in picked]
-    eval_samples, eval_stats = build_samples(eval_dialogues, tokenizer, cfg)
-    if len(eval_samples) > cfg.eval_max_samples:
-        picked = sorted(
-            random.Random(cfg.seed).sample(range(len(eval_samples)), cfg.eval_max_samples)
-        )
-        eval_samples = [eval_samples[i] for i in picked]
-    stats = {
-        "train": train_stats.as_dict(),
-        "eval": eval_stats.as_dict(),
-        "eval_samples_used": len(eval_samples),
-        "eval_tokens_used": sum(len(s.input_ids) for s in eval_samples),
-    }
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_json(run_dir / "data_stats.json", stats)
-    for split, s in (("train", train_stats), ("eval", eval_stats)):
-        echo(
-            f"{split}: {s.dialogues} dialogues → {s.samples} samples, {s.tokens} tokens, "
-            f"{s.target_tokens} target tokens ({s.target_turns} target turns; skipped "
-            f"{s.skipped_long_exchanges} over-long exchanges)"
-        )
-    return train_samples, eval_samples, stats
