@@ -88,9 +88,9 @@ lint: $(STAMP_DEV)  ## ruff format/check, mypy on every package, the import laye
 bench: install-dev  ## run the benchmarks and write BENCHMARKS.md
 	$(BIN)/python -m bench
 
-model: install-dev  ## train and export Solace's default adapter from scratch (long: hours on CPU)
+model: install-dev  ## train and export Solace's default adapter from scratch (long: hours on CPU; resumable)
 	$(BIN)/solace train configs/train/smollm2-135m-esconv.toml --resume
-	$(BIN)/solace export runs/smollm2-135m-esconv -c configs/export/smollm2-adapter.toml --out models/solace-smollm2-esconv
+	$(BIN)/solace export runs/smollm2-135m-esconv-hybrid -c configs/export/smollm2-adapter.toml --out models/solace-smollm2-esconv
 
 clean:  ## remove the environment and caches (keeps pip's wheel cache)
 	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache

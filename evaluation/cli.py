@@ -43,7 +43,16 @@ def eval_group() -> None:
 @eval_group.command("generate")
 @config_option
 @set_option
-@click.option("--model", help="GGUF path (local) or served model name (with --openai-base-url).")
+@click.option(
+    "--model",
+    help="GGUF path (local), served model name (with --openai-base-url), or a training run "
+    "directory (runs/<name>: generated through transformers, e.g. an adaption prompt).",
+)
+@click.option(
+    "--backend",
+    type=click.Choice(["auto", "llama-cpp", "transformers", "openai"]),
+    help="Which backend generates (default auto: chosen from --model / --openai-base-url).",
+)
 @click.option("--lora", help="LoRA adapter GGUF applied on top of --model.")
 @click.option("--openai-base-url", help="Generate through an OpenAI-compatible server.")
 @click.option("--data", help="Data spec: esconv:test, extes:test or a file path.")
@@ -106,7 +115,13 @@ def _ppl_entry(
         }
     lora = lora if model else (lora or info.get("lora"))
     n_ctx = info.get("n_ctx") or cfg.generate.context_tokens
-    scorer = ScoringModel(path, lora, n_ctx=n_ctx, n_threads=cfg.generate.threads)
+    scorer: Any
+    if Path(path).is_dir() and (model or info.get("backend") == "transformers"):
+        from evaluation.hf_backend import TransformersScorer
+
+        scorer = TransformersScorer(path, n_ctx=n_ctx, threads=cfg.generate.threads)
+    else:
+        scorer = ScoringModel(path, lora, n_ctx=n_ctx, n_threads=cfg.generate.threads)
     return corpus_perplexity(rows, scorer)
 
 
@@ -134,7 +149,7 @@ def _write_metrics(run: Path, report: dict[str, Any]) -> None:
 @config_option
 @set_option
 @click.option("--ppl/--no-ppl", default=None, help="Compute reference perplexity (needs the GGUF).")
-@click.option("--model", help="GGUF for perplexity (default: the run's model).")
+@click.option("--model", help="GGUF or training run dir for perplexity (default: the run's model).")
 @click.option("--lora", help="LoRA GGUF for perplexity (default: the run's adapter).")
 @click.option("--max-dialogues", type=int, help="Only the first N dialogues of the subset.")
 def metrics_cmd(
