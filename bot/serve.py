@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # pydantic-settings stays out of `solace --help`
 logger = logging.getLogger(__name__)
 
 REDACTED = "[token]"
+SERVE_BACKEND = "llama-server"  # what model.backend = "auto" runs in `solace serve`
 
 
 class SecretRedactor(logging.Filter):
@@ -140,21 +141,22 @@ async def _main(engine: Any, settings: Settings, telegram: bool, discord: bool) 
 @config_option
 @click.option(
     "--backend",
-    type=click.Choice(["llama-cpp", "openai", "echo"]),
+    type=click.Choice(["llama-server", "llama-cpp", "openai", "echo"]),
     default=None,
-    help="Model backend (default: model.backend from settings).",
+    help="Model backend (default: model.backend from settings; auto = llama-server).",
 )
 def serve(
     telegram: bool | None, discord: bool | None, config_file: Path | None, backend: str | None
 ) -> None:
     """Serve Solace on Telegram and/or Discord (tokens from SOLACE_*_TOKEN)."""
+    from bot.backends import close_backend
     from bot.config import load_settings
     from bot.engine import build_engine
     from bot.errors import SolaceError
 
     try:
         overrides: dict[str, Any] = {"model": {"backend": backend}} if backend else {}
-        settings = load_settings(config_file, **overrides)
+        settings = serving_settings(load_settings(config_file, **overrides))
         use_tg = settings.telegram.enabled if telegram is None else telegram
         use_dc = settings.discord.enabled if discord is None else discord
         if not (use_tg or use_dc):
@@ -172,7 +174,16 @@ def serve(
             raise
         raise click.ClickException(message) from None
     finally:
+        close_backend(engine.backend)  # the llama-server child stops with the bot
         engine.memory.db.close()
+
+
+def serving_settings(settings: Settings) -> Settings:
+    """`model.backend = "auto"` means llama-server when serving (parallel slots, BENCHMARKS.md)."""
+    if settings.model.backend != "auto":
+        return settings
+    model = settings.model.model_copy(update={"backend": SERVE_BACKEND})
+    return settings.model_copy(update={"model": model})
 
 
 def _check_tokens(settings: Settings, telegram: bool, discord: bool) -> list[str]:

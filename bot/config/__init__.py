@@ -1,8 +1,9 @@
 """The bot's settings: one frozen `Settings`, read once at start-up and passed down.
 
-`sections` (one class per area: model, generation, memory, openai, safety, telegram, discord,
-access, jobs, backup), `settings` (`Settings`, its sources and `load_settings`) and `options`
-(the `--config`/`--db` options of the `solace` commands). Every key is documented in docs/bot.md.
+`sections` (one class per area: model, generation, memory, llama_server, openai, safety,
+telegram, discord, access, jobs, backup, web), `settings` (`Settings`, its sources and
+`load_settings`) and `options` (the `--config`/`--db` options of the `solace` commands).
+Every key is documented in docs/bot.md.
 """
 
 from typing import TYPE_CHECKING
@@ -22,11 +23,13 @@ if TYPE_CHECKING:
         DiscordSettings as DiscordSettings,
         GenerationSettings as GenerationSettings,
         JobsSettings as JobsSettings,
+        LlamaServerSettings as LlamaServerSettings,
         MemorySettings as MemorySettings,
         ModelSettings as ModelSettings,
         OpenAISettings as OpenAISettings,
         SafetySettings as SafetySettings,
         TelegramSettings as TelegramSettings,
+        WebSettings as WebSettings,
         default_db_path as default_db_path,
     )
     from bot.config.settings import (

@@ -29,11 +29,13 @@ from bot.config.sections import (
     DiscordSettings,
     GenerationSettings,
     JobsSettings,
+    LlamaServerSettings,
     MemorySettings,
     ModelSettings,
     OpenAISettings,
     SafetySettings,
     TelegramSettings,
+    WebSettings,
 )
 from bot.errors import ConfigError
 
@@ -82,6 +84,7 @@ class Settings(BaseSettings):
     model: ModelSettings = Field(default_factory=ModelSettings)
     generation: GenerationSettings = Field(default_factory=GenerationSettings)
     memory: MemorySettings = Field(default_factory=MemorySettings)
+    llama_server: LlamaServerSettings = Field(default_factory=LlamaServerSettings)
     openai: OpenAISettings = Field(default_factory=OpenAISettings)
     safety: SafetySettings = Field(default_factory=SafetySettings)
     telegram: TelegramSettings = Field(default_factory=TelegramSettings)
@@ -89,6 +92,7 @@ class Settings(BaseSettings):
     access: AccessSettings = Field(default_factory=AccessSettings)
     jobs: JobsSettings = Field(default_factory=JobsSettings)
     backup: BackupSettings = Field(default_factory=BackupSettings)
+    web: WebSettings = Field(default_factory=WebSettings)
 
     telegram_token: SecretStr | None = Field(None, description="SOLACE_TELEGRAM_TOKEN (env only).")
     discord_token: SecretStr | None = Field(None, description="SOLACE_DISCORD_TOKEN (env only).")

@@ -103,7 +103,31 @@ def check_model(settings: Settings) -> Check:
         return _check_openai(settings)
     if backend == "llama-cpp":
         return _check_gguf(settings)
+    if backend in ("llama-server", "auto"):  # auto: what `solace serve` runs
+        return _check_llama_server(settings)
     return Check("model", "warn", f"backend {backend!r} is for tests: it does not answer people")
+
+
+def _check_llama_server(settings: Settings) -> Check:
+    """The GGUF files, and a llama-server binary that runs (else the embedded fallback)."""
+    from bot.backends.llama_server_command import binary_version, cache_link, find_binary
+    from bot.errors import ConfigError
+
+    files = _check_gguf(settings)
+    if files.status == "fail":
+        return files
+    detail = files.detail.removeprefix("llama-cpp: ")
+    binary = find_binary(settings.llama_server.binary)
+    try:
+        if binary is None:
+            where = settings.llama_server.binary or f"{cache_link()} or PATH"
+            raise ConfigError(f"no llama-server binary ({where}); run `make llama-server`")
+        version = binary_version(binary)
+    except ConfigError as exc:
+        if settings.llama_server.missing_binary == "refuse":
+            return Check("model", "fail", str(exc))
+        return Check("model", "warn", f"{exc}: `solace serve` falls back to the embedded model")
+    return Check("model", "ok", f"llama-server {binary} ({version}); {detail}")
 
 
 def _check_gguf(settings: Settings) -> Check:
