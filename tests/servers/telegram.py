@@ -64,6 +64,10 @@ class FakeTelegramServer(WebhookMethods, LoopbackServer):
         self.route = None
         self._tasks = set()
 
+    async def __aexit__(self, *exc: object) -> None:
+        self.stop_retries()
+        await super().__aexit__(*exc)
+
     def add_routes(self, app: web.Application) -> None:
         """Every Bot API method, by GET or POST."""
         app.router.add_post("/bot{token}/{method}", self._handle)

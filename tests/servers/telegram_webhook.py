@@ -133,7 +133,12 @@ class WebhookMethods:
             ...
 
     async def deliver_now(self, update: dict[str, Any]) -> None:
-        """Deliver `update` to the webhook; it stays pending unless some target took it."""
+        """Deliver `update` to the webhook; when no target took it, it stays pending and is
+        retried in the background, as Telegram retries."""
+        if not await self._try(update):
+            self._retry_later()
+
+    async def _try(self, update: dict[str, Any]) -> bool:
         targets = self.route(update) if self.route is not None else [self.webhook.url]
         taken = False
         for url in targets:
@@ -141,25 +146,34 @@ class WebhookMethods:
         if taken:
             self.updates = [u for u in self.updates if u["update_id"] != update["update_id"]]
         await self._notify()
+        return taken
+
+    def _retry_later(self) -> None:
+        if any(not task.done() for task in self._tasks):
+            return
+        task = asyncio.get_running_loop().create_task(self._deliver_pending())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _deliver_pending(self) -> None:
-        """After setWebhook: deliver what Telegram kept meanwhile, retrying while the bot's
-        server is not listening yet (PTB listens only after setWebhook returns)."""
+        """Deliver what Telegram kept, oldest first, retrying while the bot's server does not
+        answer (PTB listens only after setWebhook returns); gives up after ~10 s."""
         for _ in range(200):
             if not self.updates or not self.webhook.url:
                 return
-            before = len(self.updates)
-            await self.deliver_now(self.updates[0])
-            if len(self.updates) == before:
+            if not await self._try(self.updates[0]):
                 await asyncio.sleep(0.05)
+
+    def stop_retries(self) -> None:
+        """Cancel background deliveries (the server is closing)."""
+        for task in self._tasks:
+            task.cancel()
 
     def _m_setWebhook(self, params: dict[str, Any], files: dict[str, bytes]) -> bool:
         if params.get("drop_pending_updates"):
             self.updates.clear()
         self.webhook.set(params)
-        task = asyncio.get_running_loop().create_task(self._deliver_pending())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._retry_later()  # what Telegram kept meanwhile
         return True
 
     def _m_deleteWebhook(self, params: dict[str, Any], files: dict[str, bytes]) -> bool:
