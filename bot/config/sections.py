@@ -223,6 +223,56 @@ class TelegramSettings(_Section):
         "https://api.telegram.org/bot", description="Bot API URL (a self-hosted Bot API server)."
     )
     base_file_url: str = Field("https://api.telegram.org/file/bot", description="Bot API file URL.")
+    # --- webhook mode (docs/platforms.md, "Webhook mode"); secret: SOLACE_TELEGRAM_WEBHOOK_SECRET
+    mode: Literal["polling", "webhook"] = Field(
+        "polling",
+        description="polling (getUpdates) or webhook (PTB's webhook server behind your HTTPS "
+        "reverse proxy; setWebhook at start, deleteWebhook at stop).",
+    )
+    webhook_url: str | None = Field(
+        None,
+        description="Public HTTPS URL Telegram posts updates to, e.g. "
+        "https://bot.example.org/telegram; required in webhook mode.",
+    )
+    webhook_listen: str = Field(
+        "127.0.0.1", description="Address the webhook server binds (the proxy forwards to it)."
+    )
+    webhook_port: int = Field(8443, ge=1, le=65535, description="Port the webhook server binds.")
+    webhook_path: str = Field(
+        "/telegram", description="Path the webhook server answers (the proxy forwards it)."
+    )
+    webhook_max_connections: int = Field(
+        40, ge=1, le=100, description="Simultaneous deliveries Telegram may open (setWebhook)."
+    )
+    drop_pending_updates: bool = Field(
+        False,
+        description="Drop the updates Telegram queued while the bot was down (at start); off = "
+        "answer them.",
+    )
+    webhook_delete_on_stop: bool = Field(
+        True,
+        description="deleteWebhook when `solace serve` stops (Telegram keeps new updates until "
+        "the next start); turn off when several processes share the URL.",
+    )
+    webhook_order_wait_seconds: float = Field(
+        120.0,
+        ge=0,
+        le=3600,
+        description="Wait at most this long for another process to finish a person's earlier "
+        "update before answering their next one.",
+    )
+
+    @model_validator(mode="after")
+    def _webhook_url_needed(self) -> TelegramSettings:
+        if self.mode == "webhook":
+            if not self.webhook_url:
+                raise ValueError("telegram.mode = 'webhook' needs telegram.webhook_url")
+            official = self.base_url.startswith("https://api.telegram.org/")
+            if official and not self.webhook_url.startswith("https://"):
+                raise ValueError("telegram.webhook_url must be https:// (Telegram's rule)")
+        if not self.webhook_path.startswith("/"):
+            raise ValueError("telegram.webhook_path must start with '/'")
+        return self
 
 
 class DiscordSettings(_Section):
