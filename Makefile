@@ -65,7 +65,8 @@ $(STAMP_TOOLS): | $(BIN)/python
 
 tools: $(STAMP_TOOLS)  ## fetch llama.cpp's convert scripts into .tools/
 
-# Debian packages: WordNet for METEOR, Chromium for rendering reports in tests.
+# Debian packages: WordNet for METEOR, Chromium for rendering reports and the web console's browser
+# tests (Playwright drives this browser; it never downloads one).
 $(STAMP_SYS): scripts/install-system-deps.sh | $(BIN)/python
 	bash scripts/install-system-deps.sh
 	touch $@

@@ -23,18 +23,19 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from bot.config.llama_server import LlamaServerSettings
 from bot.config.sections import (
     AccessSettings,
     BackupSettings,
     DiscordSettings,
     GenerationSettings,
     JobsSettings,
-    LlamaServerSettings,
     MemorySettings,
     ModelSettings,
     OpenAISettings,
     SafetySettings,
     TelegramSettings,
+    WebSettings,
 )
 from bot.errors import ConfigError
 
@@ -91,6 +92,7 @@ class Settings(BaseSettings):
     access: AccessSettings = Field(default_factory=AccessSettings)
     jobs: JobsSettings = Field(default_factory=JobsSettings)
     backup: BackupSettings = Field(default_factory=BackupSettings)
+    web: WebSettings = Field(default_factory=WebSettings)
 
     telegram_token: SecretStr | None = Field(None, description="SOLACE_TELEGRAM_TOKEN (env only).")
     discord_token: SecretStr | None = Field(None, description="SOLACE_DISCORD_TOKEN (env only).")
