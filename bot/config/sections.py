@@ -55,59 +55,6 @@ class ModelSettings(_Section):
     )
 
 
-class LlamaServerSettings(_Section):
-    """llama.cpp's native `llama-server`, which `solace serve` runs as a managed child process
-    (model.backend = "llama-server"; docs/production.md). Model, adapter, per-slot context
-    (`model.n_ctx`), threads and prompt-cache RAM (`model.cache_mb`) come from `[model]`."""
-
-    binary: Path | None = Field(
-        None,
-        description="The llama-server executable; empty = the one `make llama-server` built "
-        "(~/.cache/solace/bin/llama-server-<version>), else `llama-server` on PATH.",
-    )
-    parallel: int = Field(
-        8, ge=1, le=64, description="Slots: conversations generated at once (continuous batching)."
-    )
-    port: int = Field(0, ge=0, le=65535, description="Port on 127.0.0.1; 0 = a free one.")
-    missing_binary: Literal["embedded", "refuse"] = Field(
-        "embedded",
-        description="When the binary is missing or does not run: embedded = warn once and use "
-        "the in-process model; refuse = stop with an error.",
-    )
-    pin_slots: bool = Field(
-        True,
-        description="Send each conversation back to the slot that holds its prompt prefix "
-        "when that slot is free (id_slot), so its KV cache is reused.",
-    )
-    startup_timeout_seconds: float = Field(
-        120.0, gt=0, le=3600, description="Give up when /health is not ok after this long."
-    )
-    request_timeout_seconds: float = Field(
-        60.0, gt=0, le=3600, description="A request waiting this long for data fails kindly."
-    )
-    restart_wait_seconds: float = Field(
-        15.0, ge=0, le=600, description="A message waits this long for a restarting server."
-    )
-    restart_backoff_seconds: float = Field(
-        1.0, gt=0, le=600, description="First restart delay after a crash; doubles per crash."
-    )
-    restart_backoff_max_seconds: float = Field(
-        30.0, gt=0, le=3600, description="Longest restart delay."
-    )
-    watchdog_interval_seconds: float = Field(
-        10.0, gt=0, le=600, description="How often the server's scheduler is probed (/slots)."
-    )
-    watchdog_timeout_seconds: float = Field(
-        30.0,
-        gt=0,
-        le=600,
-        description="A probe unanswered this long: the server is hung and is restarted.",
-    )
-    extra_args: tuple[str, ...] = Field(
-        (), description='More llama-server arguments, e.g. ["--cache-type-k", "q8_0"].'
-    )
-
-
 class GenerationSettings(_Section):
     """Sampling defaults (the paper's Table 3) and how the reply is released while streaming."""
 
@@ -415,38 +362,6 @@ class JobsSettings(_Section):
     @classmethod
     def _renamed(cls, data: Any) -> Any:
         return renamed_keys(data, {"judge_sample": "judge_conversations"}, "jobs")
-
-
-class WebSettings(_Section):
-    """`solace web`: the moderators' and raters' console (owned by the web area; docs/web.md)."""
-
-    host: str = Field("127.0.0.1", description="Address to listen on (put a TLS proxy in front).")
-    port: int = Field(8765, ge=1, le=65535, description="Port to listen on.")
-    public_url: str | None = Field(
-        None,
-        description="The console's address as moderators reach it (e.g. https://mod.example.org); "
-        "reports link their flagged conversations here; https:// also marks cookies Secure.",
-    )
-    secure_cookies: bool | None = Field(
-        None, description="Send cookies with Secure; empty = when public_url is https://."
-    )
-    session_hours: float = Field(
-        12.0, gt=0, le=24 * 30, description="A login lasts this long (then log in again)."
-    )
-    login_failures_per_account: int = Field(
-        5, ge=1, description="Failed logins for one account within 15 minutes before a pause."
-    )
-    login_failures_per_address: int = Field(
-        20, ge=1, description="Failed logins from one client address within 15 minutes."
-    )
-    overdue_hours: float = Field(
-        24.0, gt=0, description="A flagged conversation unreviewed this long is highlighted."
-    )
-    queue_page_size: int = Field(50, ge=5, le=500, description="Conversations per queue page.")
-    proxy_addresses: tuple[str, ...] = Field(
-        ("127.0.0.1",),
-        description="Reverse proxies whose X-Forwarded-For/-Proto headers are trusted.",
-    )
 
 
 class BackupSettings(_Section):

@@ -23,20 +23,20 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from bot.config.llama_server import LlamaServerSettings
 from bot.config.sections import (
     AccessSettings,
     BackupSettings,
     DiscordSettings,
     GenerationSettings,
     JobsSettings,
-    LlamaServerSettings,
     MemorySettings,
     ModelSettings,
     OpenAISettings,
     SafetySettings,
     TelegramSettings,
-    WebSettings,
 )
+from bot.config.web import WebSettings
 from bot.errors import ConfigError
 
 SECRET_FIELDS = (
