@@ -39,6 +39,10 @@ SECRETS_NOTES = {
     "Discord developer portal.",
     "openai_api_key": "The model server's key, if it wants one (compose passes it to the "
     "model service too).",
+    "telegram_webhook_secret": "With SOLACE_TELEGRAM__MODE=webhook: the secret Telegram sends "
+    "with every update\n# (16-256 of A-Z a-z 0-9 _ -); empty = a new one at each start. Processes "
+    "that share one\n# webhook URL must share it: python -c 'import secrets; "
+    "print(secrets.token_urlsafe(32))'",
 }
 
 COMPOSE_VARIABLES = """\

@@ -56,59 +56,6 @@ class ModelSettings(_Section):
     )
 
 
-class LlamaServerSettings(_Section):
-    """llama.cpp's native `llama-server`, which `solace serve` runs as a managed child process
-    (model.backend = "llama-server"; docs/production.md). Model, adapter, per-slot context
-    (`model.n_ctx`), threads and prompt-cache RAM (`model.cache_mb`) come from `[model]`."""
-
-    binary: Path | None = Field(
-        None,
-        description="The llama-server executable; empty = the one `make llama-server` built "
-        "(~/.cache/solace/bin/llama-server-<version>), else `llama-server` on PATH.",
-    )
-    parallel: int = Field(
-        8, ge=1, le=64, description="Slots: conversations generated at once (continuous batching)."
-    )
-    port: int = Field(0, ge=0, le=65535, description="Port on 127.0.0.1; 0 = a free one.")
-    missing_binary: Literal["embedded", "refuse"] = Field(
-        "embedded",
-        description="When the binary is missing or does not run: embedded = warn once and use "
-        "the in-process model; refuse = stop with an error.",
-    )
-    pin_slots: bool = Field(
-        True,
-        description="Send each conversation back to the slot that holds its prompt prefix "
-        "when that slot is free (id_slot), so its KV cache is reused.",
-    )
-    startup_timeout_seconds: float = Field(
-        120.0, gt=0, le=3600, description="Give up when /health is not ok after this long."
-    )
-    request_timeout_seconds: float = Field(
-        60.0, gt=0, le=3600, description="A request waiting this long for data fails kindly."
-    )
-    restart_wait_seconds: float = Field(
-        15.0, ge=0, le=600, description="A message waits this long for a restarting server."
-    )
-    restart_backoff_seconds: float = Field(
-        1.0, gt=0, le=600, description="First restart delay after a crash; doubles per crash."
-    )
-    restart_backoff_max_seconds: float = Field(
-        30.0, gt=0, le=3600, description="Longest restart delay."
-    )
-    watchdog_interval_seconds: float = Field(
-        10.0, gt=0, le=600, description="How often the server's scheduler is probed (/slots)."
-    )
-    watchdog_timeout_seconds: float = Field(
-        30.0,
-        gt=0,
-        le=600,
-        description="A probe unanswered this long: the server is hung and is restarted.",
-    )
-    extra_args: tuple[str, ...] = Field(
-        (), description='More llama-server arguments, e.g. ["--cache-type-k", "q8_0"].'
-    )
-
-
 class GenerationSettings(_Section):
     """Sampling defaults (the paper's Table 3) and how the reply is released while streaming."""
 
@@ -224,6 +171,56 @@ class TelegramSettings(_Section):
         "https://api.telegram.org/bot", description="Bot API URL (a self-hosted Bot API server)."
     )
     base_file_url: str = Field("https://api.telegram.org/file/bot", description="Bot API file URL.")
+    # --- webhook mode (docs/platforms.md, "Webhook mode"); secret: SOLACE_TELEGRAM_WEBHOOK_SECRET
+    mode: Literal["polling", "webhook"] = Field(
+        "polling",
+        description="polling (getUpdates) or webhook (PTB's webhook server behind your HTTPS "
+        "reverse proxy; setWebhook at start, deleteWebhook at stop).",
+    )
+    webhook_url: str | None = Field(
+        None,
+        description="Public HTTPS URL Telegram posts updates to, e.g. "
+        "https://bot.example.org/telegram; required in webhook mode.",
+    )
+    webhook_listen: str = Field(
+        "127.0.0.1", description="Address the webhook server binds (the proxy forwards to it)."
+    )
+    webhook_port: int = Field(8443, ge=1, le=65535, description="Port the webhook server binds.")
+    webhook_path: str = Field(
+        "/telegram", description="Path the webhook server answers (the proxy forwards it)."
+    )
+    webhook_max_connections: int = Field(
+        40, ge=1, le=100, description="Simultaneous deliveries Telegram may open (setWebhook)."
+    )
+    drop_pending_updates: bool = Field(
+        False,
+        description="Drop the updates Telegram queued while the bot was down (at start); off = "
+        "answer them.",
+    )
+    webhook_delete_on_stop: bool = Field(
+        True,
+        description="deleteWebhook when `solace serve` stops (Telegram keeps new updates until "
+        "the next start); turn off when several processes share the URL.",
+    )
+    webhook_order_wait_seconds: float = Field(
+        120.0,
+        ge=0,
+        le=3600,
+        description="Wait at most this long for another process to finish a person's earlier "
+        "update before answering their next one.",
+    )
+
+    @model_validator(mode="after")
+    def _webhook_url_needed(self) -> TelegramSettings:
+        if self.mode == "webhook":
+            if not self.webhook_url:
+                raise ValueError("telegram.mode = 'webhook' needs telegram.webhook_url")
+            official = self.base_url.startswith("https://api.telegram.org/")
+            if official and not self.webhook_url.startswith("https://"):
+                raise ValueError("telegram.webhook_url must be https:// (Telegram's rule)")
+        if not self.webhook_path.startswith("/"):
+            raise ValueError("telegram.webhook_path must start with '/'")
+        return self
 
 
 class DiscordSettings(_Section):
@@ -377,38 +374,6 @@ class JobsSettings(_Section):
     @classmethod
     def _renamed(cls, data: Any) -> Any:
         return renamed_keys(data, {"judge_sample": "judge_conversations"}, "jobs")
-
-
-class WebSettings(_Section):
-    """`solace web`: the moderators' and raters' console (owned by the web area; docs/web.md)."""
-
-    host: str = Field("127.0.0.1", description="Address to listen on (put a TLS proxy in front).")
-    port: int = Field(8765, ge=1, le=65535, description="Port to listen on.")
-    public_url: str | None = Field(
-        None,
-        description="The console's address as moderators reach it (e.g. https://mod.example.org); "
-        "reports link their flagged conversations here; https:// also marks cookies Secure.",
-    )
-    secure_cookies: bool | None = Field(
-        None, description="Send cookies with Secure; empty = when public_url is https://."
-    )
-    session_hours: float = Field(
-        12.0, gt=0, le=24 * 30, description="A login lasts this long (then log in again)."
-    )
-    login_failures_per_account: int = Field(
-        5, ge=1, description="Failed logins for one account within 15 minutes before a pause."
-    )
-    login_failures_per_address: int = Field(
-        20, ge=1, description="Failed logins from one client address within 15 minutes."
-    )
-    overdue_hours: float = Field(
-        24.0, gt=0, description="A flagged conversation unreviewed this long is highlighted."
-    )
-    queue_page_size: int = Field(50, ge=5, le=500, description="Conversations per queue page.")
-    proxy_addresses: tuple[str, ...] = Field(
-        ("127.0.0.1",),
-        description="Reverse proxies whose X-Forwarded-For/-Proto headers are trusted.",
-    )
 
 
 class BackupSettings(_Section):

@@ -23,23 +23,29 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from bot.config.llama_server import LlamaServerSettings
 from bot.config.sections import (
     AccessSettings,
     BackupSettings,
     DiscordSettings,
     GenerationSettings,
     JobsSettings,
-    LlamaServerSettings,
     MemorySettings,
     ModelSettings,
     OpenAISettings,
     SafetySettings,
     TelegramSettings,
-    WebSettings,
 )
+from bot.config.web import WebSettings
 from bot.errors import ConfigError
 
-SECRET_FIELDS = ("telegram_token", "discord_token", "openai_api_key", "pseudonym_secret")
+SECRET_FIELDS = (
+    "telegram_token",
+    "discord_token",
+    "openai_api_key",
+    "pseudonym_secret",
+    "telegram_webhook_secret",
+)
 DEFAULT_CONFIG_NAME = "config.toml"
 # Set by load_settings() so the TOML source knows which file to read for this one construction.
 _CONFIG_FILE: ContextVar[Path | None] = ContextVar("solace_config_file", default=None)
@@ -99,6 +105,11 @@ class Settings(BaseSettings):
     openai_api_key: SecretStr | None = Field(None, description="SOLACE_OPENAI_API_KEY (env only).")
     pseudonym_secret: SecretStr | None = Field(
         None, description="SOLACE_PSEUDONYM_SECRET (env only): key for user pseudonyms."
+    )
+    telegram_webhook_secret: SecretStr | None = Field(
+        None,
+        description="SOLACE_TELEGRAM_WEBHOOK_SECRET (env only): the secret_token Telegram sends "
+        "with every webhook request; empty = a new one at each start (one process only).",
     )
 
     @classmethod

@@ -81,6 +81,28 @@ def rig_settings(server: FakeTelegramServer, db_path: Any, **sections: Any) -> A
     )
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def webhook_section(port: int | None = None, **extra: Any) -> dict[str, Any]:
+    """The `telegram` settings of webhook mode on a free loopback port (plain HTTP: no proxy)."""
+    port = port or free_port()
+    return {
+        "mode": "webhook",
+        "webhook_listen": "127.0.0.1",
+        "webhook_port": port,
+        "webhook_path": "/telegram",
+        "webhook_url": f"http://127.0.0.1:{port}/telegram",
+        **extra,
+    }
+
+
 @contextlib.asynccontextmanager
 async def telegram_rig(
     memory: Any, db_path: Any, backend: Any = None, **sections: Any
