@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from bot.config.options import db_option
 from common.cli import set_option as kit_set_option
 from evaluation.config import EvalConfig, load_config
 
@@ -348,3 +349,37 @@ def report_cmd(runs: tuple[str, ...], out: str, title: str, notes: tuple[str, ..
         raise click.ClickException(str(exc)) from exc
     for kind, path in paths.items():
         click.echo(f"{kind}: {path}")
+
+
+@eval_group.command("human")
+@click.argument("study")
+@db_option
+@click.option("--json", "as_json", is_flag=True, help="The numbers as JSON instead of tables.")
+def human_cmd(study: str, db: Path | None, as_json: bool) -> None:
+    """Human-evaluation results of STUDY (made in `solace web`): win/tie/loss per aspect and
+    model pair with bootstrap intervals (Table 9 layout), or 0-3 ratings with Fleiss' kappa
+    (Table 4 layout), beside the ExTES paper's figures."""
+    from bot.config import load_settings
+    from bot.errors import SolaceError
+    from bot.web.results import markdown, study_results
+    from bot.web.store import connection, migrate_web
+    from bot.web.studies import get_study
+
+    try:
+        path = db.expanduser() if db else load_settings().memory.db_path.expanduser()
+        if not path.is_file():
+            raise click.ClickException(f"{path}: no such database")
+        migrate_web(path)
+        with connection(path) as conn:
+            found = get_study(conn, study)
+            if found is None:
+                raise click.ClickException(f"no study named {study!r} in {path}")
+            results = study_results(conn, found)
+    except SolaceError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if as_json:
+        results["study"] = {"slug": found.slug, "kind": found.kind, "title": found.title,
+                            "models": found.model_names}  # fmt: skip
+        click.echo(json.dumps(results, indent=2, default=str))
+        return
+    click.echo(markdown(results), nl=False)

@@ -3,7 +3,8 @@
 `store` (`MemoryStore`: the verbs), `records` (the rows it returns), `schema` (migrations and the
 one rule for writing), `database` (`open_memory`, `migrate_database`), `keys` (the pseudonym
 secret, its key check and rotation), `erasure` (`/forget`), `export` (`/export`), `consent`
-(`/review`), `backup` (online backups and restore) and `cli` (`solace migrate`, `solace memory`).
+(`/review`), `backup` (online backups and restore) and `cli` (`solace memory`; `solace migrate`
+is `bot.migrate`).
 """
 
 from typing import TYPE_CHECKING
