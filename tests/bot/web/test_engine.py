@@ -209,7 +209,7 @@ def test_console_migrations_come_after_the_memory_schema(tmp_path: Path) -> None
     web_migrations.apply(db)
     db.close()
     migrate_web(older)
-    assert [n for _, n in applied(older)][-1] == memory_names[-1]  # the newest memory migration added later, works
+    assert [n for _, n in applied(older)][-1] == memory_names[-1]  # added later: works
     with sqlite3.connect(older) as conn:
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {"chat_scopes", "secret_check", "web_queue"} <= tables
