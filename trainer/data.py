@@ -17,7 +17,7 @@ a turn; an exchange too long for `max_seq_len` is skipped and counted.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -279,16 +279,32 @@ class WindowBuilder:
         ]
         history = turns[: 2 * block[0]]
         context = self._fit_context(self._represent([(t.role, t.text) for t in history]))
-        while True:  # drop the oldest exchange of context until the window fits
+
+        def fits(sample: Sample, context: list[tuple[str, str]]) -> bool:
+            extra = len(sample.input_ids) - bare_len - PLAN_SLACK_TOKENS * len(block)
+            return len(sample.input_ids) <= self.cfg.max_seq_len and (
+                extra <= self.cfg.history_tokens or not context
+            )
+
+        return self.shrink_to_fit(context, block_turns, len(block), stats, fits)
+
+    def shrink_to_fit(
+        self,
+        context: list[tuple[str, str]],
+        block_turns: list[tuple[str, str]],
+        n_exchanges: int,
+        stats: DataStats,
+        fits: Callable[[Sample, list[tuple[str, str]]], bool],
+    ) -> Sample | None:
+        """The window of `block_turns` after `context`, dropping the oldest exchange of context
+        until `fits`; None (counted as skipped) when even no context does not fit."""
+        while True:
             text, targets, _spans = self.render_window(context, block_turns)
             sample = self.tokenize(text, targets)
-            extra = len(sample.input_ids) - bare_len - PLAN_SLACK_TOKENS * len(block)
-            if len(sample.input_ids) <= self.cfg.max_seq_len and (
-                extra <= self.cfg.history_tokens or not context
-            ):
+            if fits(sample, context):
                 break
             if not context:
-                stats.skipped_long_exchanges += len(block)
+                stats.skipped_long_exchanges += n_exchanges
                 return None
             context = context[2:]
         stats.context_turns += len(context)

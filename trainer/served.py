@@ -101,18 +101,10 @@ class ServedWindowBuilder(WindowBuilder):
             (t.role, self._target_text(t)) for i in block for t in (turns[2 * i], turns[2 * i + 1])
         ]
         context = self.served_context(turns[: 2 * block[0]], boundary)
-        while True:
-            text, targets, _spans = self.render_window(context, block_turns)
-            sample = self.tokenize(text, targets)
-            if len(sample.input_ids) <= self.cfg.max_seq_len:
-                break
-            if not context:
-                stats.skipped_long_exchanges += len(block)
-                return None
-            context = context[2:]
-        stats.context_turns += len(context)
-        stats.target_turns += len(targets)
-        return sample
+        return self.shrink_to_fit(
+            context, block_turns, len(block), stats,
+            lambda sample, _context: len(sample.input_ids) <= self.cfg.max_seq_len,
+        )  # fmt: skip
 
     def served_context(self, history: list[_Turn], boundary: int) -> list[tuple[str, str]]:
         """Earlier turns as the bot stores and sends them: the assistant's with their strategy
