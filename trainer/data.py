@@ -249,24 +249,26 @@ class WindowBuilder:
             if len(turns) < 2:
                 continue
             stats.dialogues += 1
-            system_len, lengths, whole = self.exchange_lengths(turns)
-            stats.system_prompt_tokens = system_len
-            blocks = self.plan_blocks(system_len, lengths, stats)
-            if (
-                blocks == [list(range(len(lengths)))]
-                and len(whole.input_ids) <= self.cfg.max_seq_len
-            ):
-                samples.append(whole)  # the whole dialogue is one window: already tokenised
-                stats.target_turns += len(lengths)
-                continue
-            for block in blocks:
-                est = system_len + sum(lengths[i] for i in block)
-                sample = self._build_window(turns, block, est, stats)
-                if sample is not None:
-                    samples.append(sample)
+            samples += self.dialogue_samples(turns, stats)
         stats.samples += len(samples)
         stats.tokens += sum(len(s.input_ids) for s in samples)
         stats.target_tokens += sum(s.num_targets for s in samples)
+        return samples
+
+    def dialogue_samples(self, turns: list[_Turn], stats: DataStats) -> list[Sample]:
+        """One dialogue's windows (raw or representation-compressed history)."""
+        system_len, lengths, whole = self.exchange_lengths(turns)
+        stats.system_prompt_tokens = system_len
+        blocks = self.plan_blocks(system_len, lengths, stats)
+        if blocks == [list(range(len(lengths)))] and len(whole.input_ids) <= self.cfg.max_seq_len:
+            stats.target_turns += len(lengths)
+            return [whole]  # the whole dialogue is one window: already tokenised
+        samples = []
+        for block in blocks:
+            est = system_len + sum(lengths[i] for i in block)
+            sample = self._build_window(turns, block, est, stats)
+            if sample is not None:
+                samples.append(sample)
         return samples
 
     def _build_window(

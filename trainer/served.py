@@ -50,27 +50,17 @@ class ServedWindowBuilder(WindowBuilder):
             last = start
         return out
 
-    def build(self, dialogues: Sequence[Dialogue], stats: DataStats) -> list[Sample]:
-        """All served windows of these dialogues, in dialogue order (deterministic)."""
-        from trainer.data import conversation_turns
-
-        samples: list[Sample] = []
-        for dialogue in dialogues:
-            turns = conversation_turns(dialogue, stats)
-            if len(turns) < 2:
-                continue
-            stats.dialogues += 1
-            system_len, lengths, _whole = self.exchange_lengths(turns)
-            stats.system_prompt_tokens = system_len
-            for group in self.groups(len(lengths)):
-                boundary = self.compressed_before(2 * group[0])
-                for block in self.split(group, system_len, lengths, stats):
-                    sample = self.served_window(turns, block, boundary, stats)
-                    if sample is not None:
-                        samples.append(sample)
-        stats.samples += len(samples)
-        stats.tokens += sum(len(s.input_ids) for s in samples)
-        stats.target_tokens += sum(s.num_targets for s in samples)
+    def dialogue_samples(self, turns: list[_Turn], stats: DataStats) -> list[Sample]:
+        """One dialogue's served windows: history as the bot serves it at each turn."""
+        system_len, lengths, _whole = self.exchange_lengths(turns)
+        stats.system_prompt_tokens = system_len
+        samples = []
+        for group in self.groups(len(lengths)):
+            boundary = self.compressed_before(2 * group[0])
+            for block in self.split(group, system_len, lengths, stats):
+                sample = self.served_window(turns, block, boundary, stats)
+                if sample is not None:
+                    samples.append(sample)
         return samples
 
     def split(

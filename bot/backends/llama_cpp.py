@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from bot.backends.base import GenOptions
 from bot.backends.model_files import default_adapter_path, embedded_model_path
-from bot.backends.prompt_render import RenderedPrompt, render_prompt
+from bot.backends.prompt_render import RenderedPrompt, render_prompt, tokenize_pieces
 from bot.errors import BackendError, ConfigError
 from dialogue.prompts import Message
 
@@ -135,14 +135,7 @@ class LlamaCppBackend:
 
     def _prompt(self, messages: Sequence[Message]) -> tuple[list[int], RenderedPrompt]:
         rendered = render_prompt(self._format, messages)
-        tokens: list[int] = []
-        for index, piece in enumerate(rendered.pieces):
-            tokens += self._llm.tokenize(
-                piece.text.encode("utf-8"),
-                add_bos=index == 0 and not rendered.added_special,
-                special=not piece.is_content,  # only the template may emit control tokens
-            )
-        return tokens, rendered
+        return tokenize_pieces(rendered, self._llm.tokenize), rendered
 
     def _generate(self, messages: Sequence[Message], options: GenOptions) -> Iterator[str]:
         prompt, rendered = self._prompt(messages)

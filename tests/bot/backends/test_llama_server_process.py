@@ -161,7 +161,10 @@ def test_a_hung_server_gets_the_kind_reply_and_is_restarted(
         with caplog.at_level(logging.ERROR):
             reply = say(engine, "9", "Are you there?")
             assert reply.endswith(texts.BACKEND_UNAVAILABLE)
-            assert wait_until(lambda: not pid_alive(hung) and backend.process.pid is not None, 60)
+            # The new server's pid, not the old one's: Popen.poll() answers None while the
+            # supervisor's thread is still reaping the killed process, so the old pid can show.
+            assert wait_until(lambda: backend.process.pid not in (None, hung), 60)
+        assert not pid_alive(hung)
         assert any("stopped answering" in r.getMessage() for r in caplog.records)
         endpoint = backend.process.wait_ready(30)
         assert endpoint is not None and endpoint.generation == 2
