@@ -42,6 +42,7 @@ class LlamaCppBackend:
         n_ctx: int = 2048,
         n_threads: int | None = None,
         cache_mb: int = 256,
+        flash_attn: bool = False,
     ) -> None:
         for label, path in (("model", model_path), ("LoRA adapter", lora_path)):
             if path is not None and not Path(path).is_file():
@@ -59,6 +60,7 @@ class LlamaCppBackend:
                 lora_path=str(lora_path) if lora_path else None,
                 n_ctx=n_ctx,
                 n_threads=n_threads,
+                flash_attn=flash_attn,
                 verbose=False,
             )
         except Exception as exc:  # llama.cpp reports load failures as ValueError/RuntimeError
@@ -103,7 +105,14 @@ class LlamaCppBackend:
         """Load the configured GGUF (or the embedded SmolLM2) and adapter."""
         m = settings.model
         path, lora = model_files(settings)
-        return cls(path, lora_path=lora, n_ctx=m.n_ctx, n_threads=m.n_threads, cache_mb=m.cache_mb)
+        return cls(
+            path,
+            lora_path=lora,
+            n_ctx=m.n_ctx,
+            n_threads=m.n_threads,
+            cache_mb=m.cache_mb,
+            flash_attn=m.flash_attn,
+        )
 
     @property
     def llama(self) -> Any:

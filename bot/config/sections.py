@@ -54,6 +54,12 @@ class ModelSettings(_Section):
     cache_mb: int = Field(
         512, ge=0, description="RAM for saved per-conversation KV states; 0 = off."
     )
+    flash_attn: bool = Field(
+        False,
+        description="llama.cpp's flash attention, for the embedded model and llama-server alike "
+        "(its F16 arithmetic changes greedy replies, so both must agree; off = llama-cpp-python's "
+        "default, on = llama-server's own default on CPU).",
+    )
 
 
 class GenerationSettings(_Section):
