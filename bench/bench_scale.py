@@ -2,9 +2,13 @@
 
 Each setup runs in its own Python process (so memory and CPU are its own) through the bot's real
 path: `Engine.respond` with the real safety layer, SQLite memory in a temporary folder and the
-default context builder (hybrid, spaCy compression), greedy decoding, the shipped model (the
-embedded SmolLM2-135M-Instruct Q4_1 plus Solace's adapter when it is exported). N people write
-at once, `MESSAGES_PER_PERSON` messages each, each one sending the next when the reply is done.
+default context builder (hybrid, spaCy compression), the shipped model (the embedded
+SmolLM2-135M-Instruct Q4_1 plus Solace's adapter when it is exported), decoding as the bot serves
+(`generation`'s defaults: sampled, up to 128 new tokens; a fixed seed per request) — or greedy with
+`--greedy` (up to 64 tokens: replies comparable word for word between backends, but ~10 tokens
+long with the shipped adapter, so prompt handling dominates and parallel decoding has nothing to
+overlap). N people write at once, `MESSAGES_PER_PERSON` messages each, each one sending the next
+when the reply is done.
 
 Measured per setup and N: time until the person sees the first text of each reply (p50, p95, the
 slowest; and the last person vs the first on the opening message), time until the backend's first
@@ -19,6 +23,7 @@ load drifts during a run, so the setups run in ROUNDS rounds, the order reversed
 its rounds; the spread between the embedded rounds is printed as the noise.
 
     python -m bench --only scale            # writes the section of BENCHMARKS.md
+    python -m bench.bench_scale --greedy    # the greedy workload's section, printed
     python -m bench.bench_scale --setup llama-server --parallel 8 --people 8   # one row, JSON
 """
 
@@ -46,7 +51,7 @@ QUICK_PARALLEL = (8,)
 MESSAGES_PER_PERSON = 3
 QUICK_MESSAGES_PER_PERSON = 1
 ROUNDS = 2
-MAX_NEW_TOKENS = 64
+GREEDY_MAX_NEW_TOKENS = 64
 N_CTX = 2048
 SETUP_TIMEOUT_SECONDS = 3600
 SECRET = "bench-scale-secret-0123456789abcdef"
@@ -77,13 +82,33 @@ def _cpu_seconds(pid: int) -> float:
     return 0.0
 
 
-def _settings(folder: Path, setup: str, parallel: int) -> Any:
+def _generation(greedy: bool) -> dict[str, Any]:
+    """The decoding settings of a workload: the bot's own defaults (sampled), or greedy."""
+    if greedy:
+        return {"max_new_tokens": GREEDY_MAX_NEW_TOKENS, "temperature": 0.0, "top_k": 1, "seed": 1}
+    return {"seed": 1}
+
+
+def _describe_decoding(greedy: bool) -> str:
+    from bot.config import GenerationSettings
+
+    g = GenerationSettings(**_generation(greedy))
+    if greedy:
+        return f"greedy, up to {g.max_new_tokens} new tokens per reply"
+    return (
+        f"decoding as the bot serves (temperature {g.temperature}, top-p {g.top_p}, up to "
+        f"{g.max_new_tokens} new tokens per reply, seed {g.seed} per request: replies differ "
+        "between backends, whose samplers differ, so per-token columns put them in proportion)"
+    )
+
+
+def _settings(folder: Path, setup: str, parallel: int, greedy: bool) -> Any:
     from bot.config import Settings
 
     return Settings(
         model={"backend": setup, "n_ctx": N_CTX, "n_threads": os.cpu_count() or 1},
         llama_server={"parallel": parallel, "missing_binary": "refuse"},
-        generation={"max_new_tokens": MAX_NEW_TOKENS, "temperature": 0.0, "top_k": 1, "seed": 1},
+        generation=_generation(greedy),
         memory={"db_path": folder / "solace.db"},
         pseudonym_secret=SECRET,
     )
@@ -176,7 +201,9 @@ def _holdback() -> int:
     return int(GenerationSettings.model_fields["holdback_chars"].default)
 
 
-def run_setup(setup: str, parallel: int, people: tuple[int, ...], count: int) -> dict[str, Any]:
+def run_setup(
+    setup: str, parallel: int, people: tuple[int, ...], count: int, greedy: bool = False
+) -> dict[str, Any]:
     """One setup (in this process): every workload in `people`, a fresh database for each."""
     from bot.backends import build_backend, close_backend
     from bot.engine import build_engine
@@ -185,7 +212,7 @@ def run_setup(setup: str, parallel: int, people: tuple[int, ...], count: int) ->
     _time_first_tokens()
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="solace-bench-scale-") as tmp:
-        settings = _settings(Path(tmp), setup, parallel)
+        settings = _settings(Path(tmp), setup, parallel, greedy)
         backend = build_backend(settings)
         process = getattr(backend, "process", None)
         try:
@@ -200,10 +227,13 @@ def run_setup(setup: str, parallel: int, people: tuple[int, ...], count: int) ->
     return results
 
 
-def _child(setup: str, parallel: int, people: tuple[int, ...], count: int) -> dict[str, Any]:
+def _child(
+    setup: str, parallel: int, people: tuple[int, ...], count: int, greedy: bool
+) -> dict[str, Any]:
     """run_setup in a fresh Python process; its JSON result."""
     cmd = [sys.executable, "-m", "bench.bench_scale", "--setup", setup, "--parallel", str(parallel),
-           "--count", str(count), "--people", *map(str, people)]  # fmt: skip
+           "--count", str(count), "--people", *map(str, people),
+           *(["--greedy"] if greedy else [])]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     proc = subprocess.run(
         cmd, capture_output=True, text=True, cwd=ROOT, env=env, timeout=SETUP_TIMEOUT_SECONDS
@@ -213,7 +243,7 @@ def _child(setup: str, parallel: int, people: tuple[int, ...], count: int) -> di
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def run(quick: bool) -> str:
+def run(quick: bool, greedy: bool = False) -> str:
     """Every setup, one after another in this run; the Markdown section."""
     from bot.backends.llama_server_command import find_binary
 
@@ -229,7 +259,7 @@ def run(quick: bool) -> str:
     for index in range(1 if quick else ROUNDS):
         order = list(setups) if index % 2 == 0 else list(reversed(setups))
         for name in order:
-            rounds[name].append(_child(*setups[name], people, count))
+            rounds[name].append(_child(*setups[name], people, count, greedy))
     load_after = os.getloadavg()
     rows = {name: pool(results, people) for name, results in rounds.items()}
     base = rows[BASELINE]
@@ -237,8 +267,8 @@ def run(quick: bool) -> str:
         "## Many people at once: embedded model vs llama-server slots",
         "",
         f"The bot's real path (`Engine.respond`: safety layer, SQLite memory, hybrid context) with "
-        f"SmolLM2-135M-Instruct Q4_1 (+ Solace's adapter when exported), greedy, up to "
-        f"{MAX_NEW_TOKENS} new tokens per reply, {N_CTX}-token context per conversation, "
+        f"SmolLM2-135M-Instruct Q4_1 (+ Solace's adapter when exported), "
+        f"{_describe_decoding(greedy)}, {N_CTX}-token context per conversation, "
         f"{count} message(s) per person, {os.cpu_count()} CPU cores, every setup with "
         f"{os.cpu_count()} threads. First text = the first released text of a reply (after "
         "the guard's hold-back), from the moment the message arrived; first token = when the "
@@ -261,7 +291,7 @@ def run(quick: bool) -> str:
             "| --- |" + " ---: |" * (len(COLUMNS) - 1),
         ]
         for name, result in rows.items():
-            lines.append(row(name, result[str(n)], base[str(n)]))
+            lines.append(row(name, result[str(n)], base[str(n)], compare_replies=greedy))
     lines += ["", *targets(rows, people)]
     return "\n".join(lines)
 
@@ -274,12 +304,12 @@ def main() -> int:
     parser.add_argument("--people", type=int, nargs="+", default=[8])
     parser.add_argument("--count", type=int, default=MESSAGES_PER_PERSON)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--greedy", action="store_true", help="greedy decoding, 64 tokens")
     args = parser.parse_args()
     if args.setup is None:
-        print(run(args.quick))
+        print(run(args.quick, args.greedy))
         return 0
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    result = run_setup(args.setup, args.parallel, tuple(args.people), args.count)
+    result = run_setup(args.setup, args.parallel, tuple(args.people), args.count, args.greedy)
     print(json.dumps(result))
     return 0
 

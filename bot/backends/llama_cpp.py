@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bot.backends.base import GenOptions
-from bot.backends.model_files import default_adapter_path, embedded_model_path
+from bot.backends.model_files import default_adapter_path, embedded_model_path, openmp_env
 from bot.backends.prompt_render import RenderedPrompt, render_prompt, tokenize_pieces
 from bot.errors import BackendError, ConfigError
 from dialogue.prompts import Message
@@ -43,13 +43,13 @@ class LlamaCppBackend:
         n_threads: int | None = None,
         cache_mb: int = 256,
         flash_attn: bool = False,
+        omp_spin_count: int = 0,
     ) -> None:
         for label, path in (("model", model_path), ("LoRA adapter", lora_path)):
             if path is not None and not Path(path).is_file():
                 raise ConfigError(f"{label} file {path} does not exist")
-        # llama.cpp's OpenMP threads spin while waiting by default; on a shared or busy CPU
-        # that is up to 10x slower (measured here). Must be set before libgomp loads.
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+        # Must be set before libgomp loads (the first llama.cpp load in this process).
+        os.environ.update(openmp_env(omp_spin_count, os.environ))
         from llama_cpp import Llama
 
         from bot.backends.kv_cache import KVStateCache
@@ -112,6 +112,7 @@ class LlamaCppBackend:
             n_threads=m.n_threads,
             cache_mb=m.cache_mb,
             flash_attn=m.flash_attn,
+            omp_spin_count=m.omp_spin_count,
         )
 
     @property

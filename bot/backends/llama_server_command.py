@@ -20,6 +20,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bot.backends.model_files import openmp_env
 from bot.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -32,7 +33,10 @@ BINARY_NAME = "llama-server"
 VERSION_TIMEOUT_SECONDS = 20.0
 # Variables passed to the child. Nothing else: not the bot's tokens or secrets, and no stray
 # LLAMA_ARG_* that would silently change the server's flags.
-CHILD_ENV_KEYS = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "OMP_WAIT_POLICY", "OMP_NUM_THREADS")
+CHILD_ENV_KEYS = (
+    *("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR"),
+    *("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "GOMP_SPINCOUNT"),
+)
 
 
 def cache_link(version: str | None = None) -> Path:
@@ -90,6 +94,7 @@ class ServerCommand:
     threads: int | None
     cache_mb: int
     flash_attn: bool = False
+    omp_spin_count: int = 0  # not a flag: how the child's OpenMP threads wait (child_env)
     extra_args: tuple[str, ...] = ()
 
     def argv(self, host: str, port: int) -> list[str]:
@@ -134,14 +139,15 @@ def server_command(settings: Settings, binary: Path) -> ServerCommand:
         threads=m.n_threads,
         cache_mb=m.cache_mb,
         flash_attn=m.flash_attn,
+        omp_spin_count=m.omp_spin_count,
         extra_args=tuple(ls.extra_args),
     )
 
 
-def child_env(api_key: str | None = None) -> dict[str, str]:
+def child_env(api_key: str | None = None, omp_spin_count: int = 0) -> dict[str, str]:
     env = {k: os.environ[k] for k in CHILD_ENV_KEYS if k in os.environ}
-    # OpenMP threads that spin while idle cost up to 10x on a busy machine (as in llama_cpp.py).
-    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # How its OpenMP threads wait: as the embedded model's (model.omp_spin_count).
+    env.update(openmp_env(omp_spin_count, os.environ))
     if api_key is not None:
         env["LLAMA_API_KEY"] = api_key
     return env
@@ -180,7 +186,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ConfigError(
                 f"no llama-server binary (build it: make llama-server; {cache_link()})"
             )
-        command = server_command(settings, binary).argv(args.host, args.port)
+        server = server_command(settings, binary)
+        command = server.argv(args.host, args.port)
     except ConfigError as exc:
         print(f"llama_server_command: {exc}", file=sys.stderr)
         return 2
@@ -189,7 +196,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(" ".join(command))
         return 0
     print(f"llama_server_command: {' '.join(command[1:])}", file=sys.stderr, flush=True)
-    os.execve(command[0], command, child_env(key))
+    os.execve(command[0], command, child_env(key, server.omp_spin_count))
     return 0  # not reached
 
 

@@ -260,7 +260,7 @@ class LlamaServerProcess:
         try:
             proc = subprocess.Popen(
                 self.command.argv(HOST, port),
-                env=child_env(key),
+                env=child_env(key, self.command.omp_spin_count),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,

@@ -22,6 +22,7 @@ from bot import texts
 from bot.backends import LlamaCppBackend, build_backend
 from bot.backends.llama_server import LlamaServerBackend
 from bot.backends.llama_server_command import ServerCommand, child_env
+from bot.backends.model_files import OPENMP_KEYS
 from bot.engine import build_engine
 from bot.errors import BackendError, ConfigError
 from bot.messages import IncomingMessage
@@ -59,6 +60,33 @@ def test_command_line_has_the_flags_and_never_the_key(tmp_path: Path, monkeypatc
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(
+    ("own", "spin", "expected"),
+    [
+        ({}, 10_000, {"GOMP_SPINCOUNT": "10000"}),
+        ({}, 0, {"OMP_WAIT_POLICY": "PASSIVE"}),
+        ({"OMP_WAIT_POLICY": "ACTIVE"}, 0, {"OMP_WAIT_POLICY": "ACTIVE"}),
+        ({"GOMP_SPINCOUNT": "5"}, 10_000, {"GOMP_SPINCOUNT": "5"}),
+    ],
+)
+def test_openmp_threads_wait_as_configured_and_the_operators_own_wins(
+    monkeypatch, own: dict[str, str], spin: int, expected: dict[str, str]
+) -> None:
+    for key in OPENMP_KEYS:
+        monkeypatch.delenv(key, raising=False)
+    for key, value in own.items():
+        monkeypatch.setenv(key, value)
+    env = child_env("k3y", spin)
+    assert {k: env[k] for k in OPENMP_KEYS if k in env} == expected
+
+
+def test_the_child_waits_as_model_omp_spin_count_says(tmp_path, smollm2_gguf) -> None:
+    from bot.backends.llama_server_command import server_command
+
+    settings = make_settings(tmp_path, model={"path": smollm2_gguf, "omp_spin_count": 0})
+    assert server_command(settings, Path("/bin/ls")).omp_spin_count == 0
+
+
 def test_missing_binary_warns_once_and_uses_the_embedded_model(tmp_path, smollm2_gguf, caplog):
     absent = {"binary": tmp_path / "no-such-llama-server"}
     with caplog.at_level(logging.WARNING):
