@@ -136,6 +136,23 @@ class SafetySettings(_Section):
         None,
         description="Your own hotline table (JSON, same format as bot/resources/hotlines.json).",
     )
+    semantic: bool = Field(
+        True,
+        description="Run the learned semantic layer beside the rules (all-MiniLM-L6-v2 GGUF "
+        "+ classifier); if it cannot load, the rules run alone and `solace health` says so.",
+    )
+    encoder_path: Path | None = Field(
+        None,
+        description="The encoder GGUF (default models/encoder/all-MiniLM-L6-v2-F16.gguf, "
+        "made by `make encoder`).",
+    )
+    semantic_classifier_path: Path | None = Field(
+        None,
+        description="The classifier artifact (default bot/resources/semantic_classifier.json).",
+    )
+    encoder_threads: int = Field(
+        1, ge=1, le=16, description="CPU threads for the encoder (one is fastest on 2 cores)."
+    )
 
 
 class TelegramSettings(_Section):

@@ -23,6 +23,7 @@ from bot import texts
 from bot.backends import Backend, build_backend, gen_options, stream_in_thread
 from bot.config import Settings
 from bot.context_builder import BuiltContext, build_context, compressed_form
+from bot.engine_risk import CheckinAnswer, RiskTracker
 from bot.errors import BackendError, StorageError
 from bot.input_text import clean_text, truncate_for_storage
 from bot.logs import LOG_KEY_LABEL, LogIds
@@ -96,6 +97,7 @@ class Engine:
         self._system_tokens = backend.count_tokens(SYSTEM_PROMPT)
         self._user_locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}
         self._model_lock = None if backend.parallel else asyncio.Lock()
+        self._risk = RiskTracker(memory, clock)
 
     # --- one turn -------------------------------------------------------------------------
 
@@ -119,7 +121,12 @@ class Engine:
         started = time.perf_counter()
         user = self.memory.get_user(key)
         first_contact = user is None or user.notice_seen_at is None
-        screen = await self.safety.screen(text)  # screening reads, it stores nothing
+        risk = self._risk.load(key)
+        screen: ScreenLike = await self.safety.screen(text, risk.context, raised=risk.raised)
+        if not screen.crisis and risk.checkin is not None and self.safety.answers_yes(text):
+            screen = CheckinAnswer(risk.checkin)  # "yes" to the check-in: the crisis reply
+        checkin = (screen.category or "suicide") if screen.level == "concern" else None
+        self._risk.record(key, risk, screen.level, screen.category, checkin)
         if screen.crisis:
             # Resources come first for someone in danger; the notice follows, before storing.
             crisis = self._crisis(msg, key, text, screen, first_contact)
@@ -149,6 +156,8 @@ class Engine:
         async with contextlib.aclosing(self._reply(msg, key, built.messages)) as reply:
             async for piece in reply:
                 yield piece
+        if checkin is not None:
+            yield await self._checkin(msg, key, screen)
         logger.info(
             "user %s: turn done in %.2fs (in %d chars)",
             self._lid(key),
@@ -178,6 +187,14 @@ class Engine:
                 await self._store(key, msg.platform, "user", self._storable(text), flagged=True)
                 await self._store(key, msg.platform, "assistant", reply, flagged=True)
             logger.info("user %s: crisis screen (%s)", self._lid(key), screen.category)
+
+    async def _checkin(self, msg: IncomingMessage, key: str, screen: ScreenLike) -> str:
+        """The fixed check-in after the model's reply at concern level (stored as a turn)."""
+        user = self.memory.get_user(key)
+        country = (user.country if user else None) or self.settings.safety.default_country
+        checkin = self.safety.checkin_reply(screen, country)
+        await self._store(key, msg.platform, "assistant", checkin)
+        return "\n\n" + checkin
 
     def _context(self, key: str, text: str) -> BuiltContext:
         m = self.settings.memory
@@ -407,7 +424,16 @@ def build_safety(settings: Settings, backend: Backend) -> SafetyProtocol:
     from bot.safety import SafetyLayer
 
     classifier = backend if backend.parallel else None
-    layer: SafetyProtocol = SafetyLayer(settings.safety, classifier)
+    semantic = None
+    if settings.safety.semantic:
+        from bot.safety_semantic import build_semantic
+
+        semantic, _ = build_semantic(  # on failure: one log line, the rules run alone
+            settings.safety.encoder_path,
+            settings.safety.semantic_classifier_path,
+            threads=settings.safety.encoder_threads,
+        )
+    layer: SafetyProtocol = SafetyLayer(settings.safety, classifier, semantic=semantic)
     return layer
 
 

@@ -144,6 +144,16 @@ def m002_audits(db: Database) -> None:
     db.table("events").create_index(["kind", "conversation_id"])
 
 
+@migrations()
+def m003_risk_state(db: Database) -> None:
+    """Conversation-level crisis risk per person (issue 17): a decaying score, no text."""
+    db.table("risk_state").create(
+        {"user_key": str, "score": float, "updated_at": float, "raised": int, "checkin": str},
+        pk="user_key",
+        not_null={"user_key", "score", "updated_at"},
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class StoredTurn:
     """One stored utterance, as the context builder needs it."""
@@ -399,6 +409,35 @@ class MemoryStore:
             [*row, self._clock()],
         )
 
+    def get_risk(self, user_key: str) -> dict[str, Any] | None:
+        """The person's stored risk state: score, updated_at, raised, checkin (the category of
+        a check-in waiting for an answer, or None); None when nothing is stored."""
+        rows = list(self.db.query("SELECT * FROM risk_state WHERE user_key = ?", [user_key]))
+        if not rows:
+            return None
+        row = rows[0]
+        return {
+            "score": float(row["score"]),
+            "updated_at": float(row["updated_at"]),
+            "raised": bool(row["raised"]),
+            "checkin": row["checkin"],
+        }
+
+    def set_risk(
+        self, user_key: str, score: float, updated_at: float, raised: bool, checkin: str | None
+    ) -> None:
+        """Store the person's risk state (one row; nothing to keep deletes it)."""
+        if score <= 0.0 and checkin is None:
+            self._write("DELETE FROM risk_state WHERE user_key = ?", [user_key])
+            return
+        self._write(
+            "INSERT INTO risk_state (user_key, score, updated_at, raised, checkin) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT(user_key) DO UPDATE SET score = excluded.score, "
+            "updated_at = excluded.updated_at, raised = excluded.raised, "
+            "checkin = excluded.checkin",
+            [user_key, score, updated_at, int(raised), checkin],
+        )
+
     def forget_user(self, user_key: str) -> dict[str, int]:
         """Delete every row of the user from every per-user table, then truncate the WAL."""
         deleted: dict[str, int] = {}
@@ -444,6 +483,18 @@ class MemoryStore:
                 for cid, turns in conversations.items()
             ],
             "events": events,
+            "risk_state": self._export_risk(user_key),
+        }
+
+    def _export_risk(self, user_key: str) -> dict[str, Any] | None:
+        risk = self.get_risk(user_key)
+        if risk is None:
+            return None
+        return {
+            "score": round(risk["score"], 3),
+            "updated": _iso(risk["updated_at"]),
+            "raised": risk["raised"],
+            "checkin_waiting": risk["checkin"],
         }
 
     def purge_older_than(self, days: int, now: float | None = None) -> int:
@@ -454,6 +505,8 @@ class MemoryStore:
             for table in ("turns", "events"):
                 cursor = self.db.execute(f"DELETE FROM {table} WHERE created_at < ?", [cutoff])
                 total += cursor.rowcount
+            cursor = self.db.execute("DELETE FROM risk_state WHERE updated_at < ?", [cutoff])
+            total += cursor.rowcount
             cursor = self.db.execute(
                 "DELETE FROM users WHERE last_seen_at < ? AND NOT EXISTS "
                 "(SELECT 1 FROM turns WHERE turns.user_key = users.user_key)",

@@ -38,6 +38,7 @@ from bot.safety_text import normalize
 
 if TYPE_CHECKING:
     from bot.backends import Backend
+    from bot.safety_semantic import SemanticScreen
 
 __all__ = [
     "CATEGORIES",
@@ -225,8 +226,12 @@ class SafetyLayer:
         *,
         lock: asyncio.Lock | None = None,
         system_prompt: str | None = None,
+        semantic: SemanticScreen | None = None,
     ) -> None:
+        from bot.safety_context import LayeredScreen
         from dialogue.prompts import SYSTEM_PROMPT
+
+        self._layered = LayeredScreen(semantic)
 
         self._settings = settings
         self._classifier = classifier if self._setting("llm_classifier", False) else None
@@ -246,9 +251,26 @@ class SafetyLayer:
         """The hotline table in use."""
         return self._hotlines
 
-    async def screen(self, text: str) -> ScreenResult:
-        """Deterministic screen, then the optional LLM second opinion (which can only raise)."""
-        result = screen_message(text)
+    @property
+    def semantic_status(self) -> str:
+        """The semantic layer's state: "ready", "failing: ..." or "off"."""
+        return self._layered.status
+
+    async def screen(
+        self, text: str, context: Sequence[str] = (), *, raised: bool = False
+    ) -> ScreenResult:
+        """Rules, then the semantic layer over the message and the person's recent user turns
+        (`bot.safety_context`), then the optional LLM second opinion (which can only raise).
+
+        Args:
+            context: the person's earlier user turns in this conversation, oldest first.
+            raised: the person's conversation-level risk is raised (lower thresholds).
+        """
+        if self._layered.semantic is None:
+            result = screen_message(text)
+        else:  # the encoder blocks for a few milliseconds: keep it off the event loop
+            verdict = await asyncio.to_thread(self._layered.screen, text, context, raised=raised)
+            result = verdict.result
         if result.crisis or self._classifier is None:
             return result
         label = await self._classify(text)
@@ -298,6 +320,18 @@ class SafetyLayer:
             country or self._default_country,
             language_code,
         )
+
+    def checkin_reply(self, result: ScreenResult, country: str | None = None) -> str:
+        """The fixed check-in that follows the model's reply at concern level."""
+        from bot.safety_checkin import compose_checkin
+
+        return compose_checkin(self._hotlines, result.category, country or self._default_country)
+
+    def answers_yes(self, text: str) -> bool:
+        """True when a message answers the check-in with yes (any usual phrasing)."""
+        from bot.safety_checkin import answers_yes
+
+        return answers_yes(text)
 
     def guard(self, reply_so_far: str, *, final: bool) -> GuardResult:
         """Check model output before it is shown; `final=False` for each streamed piece."""

@@ -7,6 +7,7 @@ without crisis screening.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 
@@ -46,8 +47,19 @@ class GuardLike(Protocol):
 class SafetyProtocol(Protocol):
     """The safety layer: screen the user's message, guard the reply, fixed replies."""
 
-    async def screen(self, text: str) -> ScreenLike:
-        """Classify the user's message."""
+    async def screen(
+        self, text: str, context: Sequence[str] = (), *, raised: bool = False
+    ) -> ScreenLike:
+        """Classify the user's message, given their earlier user turns (oldest first) and
+        whether their conversation-level risk is raised."""
+        ...
+
+    def checkin_reply(self, result: Any, country: str | None) -> str:
+        """The fixed check-in that follows the model's reply when the level is concern."""
+        ...
+
+    def answers_yes(self, text: str) -> bool:
+        """True when a message answers the check-in with yes."""
         ...
 
     def crisis_reply(self, result: Any, country: str | None, language_code: str | None) -> str:

@@ -20,17 +20,19 @@ def safety() -> None:
 @click.option(
     "--level", is_flag=True, help="Also print the level (none/concern/crisis) and subject."
 )
-def screen(level: bool) -> None:
+@click.option("--rules-only", is_flag=True, help="Skip the semantic layer (the rules alone).")
+def screen(level: bool, rules_only: bool) -> None:
     """Screen one message per line of stdin; print one JSON object per line.
 
     Each line of output is {"crisis": bool, "category": ..., "matched": ...}; "matched" names
-    the rule that fired (e.g. "suicide/kill_self"), never the words of the message.
+    the rule that fired (e.g. "suicide/kill_self") or the layer ("semantic:suicide"), never the
+    words of the message. Each line is screened alone (no conversation context).
     """
-    from bot.safety import screen_message
+    from bot.safety_context import LayeredScreen
 
+    layered = LayeredScreen(None if rules_only else _semantic())
     for line in sys.stdin:
-        text = line.rstrip("\n")
-        result = screen_message(text)
+        result = layered.screen(line.rstrip("\n")).result
         row: dict[str, object] = {
             "crisis": result.crisis,
             "category": result.category,
@@ -39,6 +41,16 @@ def screen(level: bool) -> None:
         if level:
             row.update(level=result.level, subject=result.subject)
         click.echo(json.dumps(row))
+
+
+def _semantic():  # type: ignore[no-untyped-def]
+    """The semantic layer, or None with the reason on stderr (the rules still run)."""
+    from bot.safety_semantic import build_semantic
+
+    semantic, status = build_semantic()
+    if semantic is None:
+        click.echo(f"semantic layer {status}; screening with the rules only", err=True)
+    return semantic
 
 
 @safety.command()
@@ -55,39 +67,91 @@ def guard(final: bool) -> None:
 
 @safety.command()
 @click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
+@click.option("--rules-only", is_flag=True, help="Score the rules alone (the baseline).")
 @click.option(
-    "--show-misses", is_flag=True, help="List missed crises and false alarms (with text)."
+    "--esconv", is_flag=True, help="Also the flag rate on ESConv seeker turns (SOLACE_DATA_DIR)."
 )
-def evaluate(paths: tuple[Path, ...], show_misses: bool) -> None:
-    """Print recall per category/style and false-positive rates on labelled case files.
+@click.option(
+    "--show-misses",
+    is_flag=True,
+    help="List missed crises and false alarms (with text; never on held-out files).",
+)
+def evaluate(paths: tuple[Path, ...], rules_only: bool, esconv: bool, show_misses: bool) -> None:
+    """Recall per category and tier with 95% Wilson intervals, FPR on controls and distress.
 
-    PATHS are JSON Lines files or directories of them (default: tests/safety_cases, with
-    heldout.jsonl reported separately).
+    PATHS are JSON Lines case files or directories (read recursively), in the v2 format
+    (tests/safety_cases/v2/README.md) or the older dev format; each path is reported apart.
+    Default: the dev files in tests/safety_cases and tests/safety_cases/v2/validation*.jsonl.
+    The v2 held-out files are scored only when named.
     """
-    from bot.safety_eval import evaluate as run_evaluation
-    from bot.safety_eval import format_report, load_cases
+    from bot.safety_context import LayeredScreen
+    from bot.safety_evaluate import esconv_lines, evaluate_files
 
     if paths:
-        groups = {"cases": list(paths)}
+        groups = [[p] for p in paths]
     else:
         if not DEFAULT_CASES.is_dir():
             raise click.ClickException(f"{DEFAULT_CASES} not found: pass case files as arguments")
-        files = sorted(DEFAULT_CASES.glob("*.jsonl"))
-        groups = {
-            "dev": [f for f in files if f.name != "heldout.jsonl"],
-            "held-out": [f for f in files if f.name == "heldout.jsonl"],
-        }
-    for title, group in groups.items():
+        dev = [f for f in sorted(DEFAULT_CASES.glob("*.jsonl")) if f.name != "heldout.jsonl"]
+        groups = [dev, sorted((DEFAULT_CASES / "v2").glob("validation*.jsonl"))]
+    layered = LayeredScreen(None if rules_only else _semantic())
+    from bot.safety_evaluate import case_files
+
+    for group in groups:
         try:
-            report = run_evaluation(load_cases(group))
+            click.echo(evaluate_files(layered, case_files(group), show_misses=show_misses))
         except ValueError as exc:
             raise click.ClickException(str(exc)) from exc
-        click.echo(format_report(report, title))
-        if show_misses:
-            for case in report.misses:
-                click.echo(f"  MISS  [{case.category}/{case.style}] {case.text}")
-            for case in report.false_alarms:
-                click.echo(f"  FALSE [{case.style}] {case.text}")
+    if esconv:
+        from dialogue.datasets import DatasetError
+
+        try:
+            click.echo("\n".join(esconv_lines(layered, Path("data/safety/esconv_labels.jsonl"))))
+        except DatasetError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+
+@safety.command("train-semantic")
+@click.option("--data", type=click.Path(path_type=Path), default=Path("data/safety"))
+@click.option(
+    "--validation",
+    type=click.Path(path_type=Path),
+    default=DEFAULT_CASES / "v2" / "validation.jsonl",
+    help="Cases for choosing thresholds only.",
+)
+@click.option(
+    "--conversations",
+    type=click.Path(path_type=Path),
+    default=DEFAULT_CASES / "v2" / "validation_conversations.jsonl",
+)
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Artifact path.")
+def train_semantic(data: Path, validation: Path, conversations: Path, out: Path | None) -> None:
+    """Train the semantic layer's classifier and choose its thresholds (needs SOLACE_DATA_DIR).
+
+    Writes bot/resources/semantic_classifier.json (plain JSON). Embeddings are cached under
+    ~/.cache/solace/semantic/. See data/safety/README.md for what it is trained on.
+    """
+    from bot.safety_semantic import DEFAULT_CLASSIFIER_PATH, DEFAULT_ENCODER_PATH, SemanticError
+    from bot.safety_semantic_train import train
+
+    if "heldout" in validation.name or "heldout" in conversations.name:
+        raise click.ClickException("held-out files are never used for training or thresholds")
+    cache = Path.home() / ".cache" / "solace" / "semantic" / "emb.npz"
+    try:
+        artifact = train(
+            data,
+            validation,
+            conversations,
+            DEFAULT_ENCODER_PATH,
+            out or DEFAULT_CLASSIFIER_PATH,
+            cache,
+        )
+    except (SemanticError, ValueError, OSError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(
+        json.dumps({k: artifact["meta"][k] for k in ("data", "fit", "validation_at_thresholds")})
+    )
+    click.echo(json.dumps(artifact["thresholds"]))
 
 
 @safety.command()
