@@ -273,18 +273,20 @@ def build_semantic(
     classifier_path: Path | None = None,
     *,
     threads: int = 1,
+    log: bool = True,
 ) -> tuple[SemanticScreen | None, str]:
-    """Load the semantic layer; (screen, "ready") or (None, why not). Logs one line on failure."""
+    """Load the semantic layer; (screen, "ready") or (None, why not).
+
+    Logs one line on failure unless `log` is False (`solace health` reports it itself)."""
     path = encoder_path or DEFAULT_ENCODER_PATH
     try:
         encoder = SentenceEncoder(path, threads=threads)
         classifier = SemanticClassifier.load(classifier_path or DEFAULT_CLASSIFIER_PATH)
-    except SemanticError as exc:
-        logger.error("semantic safety layer off: %s; the crisis rules keep running", exc)
-        return None, f"off: {exc}"
-    except ImportError as exc:
-        logger.error("semantic safety layer off: llama_cpp unavailable (%s)", exc)
-        return None, "off: llama_cpp is not installed"
+    except (SemanticError, ImportError) as exc:
+        reason = str(exc) if isinstance(exc, SemanticError) else "llama_cpp is not installed"
+        if log:
+            logger.error("semantic safety layer off: %s; the crisis rules keep running", reason)
+        return None, f"off: {reason}"
     return SemanticScreen(encoder, classifier), "ready"
 
 
