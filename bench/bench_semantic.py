@@ -54,7 +54,9 @@ def _rss_mb() -> float:
     return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def _latencies(func: Callable[[str], object], texts: Sequence[str]) -> tuple[list[float], list[float]]:
+def _latencies(
+    func: Callable[[str], object], texts: Sequence[str]
+) -> tuple[list[float], list[float]]:
     """(wall ms, thread CPU ms) per text."""
     wall, cpu = [], []
     for text in texts:
@@ -70,7 +72,9 @@ def _p(values: Sequence[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def _row(name: str, wall: Sequence[float], cpu: Sequence[float], base: Sequence[float] | None) -> str:
+def _row(
+    name: str, wall: Sequence[float], cpu: Sequence[float], base: Sequence[float] | None
+) -> str:
     ratio = "" if base is None else f"{_p(cpu, 0.5) / max(_p(base, 0.5), 1e-6):.0f}"
     return (
         f"| {name} | {_p(wall, 0.5):.2f} | {_p(wall, 0.95):.2f} | {_p(cpu, 0.5):.2f} | "
@@ -109,12 +113,12 @@ def _first_tokens(quick: bool) -> list[str]:
         return time.perf_counter() - start
 
     async def run_all() -> None:
-        for on, engine in engines.items():
+        for engine in engines.values():
             engine.memory.mark_notice_seen(engine.memory.pseudonym("bench", "warm"), "bench")
             await one(engine, "warm", "hello")
         reps = 8 if quick else 24
         for rep in range(reps):
-            for on in ((False, True) if rep % 2 else (True, False)):
+            for on in (False, True) if rep % 2 else (True, False):
                 engine = engines[on]
                 user = f"u{rep}"
                 engine.memory.mark_notice_seen(engine.memory.pseudonym("bench", user), "bench")
@@ -122,13 +126,13 @@ def _first_tokens(quick: bool) -> list[str]:
                 times[on].append(await one(engine, user, FIRST_TOKEN_LINES[rep % 4]))
 
     asyncio.run(run_all())
-    off, on = statistics.median(times[False]), statistics.median(times[True])
-    ratio = on / off
+    off_s, on_s = statistics.median(times[False]), statistics.median(times[True])
+    ratio = on_s / off_s
     verdict = "met" if ratio <= FIRST_TOKEN_TARGET else "NOT met"
     return [
         f"Time to first token through `Engine.respond` (SmolLM2-135M Q4_1, 2 threads, fresh "
         f"context per turn, {len(times[True])} turns each, interleaved): semantic off "
-        f"{off * 1000:.0f} ms, on {on * 1000:.0f} ms (medians), ratio **{ratio:.3f}** "
+        f"{off_s * 1000:.0f} ms, on {on_s * 1000:.0f} ms (medians), ratio **{ratio:.3f}** "
         f"(target ≤ {FIRST_TOKEN_TARGET}: {verdict}).",
     ]
 
@@ -152,7 +156,9 @@ def run(quick: bool) -> str:
     r_wall, r_cpu = _latencies(lambda t: rules.screen(t), texts)
     s_wall, s_cpu = _latencies(lambda t: layered.screen(t), texts)
     rss2 = _rss_mb()
-    huge = [("we talked about the garden and the weather for a while. " * 2000)[:100_000]] * (3 if quick else 8)
+    huge = [("we talked about the garden and the weather for a while. " * 2000)[:100_000]] * (
+        3 if quick else 8
+    )
     h_rwall, h_rcpu = _latencies(lambda t: rules.screen(t), huge)
     h_swall, h_scpu = _latencies(lambda t: layered.screen(t), huge)
     met = "met" if _p(s_cpu, 0.95) < P95_TARGET_MS else "NOT met"

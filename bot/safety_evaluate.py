@@ -132,9 +132,9 @@ class Tally:
             self.concern["n"] += 1
             self.concern[level] += 1
         else:
-            for key in (case.tier, "all"):
-                _bump(self.none_crisis[key], level == "crisis")
-                _bump(self.none_flag[key], level != "none")
+            for tier in (case.tier, "all"):
+                _bump(self.none_crisis[tier], level == "crisis")
+                _bump(self.none_flag[tier], level != "none")
             if level == "crisis":
                 self.false_alarms.append(case)
 
@@ -268,7 +268,8 @@ def esconv_lines(screen: LayeredScreen, labels_path: Path | None) -> list[str]:
         labels = {r["id"]: r["level"] for r in read_jsonl(labels_path)}
     counts: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
     for turn_id, text in esconv_seeker_turns():
-        group = "labelled disclosure" if labels.get(turn_id, "none") != "none" else "other"
+        label = labels.get(turn_id, "none")
+        group = {"none": "other", "skip": "reviewed, ambiguous"}.get(label, "labelled disclosure")
         level = screen.screen(text).result.level
         counts[group][LEVELS.index(level)] += 1
     out = ["| ESConv seeker turns | n | says crisis | says concern |", "| --- | --- | --- | --- |"]

@@ -48,7 +48,7 @@ CLASSES = ("none", *CATEGORIES)
 DEFAULT_DATA_DIR = Path("data/safety")
 ESCONV_LABELS = "esconv_labels.jsonl"
 SEED = 17
-C_GRID = (0.5, 1.0, 2.0, 4.0, 8.0)
+C_GRID = (2.0, 8.0, 32.0)
 # Weight of all ESConv negatives together, relative to the hand-written none rows: enough to
 # teach "ordinary distress is not a crisis" without drowning the ~1,000 positives.
 ESCONV_TOTAL_WEIGHT = 3.0
@@ -59,7 +59,9 @@ MAX_DISTRESS_FLAG = 0.10
 MAX_CONTROL_FLAG = 0.15
 RAISED_CONTROL_FPR = 0.08
 RAISED_DISTRESS_FLAG = 0.25
-GRID = tuple(round(x, 3) for x in np.linspace(0.05, 0.95, 91))
+GRID = tuple(round(x, 3) for x in (*np.linspace(0.05, 0.95, 91), *np.linspace(0.955, 0.995, 9)))
+# Hard negatives (controls) count double: they are what the model confuses with a crisis.
+CONTROL_WEIGHT = 2.0
 
 _TEXTING = {
     "you": "u",
@@ -178,7 +180,8 @@ def load_training(data_dir: Path, rng: random.Random) -> tuple[list[Row], dict[s
         if path.name == ESCONV_LABELS:
             continue
         for r in read_jsonl(path):
-            written.append(Row(r["text"], r["level"], r.get("category"), 1.0, path.stem))
+            weight = CONTROL_WEIGHT if r.get("tier") == "control" else 1.0
+            written.append(Row(r["text"], r["level"], r.get("category"), weight, path.stem))
     labels = {r["id"]: r for r in read_jsonl(data_dir / ESCONV_LABELS)}
     turns = esconv_seeker_turns()
     esconv: list[Row] = []
@@ -187,6 +190,8 @@ def load_training(data_dir: Path, rng: random.Random) -> tuple[list[Row], dict[s
         label = labels.get(turn_id)
         if label is not None and label["sha1"] != text_hash(text):
             raise ValueError(f"{ESCONV_LABELS}: {turn_id} does not match this ESConv copy")
+        if label is not None and label["level"] == "skip":
+            continue  # reviewed, ambiguous without its dialogue: trained on neither way
         if label is None or label["level"] == "none":
             esconv.append(Row(text, "none", None, 1.0, "esconv"))
         else:
@@ -200,6 +205,7 @@ def load_training(data_dir: Path, rng: random.Random) -> tuple[list[Row], dict[s
         "esconv_seeker_turns": len(turns),
         "esconv_reviewed": len(labels),
         "esconv_disclosures": dict(Counter(f"{r.level}/{r.category}" for r in disclosures)),
+        "esconv_ambiguous_excluded": sum(r["level"] == "skip" for r in labels.values()),
         "rows_after_augmentation": len(rows),
     }
     return rows, info
@@ -229,7 +235,7 @@ def embed_cached(
 def _save(cache: Path, known: dict[str, np.ndarray]) -> None:
     cache.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache.with_name(cache.stem + ".part.npz")
-    np.savez(tmp, **known)
+    np.savez(tmp, **known)  # type: ignore[arg-type]
     tmp.replace(cache)
 
 
