@@ -43,7 +43,7 @@ install: $(STAMP_BOT)  ## create .venv with what chatting needs
 # What the tests need: everything, torch first from the pinned CPU wheel.
 $(STAMP_DEV): $(STAMP_BOT)
 	$(BIN)/pip install torch==2.13.0
-	$(BIN)/pip install -e '.[bot,train,eval,dev]'
+	$(BIN)/pip install -e '.[bot,train,eval,synth,dev]'
 	touch $@
 
 install-dev: $(STAMP_DEV) $(STAMP_TOOLS) $(STAMP_SYS) $(ENCODER_GGUF)  ## everything tests, training, export and evaluation need
@@ -82,7 +82,7 @@ test: install-dev  ## install what the tests need and run them
 lint: $(STAMP_DEV)  ## ruff format/check, and mypy on every package
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
-	$(BIN)/mypy dialogue bot trainer exporter evaluation bench
+	$(BIN)/mypy dialogue bot trainer exporter evaluation synthesis bench
 
 bench: install-dev  ## run the benchmarks and write BENCHMARKS.md
 	$(BIN)/python -m bench

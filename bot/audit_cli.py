@@ -45,6 +45,7 @@ def _open(db: Path | None, config_file: Path | None) -> tuple[Any, Path]:
     from bot.config import load_settings
     from bot.errors import SolaceError
     from bot.memory import migrate_database
+    from bot.memory_keys import require_file_secret
 
     try:
         settings = load_settings(config_file)
@@ -52,6 +53,8 @@ def _open(db: Path | None, config_file: Path | None) -> tuple[Any, Path]:
         if not path.is_file():
             raise click.ClickException(f"{path}: no such database (has the bot run yet?)")
         migrate_database(path)
+        if settings.pseudonym_secret is not None:  # the jobs need no secret, but a wrong one
+            require_file_secret(path, settings.pseudonym_secret.get_secret_value().encode())
     except SolaceError as exc:
         raise click.ClickException(str(exc)) from exc
     return settings, path

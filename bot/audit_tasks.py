@@ -19,6 +19,7 @@ from typing import Any
 
 from bot.audit import AuditDB, JobResult, redact, save_cursor
 from bot.config import Settings
+from bot.memory import IDLE_SCOPES_SQL, IDLE_USERS_SQL
 
 logger = logging.getLogger(__name__)
 
@@ -269,6 +270,7 @@ PURGES: tuple[tuple[str, str, str], ...] = (
     # (table, time column, which cutoff)
     ("turns", "created_at", "memory"),
     ("events", "created_at", "memory"),
+    ("risk_state", "updated_at", "memory"),
     ("audit_turns", "created_at", "audit"),
     ("audit_toxicity", "created_at", "audit"),
     ("audit_judgements", "judged_at", "audit"),
@@ -285,7 +287,8 @@ def retention_cutoffs(settings: Settings, now: float) -> dict[str, float]:
 
 
 def purge_expired(adb: AuditDB, settings: Settings, now: float) -> JobResult:
-    """Delete rows past retention in small batches, idle users without turns, then the WAL."""
+    """Delete rows past retention in small batches, idle users and group scopes without
+    turns, then the WAL."""
     cutoffs = retention_cutoffs(settings, now)
     result = JobResult(detail={"cutoffs": cutoffs})
     for table, column, which in PURGES:
@@ -302,13 +305,10 @@ def purge_expired(adb: AuditDB, settings: Settings, now: float) -> JobResult:
                 break
         result.detail[table] = deleted
         result.items += deleted
-    with adb.write() as conn:
-        n = conn.execute(
-            "DELETE FROM users WHERE last_seen_at < ? AND NOT EXISTS "
-            "(SELECT 1 FROM turns WHERE turns.user_key = users.user_key)",
-            [cutoffs["memory"]],
-        ).rowcount
-    result.detail["users"] = n
-    result.items += n
+    for name, sql in (("chat_scopes", IDLE_SCOPES_SQL), ("users", IDLE_USERS_SQL)):
+        with adb.write() as conn:
+            n = conn.execute(sql, [cutoffs["memory"]]).rowcount
+        result.detail[name] = n
+        result.items += n
     adb.checkpoint()
     return result

@@ -7,6 +7,11 @@
 
 `generate` blocks; the engine runs it in a worker thread (behind one lock when `parallel` is
 False). Streaming is the only mode: a caller that wants the whole reply writes `"".join(...)`.
+
+Control tokens: message contents are what people wrote (and compressed forms of it). Only the chat
+template may emit control tokens, so every backend keeps contents from becoming them: llama-cpp
+tokenizes each content as plain text (bot/prompt_render.py), openai neutralises control-token
+strings before the server renders the template, echo has no template.
 """
 
 from __future__ import annotations
@@ -24,6 +29,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from bot.errors import BackendError, ConfigError
 from bot.models import default_adapter_path, embedded_model_path
+from bot.prompt_render import (
+    RenderedPrompt,
+    neutralise_control_tokens,
+    neutralise_messages,
+    render_prompt,
+)
 from dialogue.prompts import Message
 
 if TYPE_CHECKING:
@@ -78,16 +89,21 @@ class Backend(Protocol):
     parallel: bool
 
     def generate(self, messages: Sequence[Message], options: GenOptions) -> Iterator[str]:
-        """Stream the reply to `messages` as text deltas. Raises BackendError on failure."""
+        """Stream the reply to `messages` as text deltas. Raises BackendError on failure.
+
+        Contents are untrusted text: no content may reach the model as a control token.
+        """
         ...
 
     def count_tokens(self, text: str) -> int:
-        """Number of tokens `text` takes under this backend's tokenizer (or an upper estimate)."""
+        """Number of tokens `text` takes as a message content under this backend's tokenizer
+        (or an upper estimate)."""
         ...
 
 
 class EchoBackend:
-    """Deterministic: replies "You said: <last user message>", one word per chunk."""
+    """Deterministic: replies "You said: <last user message>", one word per chunk (no template,
+    no tokenizer: contents are only echoed as text)."""
 
     name = "echo"
     parallel = False
@@ -166,13 +182,13 @@ class LlamaCppBackend:
         logger.info("llama-cpp backend: %s lora=%s n_ctx=%d", model_path.name, lora_path, n_ctx)
 
     def _chat_formatter(self) -> Any:
-        """The GGUF's own chat template, built the way llama-cpp-python builds it; None if the
-        GGUF has none (then llama-cpp-python's fallback format is used)."""
+        """The GGUF's own chat template, built the way llama-cpp-python builds it; without one,
+        llama-cpp-python's fallback for such a GGUF (the Llama 2 format)."""
         from llama_cpp import llama_chat_format
 
         template = self._llm.metadata.get("tokenizer.chat_template")
         if not template:
-            return None
+            return llama_chat_format.format_llama2
         eos_id, bos_id = self._llm.token_eos(), self._llm.token_bos()
         text = self._llm._model.token_get_text
         return llama_chat_format.Jinja2ChatFormatter(
@@ -213,34 +229,36 @@ class LlamaCppBackend:
         except Exception as exc:
             raise BackendError(f"llama-cpp generation failed: {type(exc).__name__}") from exc
 
-    def _generate(self, messages: Sequence[Message], options: GenOptions) -> Iterator[str]:
-        sampling: dict[str, Any] = {
-            "temperature": options.temperature,
-            "top_p": options.top_p,
-            "top_k": options.top_k,
-            "max_tokens": options.max_new_tokens,
-            "seed": options.seed,
-            "stream": True,
-        }
-        stop = list(options.stop or ())
-        if self._format is None:
-            stream: Any = self._llm.create_chat_completion(
-                messages=cast(Any, list(messages)), stop=stop or None, **sampling
+    def prompt_tokens(self, messages: Sequence[Message]) -> list[int]:
+        """The token ids `generate` sends for `messages`: the chat template's text with special
+        tokens parsed, every message content as plain text (see bot/prompt_render.py)."""
+        return self._prompt(messages)[0]
+
+    def _prompt(self, messages: Sequence[Message]) -> tuple[list[int], RenderedPrompt]:
+        rendered = render_prompt(self._format, messages)
+        tokens: list[int] = []
+        for index, piece in enumerate(rendered.pieces):
+            tokens += self._llm.tokenize(
+                piece.text.encode("utf-8"),
+                add_bos=index == 0 and not rendered.added_special,
+                special=not piece.is_content,  # only the template may emit control tokens
             )
-            for part in stream:
-                if part["choices"][0]["delta"].get("content"):
-                    yield part["choices"][0]["delta"]["content"]
-            return
-        rendered = self._format(messages=list(messages))
-        prompt = self._llm.tokenize(
-            rendered.prompt.encode("utf-8"), add_bos=not rendered.added_special, special=True
-        )
-        if rendered.stop is not None:
-            stop += rendered.stop if isinstance(rendered.stop, list) else [rendered.stop]
+        return tokens, rendered
+
+    def _generate(self, messages: Sequence[Message], options: GenOptions) -> Iterator[str]:
+        prompt, rendered = self._prompt(messages)
         if self.states is not None:
             self.states.restore_best(self._llm, prompt)
-        stream = self._llm.create_completion(
-            prompt=prompt, stop=stop, stopping_criteria=rendered.stopping_criteria, **sampling
+        stream: Any = self._llm.create_completion(
+            prompt=prompt,
+            stop=[*(options.stop or ()), *rendered.stop],
+            stopping_criteria=rendered.stopping_criteria,
+            temperature=options.temperature,
+            top_p=options.top_p,
+            top_k=options.top_k,
+            max_tokens=options.max_new_tokens,
+            seed=options.seed,
+            stream=True,
         )
         for part in stream:
             if part["choices"][0]["text"]:
@@ -249,7 +267,7 @@ class LlamaCppBackend:
             self.states.save(self._llm)
 
     def count_tokens(self, text: str) -> int:
-        """Tokens under the GGUF's tokenizer (no BOS)."""
+        """Tokens of `text` as a content piece of the prompt: plain text, no BOS."""
         return len(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
 
@@ -316,7 +334,11 @@ class OpenAIBackend:
         )
 
     def generate(self, messages: Sequence[Message], options: GenOptions) -> Iterator[str]:
-        """Stream chat completion deltas; any transport or API failure becomes BackendError."""
+        """Stream chat completion deltas; any transport or API failure becomes BackendError.
+
+        The server applies the chat template and parses special tokens in the rendered prompt
+        (llama.cpp's server and llama-cpp-python's both do), so every content is sent with its
+        control-token strings neutralised (bot/prompt_render.py)."""
         import httpx
         import openai
 
@@ -324,7 +346,7 @@ class OpenAIBackend:
         try:
             stream: Any = self._client.chat.completions.create(
                 model=self.model,
-                messages=cast(Any, list(messages)),
+                messages=cast(Any, neutralise_messages(messages)),
                 stream=True,
                 temperature=options.temperature,
                 top_p=options.top_p,
@@ -340,8 +362,10 @@ class OpenAIBackend:
             raise BackendError(f"model server {self.base_url}: {type(exc).__name__}") from exc
 
     def count_tokens(self, text: str) -> int:
-        """An upper estimate: the server's tokenizer is not available here."""
-        return -(-len(text.encode("utf-8")) // APPROX_BYTES_PER_TOKEN)
+        """An upper estimate of `text` as sent (neutralised): the server's tokenizer is not
+        available here."""
+        sent = neutralise_control_tokens(text)
+        return -(-len(sent.encode("utf-8")) // APPROX_BYTES_PER_TOKEN)
 
 
 BACKENDS: dict[str, Callable[[Settings], Backend]] = {

@@ -18,6 +18,7 @@ LAZY_COMMANDS: dict[str, str] = {
     "chat": "bot.console_adapter:chat",
     "serve": "bot.serve:serve",
     "migrate": "bot.memory_cli:migrate",
+    "memory": "bot.memory_cli:memory",
     "data": "dialogue.cli:data",
     "safety": "bot.safety_cli:safety",
     "eval": "evaluation.cli:eval_group",
@@ -28,6 +29,20 @@ LAZY_COMMANDS: dict[str, str] = {
     "backup": "bot.ops_cli:backup",
     "restore": "bot.ops_cli:restore",
 }
+
+# Subcommands another package adds to a group owned elsewhere: group -> {name: "module:attr"}.
+# The group's module stays unaware of them (synthesis sits above dialogue in the layers).
+LAZY_SUBCOMMANDS: dict[str, dict[str, str]] = {
+    "data": {"synthesize": "synthesis.cli:synthesize", "review": "synthesis.cli:review"},
+}
+
+
+def _load_command(target: str) -> click.Command:
+    module_name, attr = target.split(":")
+    command = getattr(importlib.import_module(module_name), attr)
+    if not isinstance(command, click.Command):
+        raise TypeError(f"{target} is not a click command")
+    return command
 
 
 class LazyGroup(click.Group):
@@ -42,11 +57,11 @@ class LazyGroup(click.Group):
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name in self._lazy:
-            module_name, attr = self._lazy[cmd_name].split(":")
-            module = importlib.import_module(module_name)
-            command = getattr(module, attr)
-            if not isinstance(command, click.Command):
-                raise TypeError(f"{self._lazy[cmd_name]} is not a click command")
+            command = _load_command(self._lazy[cmd_name])
+            if isinstance(command, click.Group):
+                for name, target in LAZY_SUBCOMMANDS.get(cmd_name, {}).items():
+                    if name not in command.commands:
+                        command.add_command(_load_command(target), name)
             return command
         return super().get_command(ctx, cmd_name)
 

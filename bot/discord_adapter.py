@@ -178,7 +178,8 @@ class DiscordHandlers:
 
     async def _stream(self, message: discord.Message, uid: str, text: str) -> None:
         ds = self.settings.discord
-        incoming = IncomingMessage(PLATFORM, uid, text, None, str(message.channel.id))
+        channel = None if self._private(message) else str(message.channel.id)
+        incoming = IncomingMessage(PLATFORM, uid, text, None, channel)
         reply = StreamingReply(
             _ChannelSink(message),
             limit=ds.max_message_chars,

@@ -28,6 +28,7 @@ from bot.errors import BackendError, StorageError
 from bot.input_text import clean_text, truncate_for_storage
 from bot.logs import LOG_KEY_LABEL, LogIds
 from bot.memory import MemoryStore, open_memory, resolve_secret
+from bot.memory_erasure import WalCleanup
 from bot.safety_api import SafetyProtocol, ScreenLike
 from bot.types import IncomingMessage
 from dialogue.prompts import SYSTEM_PROMPT, Message
@@ -63,6 +64,14 @@ def trim_unfinished(tail: str) -> str:
     return tail[: ends[-1].end()] if ends else tail
 
 
+@dataclass(frozen=True, slots=True)
+class _Where:
+    """Whose conversation, in which chat: the pseudonym and the group scope (None = private)."""
+
+    key: str
+    scope: str | None
+
+
 @dataclass
 class _Reply:
     """What has been sent to the person during one turn."""
@@ -96,6 +105,7 @@ class Engine:
         self._log_ids = LogIds(memory.derive_key(LOG_KEY_LABEL))
         self._system_tokens = backend.count_tokens(SYSTEM_PROMPT)
         self._user_locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}
+        self._wal_cleanup = WalCleanup(memory.finish_erasure, memory.path)
         self._model_lock = None if backend.parallel else asyncio.Lock()
         self._risk = RiskTracker(memory, clock)
 
@@ -108,28 +118,35 @@ class Engine:
             yield texts.EMPTY_MESSAGE
             return
         key = self.memory.pseudonym(msg.platform, msg.user_id)
+        # The conversation of this chat only: a group reply never sees the private chat's
+        # turns, nor another group's (issue 15).
+        scope = self.memory.scope_key(msg.platform, msg.user_id, msg.chat_id)
         # aclosing: if the adapter stops reading, the inner steps' clean-up (storing what was
         # shown) runs now, inside the user's lock, not whenever the generator is collected.
         async with (
             self._single_flight(key),
-            contextlib.aclosing(self._turn(msg, key, text)) as turn,
+            contextlib.aclosing(self._turn(msg, _Where(key, scope), text)) as turn,
         ):
             async for piece in turn:
                 yield piece
 
-    async def _turn(self, msg: IncomingMessage, key: str, text: str) -> AsyncGenerator[str, None]:
+    async def _turn(
+        self, msg: IncomingMessage, where: _Where, text: str
+    ) -> AsyncGenerator[str, None]:
         started = time.perf_counter()
+        key = where.key
         user = self.memory.get_user(key)
         first_contact = user is None or user.notice_seen_at is None
-        risk = self._risk.load(key)
+        risk = self._risk.load(key, where.scope)
         screen: ScreenLike = await self.safety.screen(text, risk.context, raised=risk.raised)
         if not screen.crisis and risk.checkin is not None and self.safety.answers_yes(text):
             screen = CheckinAnswer(risk.checkin)  # "yes" to the check-in: the crisis reply
-        checkin = (screen.category or "suicide") if screen.level == "concern" else None
-        self._risk.record(key, risk, screen.level, screen.category, checkin)
+        self._risk.record(key, where.scope, risk, screen.level, screen.category)
+        # The check-in asks the writer about themselves: not after a worry about someone else.
+        checkin = screen.level == "concern" and screen.subject != "other"
         if screen.crisis:
             # Resources come first for someone in danger; the notice follows, before storing.
-            crisis = self._crisis(msg, key, text, screen, first_contact)
+            crisis = self._crisis(msg, where, text, screen, first_contact)
             async with contextlib.aclosing(crisis):
                 async for piece in crisis:
                     yield piece
@@ -138,26 +155,26 @@ class Engine:
             yield self.privacy_text() + "\n\n"
             self.memory.mark_notice_seen(key, msg.platform)
         if screen.level == "concern":
-            self.memory.add_event(key, "concern", screen.category)
+            self.memory.add_event(key, "concern", screen.category, scope=where.scope)
         # The length is checked before anything expensive: an over-long message is stored
         # truncated, with a marker (its whole text was screened above), and not sent on.
         too_long = len(text) > self.settings.memory.max_message_chars
         try:
-            await self._store(key, msg.platform, "user", self._storable(text))
+            await self._store(where, msg.platform, "user", self._storable(text))
         except StorageError:
             logger.exception("user %s: could not store the turn", self._lid(key))
             yield texts.STORAGE_UNAVAILABLE
             return
-        built = None if too_long else self._context(key, text)
+        built = None if too_long else self._context(where, text)
         if built is None or not built.fits:
             yield texts.TOO_LONG
-            await self._store(key, msg.platform, "assistant", texts.TOO_LONG)
+            await self._store(where, msg.platform, "assistant", texts.TOO_LONG)
             return
-        async with contextlib.aclosing(self._reply(msg, key, built.messages)) as reply:
+        async with contextlib.aclosing(self._reply(msg, where, built.messages)) as reply:
             async for piece in reply:
                 yield piece
-        if checkin is not None:
-            yield await self._checkin(msg, key, screen)
+        if checkin:
+            yield await self._checkin(msg, where, screen)
         logger.info(
             "user %s: turn done in %.2fs (in %d chars)",
             self._lid(key),
@@ -166,9 +183,15 @@ class Engine:
         )
 
     async def _crisis(
-        self, msg: IncomingMessage, key: str, text: str, screen: ScreenLike, first_contact: bool
+        self,
+        msg: IncomingMessage,
+        where: _Where,
+        text: str,
+        screen: ScreenLike,
+        first_contact: bool,
     ) -> AsyncGenerator[str, None]:
         """Fixed reply with resources; the model is not called. The conversation continues."""
+        key = where.key
         user = self.memory.get_user(key)
         country = (user.country if user else None) or self.settings.safety.default_country
         reply = self.safety.crisis_reply(screen, country, msg.language_code)
@@ -182,23 +205,30 @@ class Engine:
         finally:
             # The moderator event (a category, never text) is recorded even if the adapter stops
             # reading. The words are stored only once the person has seen the privacy notice.
-            self.memory.add_event(key, "crisis", screen.category)
+            self.memory.add_event(key, "crisis", screen.category, scope=where.scope)
             if notice_seen:
-                await self._store(key, msg.platform, "user", self._storable(text), flagged=True)
-                await self._store(key, msg.platform, "assistant", reply, flagged=True)
+                await self._store(where, msg.platform, "user", self._storable(text), flagged=True)
+                await self._store(where, msg.platform, "assistant", reply, flagged=True)
             logger.info("user %s: crisis screen (%s)", self._lid(key), screen.category)
 
-    async def _checkin(self, msg: IncomingMessage, key: str, screen: ScreenLike) -> str:
+    async def _checkin(self, msg: IncomingMessage, where: _Where, screen: ScreenLike) -> str:
         """The fixed check-in after the model's reply at concern level (stored as a turn)."""
-        user = self.memory.get_user(key)
+        user = self.memory.get_user(where.key)
         country = (user.country if user else None) or self.settings.safety.default_country
         checkin = self.safety.checkin_reply(screen, country)
-        await self._store(key, msg.platform, "assistant", checkin)
+        try:
+            await self._store(where, msg.platform, "assistant", checkin)
+            conversation = self.memory.conversation_id(where.key, msg.platform, where.scope)
+        except StorageError:
+            logger.exception("user %s: could not store the check-in", self._lid(where.key))
+        else:
+            self._risk.asked(where.key, conversation, screen.category)
         return "\n\n" + checkin
 
-    def _context(self, key: str, text: str) -> BuiltContext:
+    def _context(self, where: _Where, text: str) -> BuiltContext:
         m = self.settings.memory
-        stored = self.memory.recent_turns(key, m.max_history_turns + 1)
+        key = where.key
+        stored = self.memory.recent_turns(key, m.max_history_turns + 1, scope=where.scope)
         history = stored[:-1]  # the last stored turn is the current message
         built = build_context(
             history,
@@ -228,15 +258,16 @@ class Engine:
         return built
 
     async def _reply(
-        self, msg: IncomingMessage, key: str, messages: list[Message]
+        self, msg: IncomingMessage, where: _Where, messages: list[Message]
     ) -> AsyncGenerator[str, None]:
+        key = where.key
         reply = _Reply()
         stream = self._guarded_stream(messages, reply)
         try:
             async for piece in stream:
                 yield reply.add(piece)
             if reply.guard_reason is not None:
-                self.memory.add_event(key, "guard", reply.guard_reason)
+                self.memory.add_event(key, "guard", reply.guard_reason, scope=where.scope)
                 logger.warning(
                     "user %s: guard stopped a reply (%s)", self._lid(key), reply.guard_reason
                 )
@@ -248,7 +279,7 @@ class Engine:
                 logger.error("user %s: backend failed: %s", self._lid(key), exc)
             else:
                 logger.exception("user %s: unexpected failure while generating", self._lid(key))
-            self.memory.add_event(key, "backend_error", type(exc).__name__)
+            self.memory.add_event(key, "backend_error", type(exc).__name__, scope=where.scope)
             yield self._joiner(reply.sent) + texts.BACKEND_UNAVAILABLE
         finally:
             await stream.aclose()
@@ -258,7 +289,7 @@ class Engine:
                 reply.stored = True
                 flagged = reply.guard_reason is not None
                 try:
-                    await self._store(key, msg.platform, "assistant", reply.sent, flagged=flagged)
+                    await self._store(where, msg.platform, "assistant", reply.sent, flagged=flagged)
                 except StorageError:  # the reply was already shown; the user turn is safe
                     logger.exception("user %s: could not store the reply", self._lid(key))
 
@@ -300,12 +331,13 @@ class Engine:
         return "\n\n" if sent.strip() else ""
 
     async def _store(
-        self, key: str, platform: str, role: str, text: str, *, flagged: bool = False
+        self, where: _Where, platform: str, role: str, text: str, *, flagged: bool = False
     ) -> None:
         form = compressed_form(self.settings.memory.representation)
         compressed = await self._compress(text, form) if form else None
         self.memory.add_turn(
-            key,
+            where.key,
+            scope=where.scope,
             platform=platform,
             role=role,
             text=text,
@@ -357,12 +389,31 @@ class Engine:
         return texts.RESET_DONE
 
     async def forget(self, platform: str, user_id: str) -> str:
-        """Erase everything stored about the user (waits for a reply in progress first)."""
+        """Erase everything stored about the user, in every chat (waits for a reply in progress).
+
+        Says what really happened: erased; erased with the WAL clean-up still running (it goes
+        on in the background); or not erased because the database stayed busy (try again).
+        """
         key = self.memory.pseudonym(platform, user_id)
         async with self._single_flight(key):
-            deleted = self.memory.forget_user(key)
-        logger.info("user %s: forgotten (%d rows)", self._lid(key), sum(deleted.values()))
-        return texts.FORGET_DONE
+            try:
+                if self.memory.path is None:  # in-memory: one connection, the loop's
+                    erasure = self.memory.forget_user(key)
+                else:  # its own connection in a thread: lock waits never block the loop
+                    erasure = await asyncio.to_thread(self.memory.forget_user, key)
+            except StorageError as exc:
+                logger.error("user %s: erasure failed, nothing erased: %s", self._lid(key), exc)
+                return texts.FORGET_FAILED
+        rows = sum(erasure.deleted.values())
+        logger.info("user %s: forgotten (%d rows)", self._lid(key), rows)
+        if erasure.wal_clean:
+            return texts.FORGET_DONE
+        self._wal_cleanup.start()
+        return texts.FORGET_IN_PROGRESS
+
+    async def finish_erasures(self) -> bool:
+        """Wait for a background WAL clean-up, if any (at shutdown, and in tests); True if clean."""
+        return await self._wal_cleanup.wait()
 
     async def export(self, platform: str, user_id: str) -> dict[str, Any]:
         """Everything stored about the user, as a JSON-ready dict."""

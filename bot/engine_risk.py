@@ -4,15 +4,34 @@
 `risk_state`: a decaying score, whether it is raised, and a check-in waiting for an answer;
 numbers and a category only, never text). It is erased by /forget and shown in /export like
 every per-user table. When the state rises to raised, a `risk_raised` moderator event is stored.
+
+Chat scopes (issue 15): the score is per person across all their chats - someone who wrote in
+private an hour ago that they see no way out gets the lower thresholds in a group too, and
+only numbers cross. The context the screen reads (the last few user turns) comes from the
+current chat's conversation only, so a group's screen never reads private text; a check-in is
+answered only in the conversation it was asked in, within `CHECKIN_ANSWER_SECONDS`.
+
+Bookkeeping never stops a turn: a storage failure is logged (no text) and the turn goes on with
+an empty state, so the crisis rules and the reply still run.
 """
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bot.memory import MemoryStore
-from bot.safety_context import CONTEXT_TURNS, RiskState
+from bot.errors import StorageError
+from bot.memory import MemoryStore, StoredRisk
+from bot.safety_context import CONTEXT_TURNS, RISK_FORGET_BELOW, RISK_RAISED_AT, RiskState
+
+logger = logging.getLogger(__name__)
+
+CHECKIN_ANSWER_SECONDS = 6 * 3600.0
+# The turns read for context: enough to find CONTEXT_TURNS user turns among the bot's replies
+# (and a check-in, which is a turn of its own).
+CONTEXT_SCAN_TURNS = 3 * CONTEXT_TURNS + 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,12 +47,21 @@ class CheckinAnswer:
 
 @dataclass(frozen=True, slots=True)
 class RiskView:
-    """What one turn needs to know before screening."""
+    """What one turn needs to know before screening.
+
+    Args:
+        checkin: the category of a check-in asked in this conversation and not yet answered.
+        context: the person's last few user turns in this chat's conversation, oldest first.
+    """
 
     state: RiskState
     raised: bool
     checkin: str | None
     context: tuple[str, ...]
+    stored: StoredRisk | None = None
+
+
+EMPTY_VIEW = RiskView(RiskState(), False, None, ())
 
 
 class RiskTracker:
@@ -43,23 +71,65 @@ class RiskTracker:
         self._memory = memory
         self._clock = clock
 
-    def load(self, key: str) -> RiskView:
-        """The person's risk state now and their last few user turns (oldest first)."""
-        stored = self._memory.get_risk(key)
+    def load(self, key: str, scope: str | None) -> RiskView:
+        """The person's risk state now and their last few user turns in this chat."""
+        try:
+            stored = self._memory.get_risk(key)
+            turns = self._memory.recent_turns(key, CONTEXT_SCAN_TURNS, scope=scope)
+        except (StorageError, sqlite3.Error) as exc:
+            logger.error("risk state unreadable (%s); screening without it", type(exc).__name__)
+            return EMPTY_VIEW
         now = self._clock()
-        state = RiskState() if stored is None else RiskState(stored["score"], stored["updated_at"])
-        turns = self._memory.recent_turns(key, 4 * CONTEXT_TURNS)
+        state = RiskState() if stored is None else RiskState(stored.score, stored.updated_at)
         context = tuple(t.text for t in turns if t.role == "user")[-CONTEXT_TURNS:]
-        checkin = None if stored is None else stored["checkin"]
-        return RiskView(state, state.raised(now), checkin, context)
+        conversation = turns[-1].conversation_id if turns else None
+        checkin = None
+        if (
+            stored is not None
+            and stored.checkin is not None
+            and stored.checkin_conversation == conversation
+            and now - stored.updated_at <= CHECKIN_ANSWER_SECONDS
+        ):
+            checkin = stored.checkin
+        return RiskView(state, state.raised(now), checkin, context, stored)
 
     def record(
-        self, key: str, view: RiskView, level: str, category: str | None, checkin: str | None
+        self, key: str, scope: str | None, view: RiskView, level: str, category: str | None
     ) -> None:
-        """Store the state after a message screened at `level`; event when it becomes raised."""
+        """Store the state after a message screened at `level`; an event when it becomes
+        raised. This message answers a check-in waiting here; one asked in another chat waits on."""
         now = self._clock()
         state = view.state.after(level, now)
         raised = state.raised(now)
-        if raised and not view.raised:
-            self._memory.add_event(key, "risk_raised", category)
-        self._memory.set_risk(key, state.score, state.updated_at, raised, checkin)
+        stored = view.stored
+        keep_checkin = (
+            stored is not None
+            and stored.checkin is not None
+            and view.checkin is None
+            and now - stored.updated_at <= CHECKIN_ANSWER_SECONDS
+        )
+        checkin = stored.checkin if keep_checkin and stored else None
+        where = stored.checkin_conversation if keep_checkin and stored else None
+        row = None
+        if state.score >= RISK_FORGET_BELOW or checkin is not None:
+            row = StoredRisk(state.score, state.updated_at, raised, checkin, where)
+        try:
+            if raised and not view.raised:
+                self._memory.add_event(key, "risk_raised", category, scope=scope)
+            if row is not None or stored is not None:
+                self._memory.set_risk(key, row)
+        except StorageError as exc:
+            logger.error("risk state not stored (%s); the turn goes on", type(exc).__name__)
+
+    def asked(self, key: str, conversation_id: str, category: str | None) -> None:
+        """Remember that a check-in about `category` now waits for an answer in this conversation."""
+        try:
+            stored = self._memory.get_risk(key)
+            now = self._clock()
+            state = RiskState() if stored is None else RiskState(stored.score, stored.updated_at)
+            state = state.decayed(now)
+            raised = state.score >= RISK_RAISED_AT
+            row = StoredRisk(state.score, now, raised, category or "suicide", conversation_id)
+            self._memory.set_risk(key, row)
+        except (StorageError, sqlite3.Error) as exc:
+            logger.error("check-in not recorded (%s); the turn goes on", type(exc).__name__)

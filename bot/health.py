@@ -220,8 +220,32 @@ def check_secrets(settings: Settings) -> list[Check]:
             Check("pseudonym_secret", "fail", f"shorter than {MIN_SECRET_CHARS} characters")
         )
     else:
-        checks.append(Check("pseudonym_secret", "ok", "set"))
+        checks.append(_secret_pinned(settings, secret.get_secret_value().encode()))
     return checks
+
+
+def _secret_pinned(settings: Settings, secret: bytes) -> Check:
+    """The secret against the database's key check (a changed secret strands everyone)."""
+    from bot.errors import StorageError
+    from bot.memory_keys import file_secret_matches
+
+    path = Path(settings.memory.db_path).expanduser()
+    if not path.is_file():
+        return Check("pseudonym_secret", "ok", "set (no database yet)")
+    try:
+        matches = file_secret_matches(path, secret)
+    except StorageError as exc:
+        return Check("pseudonym_secret", "fail", str(exc))
+    if matches is False:
+        return Check(
+            "pseudonym_secret",
+            "fail",
+            "set, but not the secret this database was written with (key check differs); "
+            "restore the original or run `solace memory rotate-secret`",
+        )
+    if matches is None:
+        return Check("pseudonym_secret", "ok", "set (the database pins it when the bot starts)")
+    return Check("pseudonym_secret", "ok", "set, matches the database's key check")
 
 
 def run_checks(

@@ -29,6 +29,11 @@ class ScreenLike(Protocol):
         """none, concern or crisis."""
         ...
 
+    @property
+    def subject(self) -> str:
+        """self (the writer is at risk) or other (they write about someone else)."""
+        ...
+
 
 class GuardLike(Protocol):
     """What the engine reads from `GuardResult`."""

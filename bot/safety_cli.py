@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import json
 import sys
+from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+
+from bot.safety_semantic_cli import train_semantic
+
+if TYPE_CHECKING:
+    from bot.safety import SafetyLayer
 
 DEFAULT_CASES = Path("tests/safety_cases")
 
@@ -29,8 +36,9 @@ def screen(level: bool, rules_only: bool) -> None:
     words of the message. Each line is screened alone (no conversation context).
     """
     from bot.safety_context import LayeredScreen
+    from bot.safety_semantic_cli import semantic_or_none
 
-    layered = LayeredScreen(None if rules_only else _semantic())
+    layered = LayeredScreen(None if rules_only else semantic_or_none())
     for line in sys.stdin:
         result = layered.screen(line.rstrip("\n")).result
         row: dict[str, object] = {
@@ -43,26 +51,59 @@ def screen(level: bool, rules_only: bool) -> None:
         click.echo(json.dumps(row))
 
 
-def _semantic():  # type: ignore[no-untyped-def]
-    """The semantic layer, or None with the reason on stderr (the rules still run)."""
-    from bot.safety_semantic import build_semantic
-
-    semantic, status = build_semantic()
-    if semantic is None:
-        click.echo(f"semantic layer {status}; screening with the rules only", err=True)
-    return semantic
-
-
 @safety.command()
 @click.option("--final/--partial", default=True, help="Check as a complete reply (default).")
-def guard(final: bool) -> None:
-    """Check one model reply per line of stdin; print {"ok": bool, "reason": ...} per line."""
+@click.option(
+    "--data",
+    "data_spec",
+    help="Check a data set's supporter turns instead of stdin (e.g. esconv:all, a path) and "
+    "print how many the guard would withdraw, per reason.",
+)
+@click.option(
+    "--show-hits", is_flag=True, help="With --data: print each withdrawn turn (reason, text)."
+)
+def guard(final: bool, data_spec: str | None, show_hits: bool) -> None:
+    """Check one model reply per line of stdin; print {"ok": bool, "reason": ...} per line.
+
+    With --data, the data set's supporter turns are checked as whole replies instead (the
+    false-positive rate on human supporter text; read the hits: human supporters do say "I'm a
+    mom myself", which a bot must not).
+    """
     from bot.safety import SafetyLayer
 
     layer = SafetyLayer()
+    if data_spec is not None:
+        _guard_data_set(layer, data_spec, show_hits)
+        return
     for line in sys.stdin:
         verdict = layer.guard(line.rstrip("\n"), final=final)
         click.echo(json.dumps({"ok": verdict.ok, "reason": verdict.reason}))
+
+
+def _guard_data_set(layer: SafetyLayer, spec: str, show_hits: bool) -> None:
+    from dialogue.datasets import DatasetError, load_spec
+
+    try:
+        dialogues = load_spec(spec).dialogues
+    except DatasetError as exc:
+        raise click.ClickException(str(exc)) from exc
+    turns = [t.text for d in dialogues for t in d.turns if t.role == "assistant"]
+    by_reason: Counter[str] = Counter()
+    for text in turns:
+        verdict = layer.guard(text, final=True)
+        if not verdict.ok:
+            by_reason[verdict.reason or "unspecified"] += 1
+            if show_hits:
+                click.echo(f"{verdict.reason}\t{' '.join(text.split())}")
+    withdrawn = sum(by_reason.values())
+    summary = {
+        "data": spec,
+        "supporter_turns": len(turns),
+        "withdrawn": withdrawn,
+        "rate": round(withdrawn / len(turns), 5) if turns else 0.0,
+        "by_reason": dict(by_reason.most_common()),
+    }
+    click.echo(json.dumps(summary))
 
 
 @safety.command()
@@ -74,84 +115,76 @@ def guard(final: bool) -> None:
 @click.option(
     "--show-misses",
     is_flag=True,
-    help="List missed crises and false alarms (with text; never on held-out files).",
+    help="List missed cases and false alarms (with text; refused on the v2 held-out files).",
 )
-def evaluate(paths: tuple[Path, ...], rules_only: bool, esconv: bool, show_misses: bool) -> None:
-    """Recall per category and tier with 95% Wilson intervals, FPR on controls and distress.
+@click.option("--guard", "guard_only", is_flag=True, help="PATHS are reply-guard case files.")
+def evaluate(
+    paths: tuple[Path, ...], rules_only: bool, esconv: bool, show_misses: bool, guard_only: bool
+) -> None:
+    """Figures of the crisis screen (rules + semantic layer) and of the reply guard.
 
-    PATHS are JSON Lines case files or directories (read recursively), in the v2 format
-    (tests/safety_cases/v2/README.md) or the older dev format; each path is reported apart.
-    Default: the dev files in tests/safety_cases and tests/safety_cases/v2/validation*.jsonl.
-    The v2 held-out files are scored only when named.
+    Screen: recall per category and tier with 95% Wilson intervals, FPR and flag rate on
+    controls and ordinary distress, conversations turn by turn (tests/safety_cases/v2/README.md
+    has the convention). Guard: recall and FPR on whole and streamed replies. PATHS are JSON
+    Lines files or directories (crisis cases, or guard cases with --guard), each reported apart.
+    Default: tests/safety_cases (dev, and the older heldout.jsonl apart), the v2 validation
+    files, and tests/safety_cases/guard. The v2 held-out files are scored only when named.
     """
-    from bot.safety_context import LayeredScreen
-    from bot.safety_evaluate import esconv_lines, evaluate_files
+    from bot.safety_eval import GUARD_DIR, dev_and_heldout
+    from bot.safety_evaluate import case_files
 
     if paths:
-        groups = [[p] for p in paths]
+        screen_groups = {} if guard_only else {p.name: case_files([p]) for p in paths}
+        guard_groups = {"guard cases": list(paths)} if guard_only else {}
     else:
         if not DEFAULT_CASES.is_dir():
             raise click.ClickException(f"{DEFAULT_CASES} not found: pass case files as arguments")
-        dev = [f for f in sorted(DEFAULT_CASES.glob("*.jsonl")) if f.name != "heldout.jsonl"]
-        groups = [dev, sorted((DEFAULT_CASES / "v2").glob("validation*.jsonl"))]
-    layered = LayeredScreen(None if rules_only else _semantic())
-    from bot.safety_evaluate import case_files
+        screen_groups = {} if guard_only else dev_and_heldout(DEFAULT_CASES)
+        if not guard_only:
+            screen_groups["validation"] = sorted((DEFAULT_CASES / "v2").glob("validation*.jsonl"))
+        guard_dir = DEFAULT_CASES / GUARD_DIR
+        guard_groups = dev_and_heldout(guard_dir) if guard_dir.is_dir() else {}
+    if show_misses and any("heldout" in f.name for g in screen_groups.values() for f in g):
+        raise click.ClickException("--show-misses is refused on held-out files: never read them")
+    try:
+        if screen_groups or esconv:
+            _echo_screen_figures(screen_groups, rules_only, esconv, show_misses)
+        for title, group in guard_groups.items():
+            _echo_guard_figures(f"guard, {title}", group, show_misses)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
 
-    for group in groups:
-        try:
-            click.echo(evaluate_files(layered, case_files(group), show_misses=show_misses))
-        except ValueError as exc:
-            raise click.ClickException(str(exc)) from exc
+
+def _echo_screen_figures(
+    groups: dict[str, list[Path]], rules_only: bool, esconv: bool, show_misses: bool
+) -> None:
+    from bot.safety_context import LayeredScreen
+    from bot.safety_evaluate import esconv_lines, evaluate_files
+    from bot.safety_semantic_cli import semantic_or_none
+    from dialogue.datasets import DatasetError
+
+    layered = LayeredScreen(None if rules_only else semantic_or_none())
+    for title, files in groups.items():
+        click.echo(
+            evaluate_files(layered, files, title=f"screen, {title}", show_misses=show_misses)
+        )
     if esconv:
-        from dialogue.datasets import DatasetError
-
         try:
-            click.echo("\n".join(esconv_lines(layered, Path("data/safety/esconv_labels.jsonl"))))
+            click.echo("\n".join(esconv_lines(layered)))
         except DatasetError as exc:
             raise click.ClickException(str(exc)) from exc
 
 
-@safety.command("train-semantic")
-@click.option("--data", type=click.Path(path_type=Path), default=Path("data/safety"))
-@click.option(
-    "--validation",
-    type=click.Path(path_type=Path),
-    default=DEFAULT_CASES / "v2" / "validation.jsonl",
-    help="Cases for choosing thresholds only.",
-)
-@click.option(
-    "--conversations",
-    type=click.Path(path_type=Path),
-    default=DEFAULT_CASES / "v2" / "validation_conversations.jsonl",
-)
-@click.option("--out", type=click.Path(path_type=Path), default=None, help="Artifact path.")
-def train_semantic(data: Path, validation: Path, conversations: Path, out: Path | None) -> None:
-    """Train the semantic layer's classifier and choose its thresholds (needs SOLACE_DATA_DIR).
+def _echo_guard_figures(title: str, files: list[Path], show_misses: bool) -> None:
+    from bot.safety_eval import evaluate_guard, format_guard_report, load_guard_cases
 
-    Writes bot/resources/semantic_classifier.json (plain JSON). Embeddings are cached under
-    ~/.cache/solace/semantic/. See data/safety/README.md for what it is trained on.
-    """
-    from bot.safety_semantic import DEFAULT_CLASSIFIER_PATH, DEFAULT_ENCODER_PATH, SemanticError
-    from bot.safety_semantic_train import train
-
-    if "heldout" in validation.name or "heldout" in conversations.name:
-        raise click.ClickException("held-out files are never used for training or thresholds")
-    cache = Path.home() / ".cache" / "solace" / "semantic" / "emb.npz"
-    try:
-        artifact = train(
-            data,
-            validation,
-            conversations,
-            DEFAULT_ENCODER_PATH,
-            out or DEFAULT_CLASSIFIER_PATH,
-            cache,
-        )
-    except (SemanticError, ValueError, OSError) as exc:
-        raise click.ClickException(str(exc)) from exc
-    click.echo(
-        json.dumps({k: artifact["meta"][k] for k in ("data", "fit", "validation_at_thresholds")})
-    )
-    click.echo(json.dumps(artifact["thresholds"]))
+    report = evaluate_guard(load_guard_cases(files))
+    click.echo(format_guard_report(report, title))
+    if show_misses:
+        for case in report.misses:
+            click.echo(f"  MISS  [{case.reason}/{case.style}] {case.text}")
+        for case, reason in report.false_alarms:
+            click.echo(f"  FALSE [{reason}/{case.style}] {case.text}")
 
 
 @safety.command()
@@ -184,3 +217,6 @@ def hotlines() -> None:
     table = load_hotlines()
     for code, info in sorted(table.countries.items()):
         click.echo(f"{code}  {info.emergency:<40} {len(info.lines)} line(s)  {info.name}")
+
+
+safety.add_command(train_semantic)

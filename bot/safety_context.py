@@ -30,6 +30,7 @@ CONTEXT_TURNS = 3
 CONTEXT_MAX_CHARS = 2_000
 RISK_HALF_LIFE_SECONDS = 3 * 3600.0
 RISK_RAISED_AT = 0.75  # one concern keeps the thresholds lowered for about 1.2 hours
+RISK_FORGET_BELOW = 0.05  # a score this small (about 13 hours after one concern) is dropped
 RISK_WEIGHTS = {"crisis": 2.0, "concern": 1.0, "none": 0.0}
 
 

@@ -1,4 +1,4 @@
-"""Evaluate the crisis screen on labelled case files (JSON Lines).
+"""Evaluate the crisis screen and the reply guard on labelled case files (JSON Lines).
 
 A case is `{"text": ..., "level": "crisis"|"concern"|"none", "category": <category>|null,
 "style": "explicit"|"indirect"|"third_person"|"past"|"negated"|"distress"|"control"}`.
@@ -6,6 +6,14 @@ Figures: recall per category and per style over `level == "crisis"` cases (a cas
 found when the screen says crisis, whatever category it names; category agreement is reported
 separately), and the false-positive rate (screen says crisis) over `level == "none"` cases,
 overall and on ordinary distress ("distress" and "negated" styles).
+
+Guard cases (`tests/safety_cases/guard/`) are model replies: `{"text": ..., "ok": bool,
+"reason": <expected reason>|null, "style": ...}`. Figures: recall over `ok == false` cases (the
+guard withdrew the reply, whatever reason it gave; reason agreement is reported separately) and
+the false-positive rate over `ok == true` cases, each checked twice: on the whole reply
+(`final=True`) and streamed the way the engine streams it (every character prefix with
+`final=False`, then the whole reply with `final=True`), where a harmless reply withdrawn at any
+prefix is a false positive.
 """
 
 from __future__ import annotations
@@ -17,9 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bot.safety import ScreenResult, screen_message
+from bot.safety_guard import GuardResult, guard_reply
 
 LEVELS = ("crisis", "concern", "none")
 DISTRESS_STYLES = ("distress", "negated")
+HELDOUT_FILE = "heldout.jsonl"
+GUARD_DIR = "guard"
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,15 +137,137 @@ def format_report(report: Report, title: str) -> str:
     return "\n".join(lines)
 
 
-def summary_for_dir(cases_dir: Path) -> str:
-    """Dev and held-out figures for a directory of case files (heldout.jsonl kept apart)."""
-    files = sorted(cases_dir.glob("*.jsonl"))
+def dev_and_heldout(directory: Path) -> dict[str, list[Path]]:
+    """A directory's case files split into "dev" and "held-out" (heldout.jsonl), non-empty."""
+    files = sorted(directory.glob("*.jsonl"))
     groups = {
-        "dev": [f for f in files if f.name != "heldout.jsonl"],
-        "held-out (not tuned on)": [f for f in files if f.name == "heldout.jsonl"],
+        "dev": [f for f in files if f.name != HELDOUT_FILE],
+        "held-out": [f for f in files if f.name == HELDOUT_FILE],
     }
-    return "\n".join(
-        format_report(evaluate(load_cases(group)), title)
-        for title, group in groups.items()
-        if group
+    return {name: group for name, group in groups.items() if group}
+
+
+def summary_for_dir(cases_dir: Path) -> str:
+    """Dev and held-out figures of the screen and, from `guard/`, of the reply guard."""
+    lines = [
+        format_report(evaluate(load_cases(group)), f"screen, {title}")
+        for title, group in dev_and_heldout(cases_dir).items()
+    ]
+    if (cases_dir / GUARD_DIR).is_dir():
+        lines += [
+            format_guard_report(evaluate_guard(load_guard_cases(group)), f"guard, {title}")
+            for title, group in dev_and_heldout(cases_dir / GUARD_DIR).items()
+        ]
+    return "\n".join(lines)
+
+
+# --- reply guard ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class GuardCase:
+    """One labelled model reply: `ok` says whether it may be shown."""
+
+    text: str
+    ok: bool
+    reason: str | None
+    style: str
+    source: str
+
+
+@dataclass
+class GuardReport:
+    """Counts behind the guard figures; `hit/total` per key, whole replies and streamed."""
+
+    recall_by_style: dict[str, list[int]] = field(
+        default_factory=lambda: defaultdict(lambda: [0, 0])
     )
+    fpr_by_style: dict[str, list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0]))
+    recall: list[int] = field(default_factory=lambda: [0, 0])
+    false_positives: list[int] = field(default_factory=lambda: [0, 0])
+    reason_agreement: list[int] = field(default_factory=lambda: [0, 0])
+    streamed_recall: list[int] = field(default_factory=lambda: [0, 0])
+    streamed_false_positives: list[int] = field(default_factory=lambda: [0, 0])
+    misses: list[GuardCase] = field(default_factory=list)
+    false_alarms: list[tuple[GuardCase, str]] = field(default_factory=list)
+
+    def rate(self, pair: list[int]) -> float:
+        """hit/total, 0.0 for an empty set."""
+        return pair[0] / pair[1] if pair[1] else 0.0
+
+
+def load_guard_cases(paths: Iterable[Path]) -> list[GuardCase]:
+    """Read guard case files (or directories of `*.jsonl`), naming file and line on errors."""
+    cases: list[GuardCase] = []
+    for path in paths:
+        files = sorted(path.glob("*.jsonl")) if path.is_dir() else [path]
+        for file in files:
+            for lineno, line in enumerate(file.read_text("utf-8").splitlines(), 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                    case = GuardCase(
+                        row["text"], row["ok"], row.get("reason"), row["style"], file.name
+                    )
+                except (ValueError, KeyError, TypeError) as exc:
+                    raise ValueError(f"{file}:{lineno}: bad guard case ({exc})") from exc
+                if not isinstance(case.ok, bool) or not isinstance(case.text, str):
+                    raise ValueError(f"{file}:{lineno}: 'ok' must be true/false, 'text' a string")
+                cases.append(case)
+    return cases
+
+
+def streamed_verdict(text: str, guard: Callable[..., GuardResult] = guard_reply) -> GuardResult:
+    """The first failing verdict when `text` arrives one character at a time (`final=False`
+    on every prefix, then `final=True`), as the engine checks a streamed reply; else OK."""
+    for end in range(1, len(text) + 1):
+        verdict = guard(text[:end], final=False)
+        if not verdict.ok:
+            return verdict
+    return guard(text, final=True)
+
+
+def evaluate_guard(
+    cases: Iterable[GuardCase], guard: Callable[..., GuardResult] = guard_reply
+) -> GuardReport:
+    """Run the guard on every case, whole and streamed; count withdrawals and false alarms."""
+    report = GuardReport()
+    for case in cases:
+        whole = guard(case.text, final=True)
+        streamed = streamed_verdict(case.text, guard)
+        if not case.ok:
+            _tally(report.recall, not whole.ok)
+            _tally(report.recall_by_style[case.style], not whole.ok)
+            _tally(report.streamed_recall, not streamed.ok)
+            if not whole.ok:
+                _tally(report.reason_agreement, whole.reason == case.reason)
+            else:
+                report.misses.append(case)
+        else:
+            _tally(report.false_positives, not whole.ok)
+            _tally(report.fpr_by_style[case.style], not whole.ok)
+            _tally(report.streamed_false_positives, not streamed.ok)
+            failed = whole if not whole.ok else streamed
+            if not failed.ok:
+                report.false_alarms.append((case, failed.reason or "unspecified"))
+    return report
+
+
+def format_guard_report(report: GuardReport, title: str) -> str:
+    """A small plain-text table of the guard figures."""
+    lines = [f"{title}:"]
+    for name, pair in sorted(report.recall_by_style.items()):
+        lines.append(f"  recall style={name:<15} {report.rate(pair):.3f}  ({pair[0]}/{pair[1]})")
+    for name, pair in sorted(report.fpr_by_style.items()):
+        lines.append(f"  FPR style={name:<18} {report.rate(pair):.3f}  ({pair[0]}/{pair[1]})")
+    pairs = {
+        "recall (whole reply)": report.recall,
+        "recall (streamed)": report.streamed_recall,
+        "reason agreement": report.reason_agreement,
+        "FPR (whole reply)": report.false_positives,
+        "FPR (streamed, any prefix)": report.streamed_false_positives,
+    }
+    for name, pair in pairs.items():
+        lines.append(f"  {name:<28} {report.rate(pair):.3f}  ({pair[0]}/{pair[1]})")
+    return "\n".join(lines)

@@ -30,6 +30,7 @@ LEVELS = ("crisis", "concern", "none")
 Z95 = 1.959963984540054
 STYLE_TO_TIER = {"negated": "distress"}
 TURN_GAP_SECONDS = 60.0
+ESCONV_LABELS = Path("data/safety/esconv_labels.jsonl")
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,14 +228,18 @@ def conversation_lines(screen: LayeredScreen, cases: Sequence[LabelledCase]) -> 
 
 
 def evaluate_files(
-    screen: LayeredScreen, files: Sequence[Path], *, show_misses: bool = False
+    screen: LayeredScreen,
+    files: Sequence[Path],
+    *,
+    title: str = "screen",
+    show_misses: bool = False,
 ) -> str:
     """The whole Markdown report for some case files (singles and conversations apart)."""
     cases = load_labelled(files)
     singles = [c for c in cases if not c.turns]
     convs = [c for c in cases if c.turns]
     names = ", ".join(f.name for f in files)
-    out = [f"### {names} — screen: {describe(screen)}", ""]
+    out = [f"### {title}: {names}", "", f"Screen: {describe(screen)}.", ""]
     if singles:
         tally = screen_single(screen, singles)
         out += report_lines(f"single messages ({len(singles)})", tally)
@@ -257,7 +262,7 @@ def describe(screen: LayeredScreen) -> str:
     )
 
 
-def esconv_lines(screen: LayeredScreen, labels_path: Path | None) -> list[str]:
+def esconv_lines(screen: LayeredScreen, labels_path: Path | None = ESCONV_LABELS) -> list[str]:
     """Flag rate on every ESConv seeker turn (SOLACE_DATA_DIR), each screened alone.
 
     The reviewed disclosures in `labels_path` are counted apart: flagging them is right."""

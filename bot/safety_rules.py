@@ -230,3 +230,112 @@ OTHER_WORDS = frozenset(
         "woman",
     }
 )
+
+
+# --- reply-guard claim grammar (bot.safety_guard) ---------------------------------------------
+#
+# Word classes for first-person identity and presence claims, as <MACRO>s over the normalised
+# text: a claim is a first-person lead-in, a short noun phrase and a role word. Between the
+# lead-in and the role only adverbs, a determiner and content words (<CW>: any token but a
+# function word) may stand, so "I'm not a therapist", "I'm sure a therapist could help" and "I'm
+# glad your therapist listened" are not claims.
+CLAIM_MACROS: dict[str, str] = {
+    # one token that is not a function word; an optional comma joins coordinated adjectives
+    "<CW>": r"(?:(?!<STOP> )[a-z0-9]+ (?:, )?)",
+    "<STOP>": (
+        r"(?:a|an|the|your|my|our|his|her|their|its|this|that|these|those|some|any|no|i|im|me|"
+        r"you|youre|he|she|we|they|it|not|never|nor|dont|doesnt|didnt|wont|cant|cannot|isnt|"
+        r"arent|wasnt|and|or|but|so|than|then|if|because|though|although|while|when|where|who|"
+        r"whom|whose|which|what|why|how|of|in|on|at|to|for|with|from|by|about|like|as|into|"
+        r"over|under|between|through|without|within|rather|instead|is|are|was|were|be|been|"
+        r"being|am|do|does|did|have|has|had|will|would|can|could|should|shall|may|might|must)"
+    ),
+    "<ADV>": (
+        r"(?:really|actually|also|just|truly|genuinely|honestly|literally|definitely|certainly|"
+        r"indeed|still|now|currently|already|totally|absolutely|in fact|of course|obviously|"
+        r"basically|only|simply|myself|too|both|technically|officially|proudly|fully|properly)"
+    ),
+    "<PRO>": (
+        r"(?:(?:psycho)?therapist|psychologist|psychiatrist|psychoanalyst|counsel+or|doctor|"
+        r"physician|gp|nurse|clinician|social worker|case ?worker|case manager|professional|"
+        r"practitioner|medic|paramedic|life coach|crisis worker|support worker|helpline worker|"
+        r"volunteer)"
+    ),
+    "<HUMAN>": (
+        r"(?:human(?: being)?|person|man|woman|guy|girl|boy|lady|gentleman|mom|mum|mother|dad|"
+        r"father|parent|grand(?:ma|pa|mother|father|parent)|wife|husband|teacher|mortal)"
+    ),
+    # said in the past tense these are self-disclosure ("when I was a teenager"), not identity
+    "<STAGE>": r"(?:student|teenager|teen|kid|child|schoolgirl|schoolboy|adult)",
+    "<FIELD>": (
+        r"(?:(?:clinical |counsel+ing |child |family )?psychology|psychiatry|psychotherapy|"
+        r"counsel+ing|medicine|nursing|social work|(?:family |couples )?therapy|mental health|"
+        r"cbt|dbt|emdr|psychoanalysis)"
+    ),
+    "<MACHINE>": (
+        r"(?:ai|bot|robot|machine|program|programme|computer(?: program)?|chat ?bot|"
+        r"(?:ai |large )?language model|ai model|algorithm|artificial|automated \w+|script)"
+    ),
+    # what may follow a role word: anything but the head of a compound ("human like AI")
+    "<NEXT>": (
+        r"(?= (?:like (?!ai |a |an |bot |chatbot |program |companion |assistant |model |"
+        r"machine )[a-z0-9.,]|(?!like |shaped |centred |centered |made |written |looking |"
+        r"sounding |approved |recommended |led |focused |focussed )[a-z0-9.,]))"
+    ),
+    "<FIRST>": r"(?:, )?(?:i|im|ive|id|ill|my|me|myself|mine)\b",
+    "<NOW>": r"(?:i am|im|i m|ill be|i will be)",
+    "<COP>": r"(?:<NOW>|i have been|ive been|i was|i used to be|i became)",
+    "<DAY>": r"(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday)",
+    "<WHEN>": (
+        r"(?:tomorrow|tonight|in person|face to face|on <DAY>|<DAY>|on the \w+|"
+        r"this (?:weekend|week|afternoon|evening|morning|<DAY>)|next (?:week|<DAY>|month|"
+        r"session|appointment)|at (?:the|my|your|\d+|noon|one|two|three|four|five|six|seven|"
+        r"eight|nine|ten|eleven|twelve|half)|in (?:a|an|\d+|two|five|ten|twenty|thirty) "
+        r"(?:minutes?|mins?|hours?|days?|weeks?)|after (?:work|school|class|lunch)|outside)\b"
+    ),
+    # how a first-person speaker leads up to a verb of meeting: modals, wishes, plans
+    "<MOD>": (
+        r"(?:would|will|can|could|should|might|may|shall|love|like|want|wanna|hope|plan|"
+        r"planning|going|gonna|be able|be happy|be glad|really|definitely|totally|also|just|to|"
+        r"so|then|and|maybe|soon|try|gladly|absolutely|certainly|am|m|do|always|still|now|"
+        r"quickly|promise|come|need)"
+    ),
+    "<SG>": r"(?:i|ill|id|im|i m)",
+    # a proposal, not a habit: "let's / shall we / we could meet", never "we meet on Sundays"
+    "<PL>": (
+        r"(?:lets|let us|shall we|how about we|why dont we|well|wed|we (?:(?:<ADV>|maybe) )?"
+        r"(?:can|could|should|will|would|might|may|shall))"
+    ),
+    "<MEET>": (
+        r"(?:meet (?:up|in person|face to face|you (?:<WHEN>|at|for|there|outside|somewhere|"
+        r"soon|later))|come (?:over|round|around|by|to your|"
+        r"to you|(?:and )?see you|(?:and )?check on you|(?:and )?get you|(?:and )?find you|"
+        r"(?:and )?pick you up|visit)|pick you up|drop by|stop by|swing by|pop (?:by|over|round)"
+        r"|visit you|drive (?:over|to you|to your|you)|head (?:over|to you|to your)|be (?:right )?"
+        r"there (?:in (?!spirit|thought|your)|at|by|around|within|soon|shortly|before|tonight|"
+        r"tomorrow)|be right there|be right over|be over (?:in|at|soon|shortly|tonight|"
+        r"tomorrow)|see you <WHEN>|hug you (?:in person|tomorrow|when|next)|(?:grab|get|have|"
+        r"go for|go out for) (?:a |some )?(?:coffee|drinks?|bite|lunch|dinner|beer|tea|"
+        r"breakfast|food|walk|meal) (?:with you|together)|(?:hang out|get together|spend time)"
+        r" with you)"
+    ),
+    "<MEETPL>": (
+        r"(?:<MEET>|meet (?:<WHEN>|at|for|somewhere|sometime|soon|there|outside|halfway)|get "
+        r"together|hang out|catch up in person|grab "
+        r"(?:a |some )?(?:coffee|drink|drinks|bite|lunch|dinner|beer|tea|breakfast|food)|go "
+        r"(?:for|get) (?:a |some )?(?:coffee|drink|walk|drive|lunch|dinner|beer|tea|breakfast|"
+        r"meal|run|bite)|go out (?:for|to|together)|see each other)"
+    ),
+}
+
+
+def claim_pattern(regex: str) -> re.Pattern[str]:
+    """Compile a claim pattern, expanding its <MACRO>s (macros may use other macros)."""
+    while "<" in regex:
+        expanded = regex
+        for macro, expansion in CLAIM_MACROS.items():
+            expanded = expanded.replace(macro, expansion)
+        if expanded == regex:
+            raise ValueError(f"unknown macro in {regex!r}")
+        regex = expanded
+    return re.compile(regex)

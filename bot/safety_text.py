@@ -49,7 +49,10 @@ _EMOJI_RE = re.compile("|".join(re.escape(k) for k in EMOJI_WORDS))
 _LEET = str.maketrans(
     {"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s"}
 )
-_LEET_TOKEN_RE = re.compile(r"[a-z0-9@$]*[0-9@$][a-z0-9@$]*")
+# Whole runs of letters, digits, @ and $ (linear: the digit test is done on the match, since
+# "[a-z0-9@$]*[0-9@$]..." backtracks quadratically on a long run without a digit).
+_LEET_TOKEN_RE = re.compile(r"[a-z0-9@$]+")
+_LEET_CHAR_RE = re.compile(r"[0-9@$]")
 _HAS_LETTER_RE = re.compile(r"[a-z]")
 # "5mg", "3am", "2nd", "mp3", "covid19": numbers glued to units or names, not leetspeak.
 _NOT_LEET_RE = re.compile(r"[0-9]+[a-z]{1,4}|[a-z]+[0-9]+")
@@ -165,7 +168,11 @@ def join_spelled_out(text: str) -> str:
 
 def _unleet(match: re.Match[str]) -> str:
     token = match.group(0)
-    if _HAS_LETTER_RE.search(token) is None or _NOT_LEET_RE.fullmatch(token):
+    if (
+        _LEET_CHAR_RE.search(token) is None
+        or _HAS_LETTER_RE.search(token) is None
+        or _NOT_LEET_RE.fullmatch(token)
+    ):
         return token
     return token.translate(_LEET)
 

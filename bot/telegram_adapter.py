@@ -170,9 +170,8 @@ class TelegramHandlers:
         text = message.text
         if message.chat.type != "private":
             text = re.sub(rf"@{re.escape(context.bot.username)}\b", "", text, flags=re.I).strip()
-        incoming = IncomingMessage(
-            PLATFORM, str(user.id), text, user.language_code, str(message.chat_id)
-        )
+        group = None if message.chat.type == "private" else str(message.chat_id)
+        incoming = IncomingMessage(PLATFORM, str(user.id), text, user.language_code, group)
         async with self.order.hold(f"{message.chat_id}:{user.id}"):
             await self._stream(message, incoming)
 

@@ -49,6 +49,15 @@ FORGET_DONE = (
     "Done. Everything stored about you has been erased. If you write again, we start from "
     "the beginning."
 )
+FORGET_IN_PROGRESS = (
+    "Your messages and everything else stored about you have been deleted. I'm still clearing "
+    "the last traces from the database's files; that finishes on its own within a few minutes. "
+    "If you write again, we start from the beginning."
+)
+FORGET_FAILED = (
+    "I'm sorry - I couldn't erase your data just now, so nothing has been erased yet. The "
+    "database was busy. Please send /forget yes again in a minute."
+)
 COUNTRY_SET = "Thanks - I'll show support services for {country} if you ever need them."
 COUNTRY_CLEARED = "Okay - I've cleared your country."
 COUNTRY_INVALID = "Please give a two-letter country code, like /country GB or /country US."

@@ -15,7 +15,9 @@ class IncomingMessage:
             keyed pseudonym of (platform, user_id).
         text: what the person wrote, exactly as received.
         language_code: a hint for localised crisis resources (Telegram's `language_code`).
-        chat_id: where a reply goes, when it differs from the user (groups, channels).
+        chat_id: the group chat or server channel the message was posted in; None for a
+            private chat (a DM, the console). It picks the conversation: each group keeps its
+            own, apart from the private one (never stored raw: a keyed hash).
     """
 
     platform: str

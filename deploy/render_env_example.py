@@ -32,7 +32,8 @@ HEADER = """\
 SECRETS_NOTES = {
     "pseudonym_secret": "REQUIRED to serve: the key for user pseudonyms, 16+ characters:\n"
     "# python -c 'import secrets; print(secrets.token_hex(32))'\n"
-    "# Changing it later orphans every stored conversation (see docs/production.md).",
+    "# The database pins it: another value is refused at start-up; change it only with\n"
+    "# `solace memory rotate-secret` (docs/production.md).",
     "telegram_token": "REQUIRED with SOLACE_TELEGRAM__ENABLED=true: the token from @BotFather.",
     "discord_token": "REQUIRED with SOLACE_DISCORD__ENABLED=true: the bot token from the "
     "Discord developer portal.",

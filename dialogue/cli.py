@@ -13,6 +13,7 @@ import importlib.util
 import io
 import json
 import os
+import statistics
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -40,6 +41,7 @@ def dataset_stats(dialogues: Sequence[Dialogue]) -> dict[str, Any]:
         turn.strategy or NO_LABEL for d in dialogues for turn in d.turns if turn.role == "assistant"
     )
     scenes = Counter(d.scene or NO_LABEL for d in dialogues)
+    lengths = sorted(d.num_turns for d in dialogues)
     return {
         "dialogues": len(dialogues),
         "utterances": len(texts),
@@ -47,6 +49,11 @@ def dataset_stats(dialogues: Sequence[Dialogue]) -> dict[str, Any]:
         "assistant_utterances": roles["assistant"],
         "utterances_per_dialogue": len(texts) / len(dialogues) if dialogues else 0.0,
         "words_per_utterance": words / len(texts) if texts else 0.0,
+        "dialogue_length": {
+            "min": lengths[0] if lengths else 0,
+            "median": float(statistics.median(lengths)) if lengths else 0.0,
+            "max": lengths[-1] if lengths else 0,
+        },
         "strategies": dict(strategies.most_common()),
         "scenes": dict(scenes.most_common()),
     }
@@ -84,11 +91,74 @@ def _print_stats(spec: str, stats: dict[str, Any], report_lines: list[str], top:
         f"user utterances {stats['user_utterances']:,}, "
         f"supporter utterances {stats['assistant_utterances']:,}"
     )
+    length = stats["dialogue_length"]
+    click.echo(
+        f"dialogue length (utterances): min {length['min']}, median {length['median']:g}, "
+        f"max {length['max']}"
+    )
     _print_counts("strategies", stats["strategies"], stats["assistant_utterances"], top)
     _print_counts("scenes", stats["scenes"], stats["dialogues"], top)
     click.echo("")
     for line in report_lines:
         click.echo(line)
+    click.echo("")
+
+
+def paper_comparison(stats: dict[str, Any]) -> dict[str, Any]:
+    """The ExTES paper's figures beside these: totals, strategies and scenes (counts, shares)."""
+    from dialogue.paper_figures import (
+        EXTES_PAPER_SCENES,
+        EXTES_PAPER_SOURCE,
+        EXTES_PAPER_STRATEGIES,
+        EXTES_PAPER_TOTALS,
+    )
+
+    def rows(ours: dict[str, int], paper: dict[str, int]) -> list[dict[str, Any]]:
+        total, paper_total = max(sum(ours.values()), 1), sum(paper.values())
+        names = list(paper) + [n for n in ours if n not in paper]
+        return [
+            {
+                "name": name,
+                "count": ours.get(name, 0),
+                "share": ours.get(name, 0) / total,
+                "paper_count": paper.get(name),
+                "paper_share": paper[name] / paper_total if name in paper else None,
+            }
+            for name in names
+        ]
+
+    totals = {
+        key: {"ours": stats[key], "paper": value} for key, value in EXTES_PAPER_TOTALS.items()
+    }
+    return {
+        "source": EXTES_PAPER_SOURCE,
+        "totals": totals,
+        "strategies": rows(stats["strategies"], EXTES_PAPER_STRATEGIES),
+        "scenes": rows(stats["scenes"], EXTES_PAPER_SCENES),
+    }
+
+
+def _print_paper(comparison: dict[str, Any]) -> None:
+    click.echo(f"beside the {comparison['source']} (the released ExTES; not measured here):")
+    click.echo("| | this data | ExTES paper |\n| --- | --- | --- |")
+    for key, label in (
+        ("dialogues", "dialogues"),
+        ("utterances", "utterances"),
+        ("utterances_per_dialogue", "utts/dialogue"),
+        ("words_per_utterance", "words/utt (here: whitespace words)"),
+    ):
+        ours, paper = comparison["totals"][key]["ours"], comparison["totals"][key]["paper"]
+        fmt = "{:,.2f}" if isinstance(ours, float) else "{:,}"
+        click.echo(f"| {label} | {fmt.format(ours)} | {paper:,} |")
+    for title, rows in (("strategy", comparison["strategies"]), ("scene", comparison["scenes"])):
+        click.echo(f"\n| {title} | count | share | paper count | paper share |")
+        click.echo("| --- | --- | --- | --- | --- |")
+        for row in rows:
+            paper = "-" if row["paper_count"] is None else f"{row['paper_count']:,}"
+            share = "-" if row["paper_share"] is None else f"{100 * row['paper_share']:.1f}%"
+            click.echo(
+                f"| {row['name']} | {row['count']:,} | {100 * row['share']:.1f}% | {paper} | {share} |"
+            )
     click.echo("")
 
 
@@ -107,7 +177,7 @@ def _print_issues(report: Any, limit: int) -> None:
 
 @click.group()
 def data() -> None:
-    """Inspect data sets: statistics, load reports and context-representation lengths."""
+    """Data sets: statistics, load reports, context lengths; self-chat synthesis and review."""
 
 
 @data.command()
@@ -121,23 +191,41 @@ def data() -> None:
     type=click.IntRange(0),
     help="Also list up to N rejections, drops and repairs, each with its record index.",
 )
+@click.option(
+    "--paper/--no-paper",
+    default=None,
+    help="Print the ExTES paper's tables beside these figures (default: for ExTES-format data).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
 def stats(
-    specs: tuple[str, ...], merge_consecutive: bool, top: int, issues: int, as_json: bool
+    specs: tuple[str, ...],
+    merge_consecutive: bool,
+    top: int,
+    issues: int,
+    paper: bool | None,
+    as_json: bool,
 ) -> None:
     """Print dialogue/utterance counts, averages, strategies, scenes and the load report.
 
     PATH_OR_SPEC is a file or a spec: esconv:train|valid|test|all|failed, extes[:train|test|all],
-    or PATH:train|test.
+    or PATH:train|test. For ExTES-format data (a synthesized set, say) the ExTES paper's
+    figures are printed beside them.
     """
     results = []
     for spec in specs:
         result = _load(spec, merge_consecutive)
         figures = dataset_stats(result.dialogues)
+        extes = bool(result.dialogues) and all(d.source == "extes" for d in result.dialogues)
+        comparison = paper_comparison(figures) if (extes if paper is None else paper) else None
         if as_json:
-            results.append({"spec": spec, **figures, "load_report": result.report.to_dict()})
+            extra = {"paper": comparison} if comparison else {}
+            results.append(
+                {"spec": spec, **figures, **extra, "load_report": result.report.to_dict()}
+            )
         else:
             _print_stats(spec, figures, result.report.summary_lines(), top)
+            if comparison:
+                _print_paper(comparison)
             _print_issues(result.report, issues)
     if as_json:
         click.echo(json.dumps(results, indent=1))

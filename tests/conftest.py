@@ -86,7 +86,7 @@ def engine(fake_backend, memory, fake_safety, settings):
 
 
 def pytest_terminal_summary(terminalreporter) -> None:
-    """After the run, print the crisis screen's recall per category and FPR (issue 5)."""
+    """After the run, print the screen's and the guard's recall and FPR (issues 5 and 15)."""
     cases = Path(__file__).parent / "safety_cases"
     if not cases.is_dir():
         return
@@ -96,5 +96,5 @@ def pytest_terminal_summary(terminalreporter) -> None:
         text = summary_for_dir(cases)
     except Exception as exc:  # a summary must never hide the test results
         text = f"(safety figures unavailable: {type(exc).__name__}: {exc})"
-    terminalreporter.section("safety screen: recall and false-positive rate")
+    terminalreporter.section("safety screen and reply guard: recall and false-positive rate")
     terminalreporter.write_line(text)

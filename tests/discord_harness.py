@@ -395,8 +395,11 @@ class DiscordRig:
 
 
 @contextlib.asynccontextmanager
-async def discord_rig(memory: Any, db_path: Any, **sections: Any) -> AsyncIterator[DiscordRig]:
-    """Start the fake REST server and log the real client in against it (echo backend)."""
+async def discord_rig(
+    memory: Any, db_path: Any, backend: Any = None, **sections: Any
+) -> AsyncIterator[DiscordRig]:
+    """Start the fake REST server and log the real client in against it (echo backend unless
+    given)."""
     import discord
     from pydantic import SecretStr
 
@@ -418,7 +421,7 @@ async def discord_rig(memory: Any, db_path: Any, **sections: Any) -> AsyncIterat
             discord_token=SecretStr(rest.token),
             **sections,
         )
-        engine = build_engine(settings, backend=EchoBackend(n_ctx=2048), memory=memory)
+        engine = build_engine(settings, backend=backend or EchoBackend(n_ctx=2048), memory=memory)
         client = build_client(engine, settings)
         try:
             await client.login(discord_token(settings))

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.backends import GenOptions
+from bot.backends import EchoBackend, GenOptions
 from bot.errors import BackendError
 from dialogue.prompts import Message
 
@@ -67,6 +67,23 @@ class FakeBackend:
         return len(text.split())
 
 
+class RecordingEchoBackend(EchoBackend):
+    """The real echo backend that also keeps every prompt it was given (`.prompts`)."""
+
+    def __init__(self, n_ctx: int = 2048) -> None:
+        super().__init__(n_ctx)
+        self.prompts: list[list[Message]] = []
+
+    def generate(self, messages: Sequence[Message], options: GenOptions) -> Iterator[str]:
+        """Record the prompt, then echo."""
+        self.prompts.append(list(messages))
+        return super().generate(messages, options)
+
+    def prompt_text(self, index: int) -> str:
+        """Every message content of the `index`-th prompt, joined (for "is X in it" checks)."""
+        return "\n".join(m["content"] for m in self.prompts[index])
+
+
 @dataclass(frozen=True)
 class FakeScreen:
     """ScreenResult-shaped."""
@@ -75,6 +92,7 @@ class FakeScreen:
     category: str | None = None
     level: str = "none"
     matched: str | None = None
+    subject: str = "self"
 
 
 @dataclass(frozen=True)

@@ -119,3 +119,21 @@ def test_context_with_a_local_hf_tokenizer(tmp_path: Path) -> None:
     rows = context_rows(dialogues, count, budget=100, raw_recent=2)
     assert rows[0]["representation"] == "raw"
     assert rows[1]["tokens_per_utterance"] < rows[0]["tokens_per_utterance"]
+
+
+def test_stats_prints_the_extes_paper_beside_extes_data() -> None:
+    code, output = _run("stats", str(EXTES_IRREGULAR))
+    assert code == 0, output
+    assert "beside the ExTES paper" in output
+    assert "| dialogues | 7 | 11,177 |" in output and "| utts/dialogue | 5.14 | 18.2 |" in output
+    assert "| Emotional Validation | 2 | 11.1% | 19,367 | 19.8% |" in output
+    assert "| Academic Stress | 1 | 14.3% | 403 | 3.6% |" in output
+    code, output = _run("stats", "--no-paper", str(EXTES_IRREGULAR))
+    assert "beside the ExTES paper" not in output
+    code, output = _run("stats", str(FIXTURES / "esconv_raw.json"))
+    assert "beside the ExTES paper" not in output
+    code, output = _run("stats", "--json", str(EXTES_IRREGULAR))
+    paper = json.loads(output)[0]["paper"]
+    assert paper["totals"]["utterances"] == {"ours": 36, "paper": 200_393}
+    assert len([r for r in paper["scenes"] if r["paper_count"]]) == 36
+    assert json.loads(output)[0]["dialogue_length"] == {"min": 2, "median": 5.0, "max": 10}

@@ -22,6 +22,7 @@ from bot.engine import build_engine
 from bot.errors import ConfigError
 from bot.jobs import JobContext, build_scheduler, build_triggers, retry_delay, run_job
 from bot.memory import open_memory
+from bot.memory_schema import user_tables
 from bot.types import IncomingMessage
 from tests.audit_data import EMAIL, PLATFORM_ID, SECRET, populate
 from tests.fakes import command_text
@@ -231,10 +232,10 @@ async def test_forget_user_erases_every_audit_table(db: Path) -> None:
         )
     memory = open_memory(db, SECRET)
     audit_tables = {"audit_conversations", "audit_turns", "audit_toxicity", "audit_judgements"}
-    assert audit_tables <= set(memory._user_tables())
+    assert audit_tables <= set(user_tables(memory.db.conn))
     for table in audit_tables:
         assert count(db, f"SELECT COUNT(*) FROM {table} WHERE user_key = ?", [key]) > 0
-    deleted = memory.forget_user(key)
+    deleted = memory.forget_user(key).deleted
     memory.db.close()
     for table in audit_tables | {"turns", "events", "users"}:
         assert count(db, f"SELECT COUNT(*) FROM {table} WHERE user_key = ?", [key]) == 0

@@ -86,19 +86,24 @@ def test_forget_user_removes_the_bytes_from_the_files(tmp_path):
     store.add_event(ann, "crisis", "suicide", "screen:v1")
     add(store, bob, "bob stays here")
     assert marker.encode() in raw_bytes(path)
-    deleted = store.forget_user(ann)
+    deleted = store.forget_user(ann).deleted
     assert deleted["turns"] == 50 and deleted["events"] == 1 and deleted["users"] == 1
     assert marker.encode() not in raw_bytes(path)
     assert ann.encode() not in raw_bytes(path)
     assert b"bob stays here" in raw_bytes(path)
-    assert store.export_user(ann) == {"user": None, "conversations": [], "events": []}
+    assert store.export_user(ann) == {
+        "user": None,
+        "conversations": [],
+        "events": [],
+        "risk_state": None,
+    }
 
 
 def test_forget_user_covers_tables_added_later(memory):
     key = memory.pseudonym("console", "ann")
     memory.db["access_notes"].insert({"user_key": key, "note": "x"})
     memory.db["access_notes"].insert({"user_key": "someone-else", "note": "y"})
-    assert memory.forget_user(key)["access_notes"] == 1
+    assert memory.forget_user(key).deleted["access_notes"] == 1
     assert memory.db["access_notes"].count == 1
 
 
@@ -162,3 +167,21 @@ def test_secret_file_is_created_once_with_private_mode(tmp_path):
         resolve_secret(None, db_path, allow_file=False)
     with pytest.raises(ConfigError, match="at least 16"):
         resolve_secret("short", db_path, allow_file=False)
+
+
+def test_an_in_memory_store_forgets_on_its_one_connection():
+    from sqlite_utils import Database
+
+    store = MemoryStore(Database(memory=True), SECRET)
+    key = store.pseudonym("console", "ann")
+    add(store, key, "hello")
+    timeout = store.db.execute("PRAGMA busy_timeout").fetchone()[0]
+    erasure = store.forget_user(key)
+    assert erasure.wal_clean and erasure.deleted["turns"] == 1
+    assert store.export_user(key) == {
+        "user": None,
+        "conversations": [],
+        "events": [],
+        "risk_state": None,
+    }
+    assert store.db.execute("PRAGMA busy_timeout").fetchone()[0] == timeout
