@@ -7,6 +7,9 @@
    hyperbole) stays concern. The semantic layer acts only on messages the rules left at none.
 2. The semantic score of the message alone (max over its chunks): P(crisis) at or above the
    crisis threshold → crisis; P(concern or crisis) at or above the concern threshold → concern.
+   The model reads the message as `semantic_input` gives it: clauses whose rule match a
+   context rule cancelled (negation, figure of speech, topic, accident) are left out, so the
+   context rules keep deciding about the words they judged.
 3. The semantic score of the last few user turns joined with the message ("a goodbye after an
    hour of hopelessness"), against its own thresholds, chosen on the validation conversations.
 4. When the person's risk state is raised (`RiskState`), the single-message thresholds are the
@@ -23,8 +26,9 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from bot.safety import ScreenResult, screen_message
+from bot.safety import ScreenResult, screen_normalized, vetoed_clauses
 from bot.safety_semantic import SemanticScore, SemanticScreen
+from bot.safety_text import normalize
 
 CONTEXT_TURNS = 3
 CONTEXT_MAX_CHARS = 2_000
@@ -42,6 +46,22 @@ class Verdict:
     single: SemanticScore | None
     context: SemanticScore | None
     semantic: bool
+
+
+def semantic_input(text: str, norm: str | None = None) -> str:
+    """What the semantic layer reads of a message: the raw text, or - when the context rules
+    cancelled a rule match (negation, figure of speech, topic, accident) - the normalised text
+    without those clauses. Training and thresholds use the same function."""
+    norm = normalize(text) if norm is None else norm
+    spans = vetoed_clauses(norm)
+    if not spans:
+        return text
+    kept, pos = [], 0
+    for start, end in spans:
+        kept.append(norm[pos:start])
+        pos = end
+    kept.append(norm[pos:])
+    return " ".join(" ".join(kept).replace(" . ", " ").replace(" , ", " ").split())
 
 
 def context_text(context: Sequence[str], text: str) -> str | None:
@@ -100,11 +120,13 @@ class LayeredScreen:
 
     def screen(self, text: str, context: Sequence[str] = (), *, raised: bool = False) -> Verdict:
         """Screen one message given the person's earlier user turns (oldest first)."""
-        rule = screen_message(text)
+        norm = normalize(text)
+        rule = screen_normalized(norm)
         if self.semantic is None or rule.level != "none":
             return Verdict(rule, None, None, semantic=False)
-        joined = context_text(context, text)
-        texts = [text] if joined is None else [text, joined]
+        reads = semantic_input(text, norm)
+        joined = context_text([semantic_input(t) for t in context], reads)
+        texts = [reads] if joined is None else [reads, joined]
         scores = self.semantic.score_many(texts)
         single = scores[0]
         ctx = scores[1] if joined is not None else None

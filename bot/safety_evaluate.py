@@ -265,8 +265,10 @@ def describe(screen: LayeredScreen) -> str:
 def esconv_lines(screen: LayeredScreen, labels_path: Path | None = ESCONV_LABELS) -> list[str]:
     """Flag rate on every ESConv seeker turn (SOLACE_DATA_DIR), each screened alone.
 
-    The reviewed disclosures in `labels_path` are counted apart: flagging them is right."""
-    from bot.safety_semantic_train import esconv_seeker_turns, read_jsonl
+    Groups: the reviewed disclosures in `labels_path` (flagging them is right), turns reviewed
+    and judged too ambiguous to label, and the other turns - apart for the dialogues the
+    classifier was trained on (in-sample) and the one in five it never saw (out of sample)."""
+    from bot.safety_semantic_train import esconv_held_out, esconv_seeker_turns, read_jsonl
 
     labels = {}
     if labels_path is not None and labels_path.is_file():
@@ -274,7 +276,12 @@ def esconv_lines(screen: LayeredScreen, labels_path: Path | None = ESCONV_LABELS
     counts: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
     for turn_id, text in esconv_seeker_turns():
         label = labels.get(turn_id, "none")
-        group = {"none": "other", "skip": "reviewed, ambiguous"}.get(label, "labelled disclosure")
+        if label == "none":
+            group = (
+                "other, held out of training" if esconv_held_out(turn_id) else "other, trained on"
+            )
+        else:
+            group = "reviewed, ambiguous" if label == "skip" else "labelled disclosure"
         level = screen.screen(text).result.level
         counts[group][LEVELS.index(level)] += 1
     out = ["| ESConv seeker turns | n | says crisis | says concern |", "| --- | --- | --- | --- |"]

@@ -48,7 +48,18 @@ CLASSES = ("none", *CATEGORIES)
 DEFAULT_DATA_DIR = Path("data/safety")
 ESCONV_LABELS = "esconv_labels.jsonl"
 SEED = 17
-C_GRID = (2.0, 8.0, 32.0)
+C_GRID = (32.0,)  # 5-fold CV on the first data set: log loss 0.276 (C=2), 0.231 (8), 0.209 (32)
+CV_FOLDS = 3
+# One ESConv dialogue in five is never trained on: the seeker-turn flag rate is reported on
+# those (out of sample) as well as on all of ESConv.
+ESCONV_HOLDOUT_MODULO = 5
+# Evaluation files no training row may repeat (exact match after lower-casing and dropping
+# punctuation). The v2 held-out files are not read here at all.
+DEV_CASES = Path("tests/safety_cases")
+VALIDATION_CASES = (
+    Path("tests/safety_cases/v2/validation.jsonl"),
+    Path("tests/safety_cases/v2/validation_conversations.jsonl"),
+)
 # Weight of all ESConv negatives together, relative to the hand-written none rows: enough to
 # teach "ordinary distress is not a crisis" without drowning the ~1,000 positives.
 ESCONV_TOTAL_WEIGHT = 3.0
@@ -121,6 +132,31 @@ def text_hash(text: str) -> str:
     return hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
 
 
+def esconv_held_out(turn_id: str) -> bool:
+    """True for the ESConv dialogues kept out of training (one in `ESCONV_HOLDOUT_MODULO`,
+    by a hash of the dialogue id, so the split is the same on every machine)."""
+    dialogue = turn_id.rsplit(":", 1)[0]
+    return (
+        int(hashlib.sha1(dialogue.encode("utf-8")).hexdigest()[:8], 16) % ESCONV_HOLDOUT_MODULO == 0
+    )
+
+
+def dedup_key(text: str) -> str:
+    """Lower case, letters and digits only: how training rows are matched to evaluation cases."""
+    return " ".join(re.sub(r"[^\w\s]", " ", text.casefold()).split())
+
+
+def evaluation_texts(files: Sequence[Path]) -> set[str]:
+    """`dedup_key` of every message (and earlier turn) in the given case files."""
+    keys: set[str] = set()
+    for path in files:
+        if not path.is_file():
+            continue
+        for row in read_jsonl(path):
+            keys.update(dedup_key(t) for t in [row["text"], *row.get("turns", ())])
+    return keys
+
+
 def esconv_seeker_turns() -> list[tuple[str, str]]:
     """(id, text) for every ESConv seeker turn in SOLACE_DATA_DIR (id: dialogue id:turn)."""
     from dialogue.datasets import load_spec
@@ -173,13 +209,26 @@ def augment(rows: Sequence[Row], fillers: Sequence[str], rng: random.Random) -> 
     return out
 
 
-def load_training(data_dir: Path, rng: random.Random) -> tuple[list[Row], dict[str, Any]]:
-    """Hand-written rows (augmented) plus ESConv seeker turns with their reviewed labels."""
+def load_training(
+    data_dir: Path, rng: random.Random, exclude: set[str] | None = None
+) -> tuple[list[Row], dict[str, Any]]:
+    """Hand-written rows (augmented) plus ESConv seeker turns with their reviewed labels.
+
+    Rows whose `dedup_key` is in `exclude` (evaluation cases) are left out; so are the ESConv
+    dialogues `esconv_held_out` keeps for an out-of-sample flag rate. Every text is trained in
+    the form the screen gives the model (`bot.safety_context.semantic_input`)."""
+    from bot.safety_context import semantic_input
+
+    exclude = exclude or set()
     written: list[Row] = []
+    dropped = 0
     for path in sorted(data_dir.glob("*.jsonl")):
         if path.name == ESCONV_LABELS:
             continue
         for r in read_jsonl(path):
+            if dedup_key(r["text"]) in exclude:
+                dropped += 1
+                continue
             weight = CONTROL_WEIGHT if r.get("tier") == "control" else 1.0
             written.append(Row(r["text"], r["level"], r.get("category"), weight, path.stem))
     labels = {r["id"]: r for r in read_jsonl(data_dir / ESCONV_LABELS)}
@@ -190,6 +239,8 @@ def load_training(data_dir: Path, rng: random.Random) -> tuple[list[Row], dict[s
         label = labels.get(turn_id)
         if label is not None and label["sha1"] != text_hash(text):
             raise ValueError(f"{ESCONV_LABELS}: {turn_id} does not match this ESConv copy")
+        if esconv_held_out(turn_id):
+            continue
         if label is not None and label["level"] == "skip":
             continue  # reviewed, ambiguous without its dialogue: trained on neither way
         if label is None or label["level"] == "none":
@@ -200,9 +251,13 @@ def load_training(data_dir: Path, rng: random.Random) -> tuple[list[Row], dict[s
     esconv = [Row(r.text, r.level, r.category, per_turn, r.source) for r in esconv]
     fillers = [r.text for r in esconv if 6 <= len(r.text.split()) <= 25]
     rows = augment(written + disclosures, fillers, rng) + esconv
+    rows = [Row(semantic_input(r.text), r.level, r.category, r.weight, r.source) for r in rows]
     info = {
         "hand_written": dict(Counter(f"{r.level}/{r.category or '-'}" for r in written)),
+        "hand_written_dropped_as_evaluation_duplicates": dropped,
         "esconv_seeker_turns": len(turns),
+        "esconv_trained_on": len(esconv) + len(disclosures),
+        "esconv_held_out_dialogues_one_in": ESCONV_HOLDOUT_MODULO,
         "esconv_reviewed": len(labels),
         "esconv_disclosures": dict(Counter(f"{r.level}/{r.category}" for r in disclosures)),
         "esconv_ambiguous_excluded": sum(r["level"] == "skip" for r in labels.values()),
@@ -255,7 +310,7 @@ def _crisis_logit(model: Any, X: np.ndarray) -> np.ndarray:
 
 
 def fit(rows: Sequence[Row], X: np.ndarray) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Choose C by 5-fold CV (log loss of the crisis head), fit both heads, Platt-scale them on
+    """Choose C by `CV_FOLDS`-fold CV (log loss of the crisis head), fit both heads, Platt-scale them on
     out-of-fold scores. Returns (artifact heads, fit report)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import log_loss
@@ -264,7 +319,7 @@ def fit(rows: Sequence[Row], X: np.ndarray) -> tuple[dict[str, Any], dict[str, A
     y = np.array([CLASSES.index(r.category) if r.level == "crisis" else 0 for r in rows])
     flag = np.array([int(r.level != "none") for r in rows])
     w = np.array([r.weight for r in rows])
-    folds = list(StratifiedKFold(5, shuffle=True, random_state=SEED).split(X, y * 2 + flag))
+    folds = list(StratifiedKFold(CV_FOLDS, shuffle=True, random_state=SEED).split(X, y * 2 + flag))
     best: tuple[float, float, np.ndarray, np.ndarray] | None = None
     losses = {}
     for C in C_GRID:
@@ -368,11 +423,12 @@ def choose_thresholds(
       the single-message thresholds already allow, and never below the single thresholds.
     Only aggregate rates are computed; no validation text is printed or stored."""
     from bot.safety import screen_message
+    from bot.safety_context import semantic_input
     from bot.safety_evaluate import load_labelled
 
     cases = load_labelled([validation])
     rules = [screen_message(c.text).level for c in cases]
-    scores = score_texts(classifier, embed, [c.text for c in cases])
+    scores = score_texts(classifier, embed, [semantic_input(c.text) for c in cases])
 
     def crisis_ok(t: float, fpr_c: float, fpr_d: float) -> bool:
         lv = _levels(rules, scores, t, 2.0)
@@ -433,11 +489,15 @@ def _context_thresholds(
 ) -> tuple[float, float]:
     """Context thresholds: the lowest at which no none conversation's joined window says
     crisis (resp. is flagged), never below the single-message thresholds."""
-    from bot.safety_context import context_text
+    from bot.safety_context import context_text, semantic_input
     from bot.safety_evaluate import load_labelled
 
     convs = load_labelled([path])
-    joined = [context_text(c.turns, c.text) or c.text for c in convs]
+    joined = [
+        context_text([semantic_input(t) for t in c.turns], semantic_input(c.text))
+        or semantic_input(c.text)
+        for c in convs
+    ]
     scores = score_texts(classifier, embed, joined)
     negatives = [
         s for s, c in zip(scores, convs, strict=True) if c.level == "none" and s is not None
@@ -461,7 +521,11 @@ def train(
     from bot.safety_semantic import SentenceEncoder
 
     rng = random.Random(SEED)
-    rows, info = load_training(data_dir, rng)
+    dev = sorted(f for f in DEV_CASES.glob("*.jsonl") if f.name != "heldout.jsonl")
+    exclude = evaluation_texts(
+        [*dev, *VALIDATION_CASES, validation, *filter(None, [conversations])]
+    )
+    rows, info = load_training(data_dir, rng, exclude)
     encoder = SentenceEncoder(encoder_path)
 
     def embed(texts: list[str]) -> np.ndarray:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import pytest
 
 from bot.engine import Engine
+from bot.engine_risk import CHECKIN_ANSWER_SECONDS
+from bot.errors import StorageError
 from bot.safety_context import RISK_HALF_LIFE_SECONDS
 from bot.types import IncomingMessage
 
@@ -35,8 +37,8 @@ def risk_engine(fake_backend, memory, fake_safety, settings, clock) -> Engine:
     return Engine(fake_backend, memory, fake_safety, settings, clock=clock)
 
 
-async def say(engine: Engine, text: str, user: str = "u1") -> str:
-    msg = IncomingMessage("console", user, text)
+async def say(engine: Engine, text: str, user: str = "u1", chat: str | None = None) -> str:
+    msg = IncomingMessage("telegram" if chat else "console", user, text, chat_id=chat)
     return "".join([piece async for piece in engine.respond(msg)])
 
 
@@ -90,6 +92,70 @@ async def test_risk_state_raises_decays_and_is_passed_to_the_screen(
     await say(risk_engine, "morning")
     assert fake_safety.contexts[-1][1] is False  # decayed below the raise level
     assert memory.stats()["events_risk_raised"] == 1
+
+
+async def scoped(engine: Engine, text: str, chat: str | None) -> str:
+    """One person (telegram user 7) in their private chat (chat None) or a group."""
+    msg = IncomingMessage("telegram", "7", text, chat_id=chat)
+    return "".join([piece async for piece in engine.respond(msg)])
+
+
+async def test_risk_is_per_person_but_a_group_screen_never_reads_private_text(
+    risk_engine, fake_safety
+):
+    await scoped(risk_engine, "private words about my week", None)
+    await scoped(risk_engine, "there is no point to anything", None)
+    await scoped(risk_engine, "hi everyone", "-100")
+    context, raised = fake_safety.contexts[-1]
+    assert raised  # the score (a number) crosses chats: lower thresholds in the group too
+    assert context == ()  # the text does not: the group's screen sees only the group's turns
+    await scoped(risk_engine, "how was the match", "-100")
+    assert fake_safety.contexts[-1][0] == ("hi everyone",)
+    await scoped(risk_engine, "back here", None)
+    assert "private words about my week" in fake_safety.contexts[-1][0]
+
+
+async def test_a_checkin_is_answered_only_where_it_was_asked(risk_engine, fake_backend, clock):
+    reply = await scoped(risk_engine, "there is no point to anything", None)
+    assert "CHECKIN[suicide]" in reply
+    clock.now += 30
+    group = await scoped(risk_engine, "yes, see you all at eight", "-100")
+    assert not group.startswith("CRISIS")  # a "yes" in a group answers something else
+    clock.now += 30
+    private = await scoped(risk_engine, "yes", None)
+    assert private.startswith("CRISIS[suicide|None]")
+
+
+async def test_a_checkin_lapses_after_a_while(risk_engine, clock):
+    await say(risk_engine, "there is no point to anything")
+    clock.now += CHECKIN_ANSWER_SECONDS + 60
+    assert not (await say(risk_engine, "yes I finally slept")).startswith("CRISIS")
+
+
+async def test_no_checkin_after_a_worry_about_someone_else(risk_engine, fake_safety, fake_backend):
+    from tests.fakes import FakeScreen
+
+    async def about_a_friend(text, context=(), *, raised=False):
+        return FakeScreen(False, "suicide", "concern", "x", subject="other")
+
+    await say(risk_engine, "hello")  # past the privacy notice
+    fake_safety.screen = about_a_friend
+    fake_backend.enqueue(["That must be worrying."])
+    assert await say(risk_engine, "my friend tried to end her life years ago") == (
+        "That must be worrying."
+    )
+
+
+async def test_risk_bookkeeping_failure_never_stops_a_crisis_reply(risk_engine, memory, caplog):
+    def broken(*args, **kwargs):
+        raise StorageError("the database is busy")
+
+    memory.get_risk = broken
+    memory.set_risk = broken
+    reply = await say(risk_engine, "I want to end it all")
+    assert reply.startswith("CRISIS[suicide|None]")
+    assert any("risk state" in r.getMessage() for r in caplog.records)
+    assert not any("end it all" in r.getMessage() for r in caplog.records)
 
 
 async def test_risk_state_is_exported_and_forgotten(risk_engine, memory):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -271,17 +272,86 @@ async def test_real_layer_catches_paraphrases_the_rules_miss() -> None:
 
 @pytest.mark.slow
 @needs_encoder
-def test_semantic_layer_runs_without_torch(tmp_path: Path) -> None:
-    """The bot's process never needs torch: block its import and screen a message."""
+def test_the_bot_runs_without_torch(tmp_path: Path) -> None:
+    """The bot's process never needs torch: with torch and transformers unimportable, the whole
+    bot imports, builds its engine with the semantic layer and answers through it."""
     code = (
-        "import sys; sys.modules['torch'] = None; sys.modules['transformers'] = None\n"
-        "from bot.safety_context import LayeredScreen\n"
-        "from bot.safety_semantic import build_semantic\n"
-        "s, status = build_semantic(); assert status == 'ready', status\n"
-        "v = LayeredScreen(s).screen('I have given my cat away and written my letters')\n"
-        "print(v.semantic, v.result.level)\n"
+        "import sys\n"
+        "for name in ('torch', 'transformers', 'sentence_transformers', 'sklearn'):\n"
+        "    sys.modules[name] = None  # import fails\n"
+        "import asyncio\n"
+        "import bot.cli, bot.serve, bot.telegram_adapter, bot.discord_adapter\n"
+        "from bot.config import Settings\n"
+        "from bot.engine import build_engine\n"
+        "from bot.types import IncomingMessage\n"
+        f"s = Settings(model={{'backend': 'echo'}}, memory={{'db_path': {str(tmp_path / 'm.db')!r}}})\n"
+        "engine = build_engine(s, allow_secret_file=True)\n"
+        "assert engine.safety.semantic_status == 'ready', engine.safety.semantic_status\n"
+        "async def main():\n"
+        "    msg = IncomingMessage('console', 'u', 'hello there')\n"
+        "    return ''.join([p async for p in engine.respond(msg)])\n"
+        "print(bool(asyncio.run(main())), 'torch' in sys.modules and sys.modules['torch'] is not None)\n"
     )
+    env = {**os.environ, "SOLACE_PSEUDONYM_SECRET": "ab" * 32}
     out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=Path.cwd()
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=Path.cwd(), env=env
     )
-    assert out.stdout.split()[0] == "True"
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["True", "False"]
+
+
+# --- through the engine: bad input and a broken model file -------------------------------------
+
+
+def _engine(settings, tmp_path: Path, **safety):
+    from bot.engine import build_engine
+
+    s = settings.model_copy(update={"safety": settings.safety.model_copy(update=safety)})
+    return build_engine(s, allow_secret_file=True)
+
+
+async def _say(engine, text: str) -> str:
+    from bot.types import IncomingMessage
+
+    return "".join([p async for p in engine.respond(IncomingMessage("console", "u9", text))])
+
+
+async def test_a_corrupt_encoder_file_leaves_the_rules_and_a_reply(
+    settings, tmp_path: Path, caplog, monkeypatch
+) -> None:
+    """Issue 17: a corrupt model file - one operator line naming it, no text; crisis still caught."""
+    monkeypatch.setenv("SOLACE_PSEUDONYM_SECRET", "cd" * 32)
+    caplog.set_level(logging.INFO)
+    corrupt = tmp_path / "encoder.gguf"
+    corrupt.write_bytes(b"GGUF" + bytes(range(256)) * 8)
+    engine = _engine(settings, tmp_path, encoder_path=corrupt)
+    assert engine.safety.semantic_status == "off"
+    crisis = await _say(engine, "I am going to kill myself tonight")
+    assert "not a therapist or an emergency service" in crisis
+    assert await _say(engine, "\x00\x01\x02 binary \xff junk")  # a reply, whatever it is
+    lines = [r.getMessage() for r in caplog.records if r.name == "bot.safety_semantic"]
+    assert len(lines) == 1 and "encoder.gguf" in lines[0] and "rules keep running" in lines[0]
+    assert not any("kill myself" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.slow
+@needs_encoder
+@pytest.mark.parametrize(
+    "text",
+    [
+        "we talked about the garden for a while. " * 2600,  # ~100,000 characters
+        "\x00\x1b[2J" + bytes(range(1, 128)).decode("latin-1") * 40,
+        "Ich fühle mich heute sehr allein und weiß nicht, mit wem ich reden soll.",
+        "我今天很难过，不知道该和谁说话。" * 20,
+        "🙂" * 4000,
+    ],
+)
+async def test_hostile_input_through_the_engine_with_the_real_layer(
+    settings, tmp_path: Path, text: str, monkeypatch, caplog
+) -> None:
+    monkeypatch.setenv("SOLACE_PSEUDONYM_SECRET", "cd" * 32)
+    engine = _engine(settings, tmp_path)
+    assert engine.safety.semantic_status == "ready"
+    assert (await _say(engine, text)).strip()
+    assert engine.safety.semantic_status == "ready"
+    assert not any(text[:30] in r.getMessage() for r in caplog.records)
