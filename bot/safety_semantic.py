@@ -15,6 +15,8 @@ leaves the rules running, logs one line naming the failure (never the text) and 
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import logging
 import math
@@ -160,9 +162,53 @@ class SemanticScore:
     category: str
 
 
+def pack_vectors(rows: np.ndarray) -> str:
+    """Unit vectors as base64 int8 (x127): a quarter of float32, cosine error ~0.003."""
+    packed = np.clip(np.round(rows * 127), -127, 127).astype(np.int8)
+    return base64.b64encode(packed.tobytes()).decode()
+
+
+def unpack_vectors(text: str) -> np.ndarray:
+    """The inverse of `pack_vectors`: an (n, EMBEDDING_DIM) float32 array."""
+    raw = np.frombuffer(base64.b64decode(text, validate=True), dtype=np.int8)
+    if raw.size % EMBEDDING_DIM:
+        raise ValueError("prototype block is not a whole number of 384-d vectors")
+    return raw.reshape(-1, EMBEDDING_DIM).astype(np.float32) / 127.0
+
+
+@dataclass(frozen=True, slots=True)
+class Prototypes:
+    """Nearest-neighbour half of the crisis score: embeddings of the hand-written crisis and none
+    messages (never ESConv's). Score = sigmoid(scale x (mean top-k cosine to crisis - mean top-k
+    cosine to none)); it is averaged with the logistic regression's P(crisis) at `weight`."""
+
+    crisis: np.ndarray
+    none: np.ndarray
+    k: int
+    scale: float
+    weight: float
+
+    @classmethod
+    def from_artifact(cls, block: dict[str, Any]) -> Prototypes:
+        """Read the artifact's `prototypes` block."""
+        crisis, none = unpack_vectors(block["crisis"]), unpack_vectors(block["none"])
+        k = int(block["k"])
+        if not (1 <= k <= min(len(crisis), len(none))):
+            raise ValueError("prototype k does not fit the prototypes")
+        return cls(crisis, none, k, float(block["scale"]), float(block["weight"]))
+
+    def score(self, emb: np.ndarray) -> np.ndarray:
+        """One score in (0, 1) per row of `emb`."""
+        k = self.k
+        near_crisis = np.sort(emb @ self.crisis.T, axis=1)[:, -k:].mean(axis=1)
+        near_none = np.sort(emb @ self.none.T, axis=1)[:, -k:].mean(axis=1)
+        return 1.0 / (1.0 + np.exp(-self.scale * (near_crisis - near_none)))
+
+
 class SemanticClassifier:
-    """The exported logistic regression: a 6-way softmax (none + categories) with Platt scaling
-    of P(not none), and a binary head P(concern or crisis), also Platt-scaled."""
+    """The exported classifier: a 6-way logistic regression (none + categories) with Platt
+    scaling of P(not none), averaged with a nearest-neighbour score over hand-written prototypes
+    when the artifact has them; and a binary head P(concern or crisis), also Platt-scaled."""
 
     def __init__(self, artifact: dict[str, Any]) -> None:
         try:
@@ -175,7 +221,9 @@ class SemanticClassifier:
             self._fb = float(flag["intercept"])
             self._fplatt = tuple(float(x) for x in flag["platt"])
             self.thresholds = Thresholds(**artifact["thresholds"])
-        except (KeyError, TypeError, ValueError) as exc:
+            block = artifact.get("prototypes")
+            self.prototypes = None if block is None else Prototypes.from_artifact(block)
+        except (KeyError, TypeError, ValueError, binascii.Error) as exc:
             raise SemanticError(f"classifier artifact is malformed ({exc})") from exc
         if (
             self.classes[0] != "none"
@@ -202,6 +250,9 @@ class SemanticClassifier:
         probs /= probs.sum(axis=1, keepdims=True)
         raw_crisis = np.clip(1.0 - probs[:, 0], 1e-9, 1 - 1e-9)
         p_crisis = _platt(np.log(raw_crisis / (1 - raw_crisis)), self._platt)
+        if self.prototypes is not None:
+            w = self.prototypes.weight
+            p_crisis = (1 - w) * p_crisis + w * self.prototypes.score(emb)
         p_flag = _platt(emb @ self._fw + self._fb, self._fplatt)
         cats = probs[:, 1:].argmax(axis=1)
         return [

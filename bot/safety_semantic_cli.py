@@ -40,7 +40,15 @@ def semantic_or_none() -> SemanticScreen | None:
     help="Conversation cases for choosing the context thresholds only.",
 )
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Artifact path.")
-def train_semantic(data: Path, validation: Path, conversations: Path, out: Path | None) -> None:
+@click.option(
+    "--reuse-heads",
+    type=click.Path(exists=True, path_type=Path),
+    default=None,
+    help="Keep the regression heads of this artifact (same data) and redo prototypes and thresholds.",
+)
+def train_semantic(
+    data: Path, validation: Path, conversations: Path, out: Path | None, reuse_heads: Path | None
+) -> None:
     """Train the semantic layer's classifier and choose its thresholds (needs SOLACE_DATA_DIR).
 
     Writes bot/resources/semantic_classifier.json (plain JSON). Embeddings are cached under
@@ -53,6 +61,7 @@ def train_semantic(data: Path, validation: Path, conversations: Path, out: Path 
         raise click.ClickException("held-out files are never used for training or thresholds")
     cache = Path.home() / ".cache" / "solace" / "semantic" / "emb.npz"
     try:
+        reuse = None if reuse_heads is None else json.loads(reuse_heads.read_text("utf-8"))
         artifact = train(
             data,
             validation,
@@ -60,6 +69,7 @@ def train_semantic(data: Path, validation: Path, conversations: Path, out: Path 
             DEFAULT_ENCODER_PATH,
             out or DEFAULT_CLASSIFIER_PATH,
             cache,
+            reuse,
         )
     except (SemanticError, ValueError, OSError) as exc:
         raise click.ClickException(str(exc)) from exc

@@ -130,7 +130,7 @@ def test_shipped_artifact_loads_and_names_its_training() -> None:
     assert 0 < th.raised_crisis <= th.crisis < 1 and 0 < th.raised_concern <= th.concern < 1
     assert th.context_crisis >= th.crisis
     assert clf.meta["data"]["esconv_seeker_turns"] > 19_000
-    assert DEFAULT_CLASSIFIER_PATH.stat().st_size < 400_000
+    assert DEFAULT_CLASSIFIER_PATH.stat().st_size < 600_000  # prototypes: ~720 int8 vectors
 
 
 # --- combination with the rules ----------------------------------------------------------------
@@ -172,6 +172,31 @@ def test_rule_hits_stay_and_the_model_raises_only_none(
     else:
         assert result.matched.startswith(expected[1])
     assert result.crisis == (expected[0] == "crisis")
+
+
+@pytest.mark.parametrize(
+    "text,reads",
+    [
+        ("I cut myself shaving this morning", ""),  # the accident rule judged every word
+        (
+            "I'm not going to kill myself, but I wrote letters to everyone and gave the dog away",
+            "but i wrote letters to everyone and gave the dog away",
+        ),
+        ("I sorted out who gets my records", "I sorted out who gets my records"),  # no rule: raw
+        ("I want to kill myself", "I want to kill myself"),  # a hit: the model is not asked
+    ],
+)
+def test_the_model_does_not_read_what_the_context_rules_cancelled(text: str, reads: str) -> None:
+    from bot.safety_context import semantic_input
+
+    assert semantic_input(text) == reads
+
+
+def test_a_message_the_context_rules_fully_cancelled_is_not_scored() -> None:
+    encoder = RowEncoder(np.ones(EMBEDDING_DIM) / np.sqrt(EMBEDDING_DIM))
+    screen = LayeredScreen(SemanticScreen(encoder, SemanticClassifier(artifact(crisis=0.0))))
+    assert screen.screen("I cut myself shaving this morning").result.level == "none"
+    assert encoder.calls == []  # nothing left to read: the model never saw "cut myself"
 
 
 def test_context_is_the_last_turns_joined_and_bounded() -> None:
