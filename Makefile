@@ -79,10 +79,11 @@ run: $(STAMP_BOT) $(ENCODER_GGUF)  ## chat in the terminal with the embedded def
 test: install-dev  ## install what the tests need and run them
 	$(BIN)/python -m pytest -ra --durations=15
 
-lint: $(STAMP_DEV)  ## ruff format/check, and mypy on every package
+lint: $(STAMP_DEV)  ## ruff format/check, mypy on every package, the import layers (import-linter)
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
-	$(BIN)/mypy dialogue bot trainer exporter evaluation synthesis bench
+	$(BIN)/mypy common dialogue scoring bot trainer exporter evaluation synthesis bench
+	PYTHONPATH=$(CURDIR) $(BIN)/lint-imports --no-cache  # this checkout's code, not an installed copy
 
 bench: install-dev  ## run the benchmarks and write BENCHMARKS.md
 	$(BIN)/python -m bench

@@ -38,8 +38,8 @@ async def _direct(directory: Path) -> float:
     """Seconds for USERS x PER_USER messages through Engine.respond (echo backend)."""
     from bot.backends import EchoBackend
     from bot.engine import build_engine
-    from bot.types import IncomingMessage
-    from tests.telegram_server import load_text, rig_settings
+    from bot.messages import IncomingMessage
+    from tests.servers.rigs import load_text, rig_settings
 
     class _NoServer:  # rig_settings only reads these two URLs
         base_url = base_file_url = "http://127.0.0.1:9/bot"
@@ -66,7 +66,7 @@ async def _direct(directory: Path) -> float:
 
 async def _adapter(directory: Path) -> float:
     """Seconds for the same messages through the Telegram adapter (the load-test scenario)."""
-    from tests.telegram_server import run_load, telegram_rig
+    from tests.servers.rigs import run_load, telegram_rig
 
     memory = _memory(directory)
     async with telegram_rig(
@@ -80,8 +80,8 @@ async def _adapter(directory: Path) -> float:
 async def _queueing(directory: Path) -> list[float] | None:
     """Seconds until each of 8 simultaneous users sees reply text (SmolLM2); None if absent."""
     from bot.backends import LlamaCppBackend
-    from bot.models import embedded_model_path
-    from tests.telegram_server import telegram_rig
+    from bot.backends.model_files import embedded_model_path
+    from tests.servers.rigs import telegram_rig
 
     path = embedded_model_path()
     if path is None:
@@ -149,7 +149,7 @@ def run(quick: bool) -> str:
         "## adapters",
         "",
         f"Echo backend, {USERS} users x {PER_USER} messages sent at once; Telegram path = real "
-        "PTB Application polling a local fake Bot API (tests/telegram_server.py), edits every "
+        "PTB Application polling a local fake Bot API (tests/servers/telegram.py, wired by tests/servers/rigs.py), edits every "
         "0.05 s, no bot-wide flood cap.",
         "",
         "| path | messages/s | total (s) |",

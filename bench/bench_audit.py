@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # tests.audit_data generates the conversations
+if str(ROOT) not in sys.path:  # tests.bot.audit.audit_data generates the conversations
     sys.path.insert(0, str(ROOT))
 
 NOW = 1_760_000_000.0
@@ -42,14 +42,14 @@ def _settings(db: Path, **jobs: Any) -> Any:
 
     return Settings(
         model={"backend": "echo", "n_ctx": 2048},
-        memory={"db_path": db, "representation": "raw"},
+        memory={"db_path": db, "context_representation": "raw"},
         generation={"holdback_chars": 0},
         jobs={"report_dir": db.parent / "reports", **jobs},
     )
 
 
 def _add_judgements(db: Path, n: int, rng: random.Random) -> None:
-    from bot.audit import audit_connection
+    from bot.audit.store import audit_connection
 
     with audit_connection(db) as adb, adb.write() as conn:
         ids = conn.execute(
@@ -79,7 +79,7 @@ def _synthetic_toxicity(adb: Any) -> None:
 
 def _raw_dump(db: Path, out: Path, start: float, end: float) -> float:
     """Baseline: read the same rows the report summarises and write them as plain JSON."""
-    from bot.audit import audit_connection
+    from bot.audit.store import audit_connection
 
     began = time.perf_counter()
     queries = {
@@ -99,11 +99,12 @@ def _raw_dump(db: Path, out: Path, start: float, end: float) -> float:
 
 def bench_report(quick: bool, tmp: Path) -> list[str]:
     """Section 1: the report for N conversations vs a plain JSON dump."""
-    from bot.audit import audit_connection
-    from bot.audit_tasks import build_toxicity_scorer, score_toxicity, snapshot_conversations
-    from bot.report import collect_report, write_report
-    from bot.report_render import render_html
-    from tests.audit_data import populate
+    from bot.audit.log_conversations import log_conversations
+    from bot.audit.report.build import collect_report, write_report
+    from bot.audit.report.render import render_html
+    from bot.audit.store import audit_connection
+    from bot.audit.toxicity import build_toxicity_scorer, score_toxicity
+    from tests.bot.audit.audit_data import populate
 
     n = 2_000 if quick else 10_000
     db = tmp / "report.db"
@@ -111,7 +112,7 @@ def bench_report(quick: bool, tmp: Path) -> list[str]:
     settings = _settings(db)
     prep = time.perf_counter()
     with audit_connection(db) as adb:
-        snapshot_conversations(adb, settings, NOW)
+        log_conversations(adb, settings, NOW)
         if quick:  # the real scorer on every turn (its cost is shown in the table)
             score_toxicity(adb, settings, NOW, build_toxicity_scorer(settings))
         else:  # 90k turns through the lexicon take ~25 s here: synthetic scores instead
@@ -150,7 +151,7 @@ def bench_report(quick: bool, tmp: Path) -> list[str]:
 
 async def _chat_load(engine: Any, users: int, per_user: int) -> list[float]:
     """Reply times (s) of `users` people each sending `per_user` messages, all at once."""
-    from bot.types import IncomingMessage
+    from bot.messages import IncomingMessage
 
     times: list[float] = []
 
@@ -168,7 +169,7 @@ async def _chat_load(engine: Any, users: int, per_user: int) -> list[float]:
 
 
 async def _jobs_forever(ctx: Any, stop: asyncio.Event, runs: list[str]) -> None:
-    from bot.jobs import run_job
+    from bot.audit.jobs import run_job
 
     cycle = ("log-conversations", "toxicity", "retention", "report")
     while not stop.is_set():
@@ -181,10 +182,10 @@ async def _jobs_forever(ctx: Any, stop: asyncio.Event, runs: list[str]) -> None:
 
 
 async def _latency(quick: bool, tmp: Path) -> dict[str, Any]:
+    from bot.audit.jobs import JobContext, worker_pool
     from bot.engine import build_engine
-    from bot.jobs import JobContext, worker_pool
     from bot.memory import open_memory
-    from tests.audit_data import SECRET, populate
+    from tests.bot.audit.audit_data import SECRET, populate
 
     base = tmp / "chat-base.db"
     populate(base, 1_000 if quick else 5_000, start=NOW - 7 * DAY, end=time.time())

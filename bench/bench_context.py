@@ -94,7 +94,8 @@ def _throughput(
 
 def _agreement(texts: list[str]) -> tuple[float, float]:
     """Share of utterances and of tokens whose KeyPOS decision equals the full pipeline's."""
-    from dialogue.context import KEYPOS_TAGS, keypos_flags, load_nlp, tag_rules
+    from dialogue.context import load_nlp, tag_rules
+    from dialogue.keypos import KEYPOS_TAGS, keypos_flags
 
     default, full = load_nlp(), load_nlp(parser=True)
     rules = tag_rules(default)
@@ -110,7 +111,7 @@ def _agreement(texts: list[str]) -> tuple[float, float]:
 
 def _compression(texts: list[str]) -> list[tuple[str, float, float]] | None:
     """Rows (representation, tokens/utterance, tokens after / before) with SmolLM2's tokenizer."""
-    from bot.models import embedded_model_path
+    from bot.backends.model_files import embedded_model_path
     from dialogue.cli import load_token_counter
     from dialogue.context import represent
 

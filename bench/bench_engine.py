@@ -56,7 +56,7 @@ def _engine(settings: Any, backend: Any) -> Any:
 
 async def _through_engine(engine: Any, user: str, text: str) -> tuple[float, float, str]:
     """(first text, full reply) seconds for one turn, and the reply."""
-    from bot.types import IncomingMessage
+    from bot.messages import IncomingMessage
 
     start = time.perf_counter()
     first = None
@@ -92,7 +92,7 @@ def _direct(llm: Any, messages: list[dict[str, str]], options: Any) -> tuple[flo
 
 def _overhead(tmp: Path, quick: bool) -> list[str]:
     from bot.backends import GenOptions, LlamaCppBackend
-    from bot.models import embedded_model_path
+    from bot.backends.model_files import embedded_model_path
     from dialogue.prompts import build_messages
 
     path = embedded_model_path()
@@ -147,7 +147,7 @@ def _long_run(tmp: Path, users: int, turns: int) -> dict[str, float]:
     """Median time to first token at turn 1 and at the last turn (users interleaving, KV state
     cache on), and the last turn's identical prompts evaluated cold (the no-cache baseline)."""
     from bot.backends import GenOptions, LlamaCppBackend
-    from bot.models import embedded_model_path
+    from bot.backends.model_files import embedded_model_path
 
     path = embedded_model_path()
     assert path is not None
@@ -261,13 +261,13 @@ def _percentiles(samples: list[float]) -> tuple[float, float]:
 
 
 def _time_ops(store: Any, key: str, reps: int) -> dict[str, tuple[float, float]]:
-    from bot.context_builder import build_context
+    from dialogue.window import build_context
 
     def store_turn() -> None:
         store.add_turn(key, platform="bench", role="user", text=USER_LINES[0], tokens=14)
 
     def build() -> None:
-        history = store.recent_turns(key, 200)
+        history = [t.context_turn() for t in store.recent_turns(key, 200)]
         build_context(
             history,
             USER_LINES[1],

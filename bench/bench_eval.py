@@ -122,7 +122,7 @@ def bench_embeddings(n: int) -> list[str]:
 def bench_generation(replies: int, max_tokens: int) -> list[str]:
     """Tokens/s through our pipeline vs a bare llama.cpp completion of the same prompts."""
     from bot.backends import GenOptions, LlamaCppBackend
-    from bot.models import embedded_model_path
+    from bot.backends.model_files import embedded_model_path
 
     path = embedded_model_path()
     if path is None:
@@ -146,9 +146,9 @@ def bench_generation(replies: int, max_tokens: int) -> list[str]:
 
 
 async def _judge_rate(calls: int) -> list[str]:
-    from evaluation.config import JudgeConfig
-    from evaluation.judge import JudgeClient, ResponseCache, judge_dialogue
     from evaluation.localserver import build_app, completion_response, start
+    from scoring.config import JudgeConfig
+    from scoring.judge import JudgeClient, ResponseCache, judge_dialogue
 
     good = '{"Engagement": 4, "Comforting": 4, "Appropriateness": 5, "Suggestion": 3}'
 

@@ -125,7 +125,7 @@ def _table(rows: list[dict[str, Any]]) -> str:
 
 def run(quick: bool) -> str:
     """Export a SmolLM2 LoRA both ways and return the Markdown section."""
-    from bot.models import embedded_model_path
+    from bot.backends.model_files import embedded_model_path
     from exporter.gguf import CONVERT_HF_SCRIPT, tools_dir
 
     gguf = embedded_model_path()

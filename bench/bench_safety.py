@@ -66,7 +66,7 @@ def _per_message_us(func: Callable[[str], object], texts: Sequence[str], rounds:
 def run(quick: bool) -> str:
     """Measure and return the Markdown section."""
     from bot.safety import SafetyLayer, screen_message
-    from bot.safety_text import normalize
+    from bot.safety.text import normalize
 
     users, replies, source = _workload(quick)
     rounds = 2 if quick else 3

@@ -174,13 +174,13 @@ def _settings(db_path: Path, backend: dict[str, object], openai: dict[str, objec
         model={"n_ctx": N_CTX, **backend},
         openai=openai or {},
         generation={"max_new_tokens": MAX_NEW_TOKENS, "temperature": 0.0, "seed": 1},
-        memory={"db_path": db_path, "representation": "raw"},
+        memory={"db_path": db_path, "context_representation": "raw"},
         pseudonym_secret=SECRET,
     )
 
 
 async def _user(engine, user: str, count: int, out: Result) -> None:  # type: ignore[no-untyped-def]
-    from bot.types import IncomingMessage
+    from bot.messages import IncomingMessage
 
     for index in range(count):
         text = MESSAGES[(int(user) + index) % len(MESSAGES)]
@@ -198,7 +198,7 @@ async def _user(engine, user: str, count: int, out: Result) -> None:  # type: ig
 
 async def _workload(engine, name: str, count: int, pgid: int | None = None) -> Result:  # type: ignore[no-untyped-def]
     """8 users at once, `count` messages each, after one untimed warm-up reply."""
-    from bot.types import IncomingMessage
+    from bot.messages import IncomingMessage
 
     for user in range(USERS):  # the consent notice is not what we measure
         key = engine.memory.pseudonym("telegram", str(user))
@@ -296,7 +296,7 @@ need llama.cpp's native `llama-server --parallel N` (a C++ binary not built here
 
 def run(quick: bool) -> str:
     """Run every setup in one process and return the Markdown section."""
-    from bot.models import embedded_model_path
+    from bot.backends.model_files import embedded_model_path
 
     model = embedded_model_path()
     if model is None:

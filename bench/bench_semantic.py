@@ -35,7 +35,7 @@ FIRST_TOKEN_LINES = (
 
 def _seeker_turns(limit: int) -> tuple[list[str], str]:
     try:
-        from bot.safety_semantic_train import esconv_seeker_turns
+        from bot.safety.semantic_data import esconv_seeker_turns
 
         turns = [t for _, t in esconv_seeker_turns()][:limit]
         if turns:
@@ -90,10 +90,10 @@ def _row(
 def _first_tokens(quick: bool) -> list[str]:
     """Median time to first token with the semantic layer on and off, interleaved."""
     from bot.backends import LlamaCppBackend
+    from bot.backends.model_files import embedded_model_path
     from bot.config import Settings
     from bot.engine import build_engine
-    from bot.models import embedded_model_path
-    from bot.types import IncomingMessage
+    from bot.messages import IncomingMessage
 
     path = embedded_model_path()
     if path is None:
@@ -145,8 +145,8 @@ def _first_tokens(quick: bool) -> list[str]:
 def run(quick: bool) -> str:
     """Measure and return the Markdown section."""
     from bot.safety import screen_message
-    from bot.safety_context import LayeredScreen
-    from bot.safety_semantic import build_semantic
+    from bot.safety.context import LayeredScreen
+    from bot.safety.semantic import build_semantic
 
     texts, source = _seeker_turns(QUICK_MESSAGES if quick else FULL_MESSAGES)
     rules = LayeredScreen(None)
@@ -177,7 +177,7 @@ def run(quick: bool) -> str:
         "",
         f"Workload: {source}; each screened alone. Encoder all-MiniLM-L6-v2 (GGUF f16, "
         "llama-cpp-python, 1 thread) + the logistic-regression classifier in "
-        "bot/resources/semantic_classifier.json. Milliseconds per message; the machine's 2 cores "
+        "bot/safety/data/semantic_classifier.json. Milliseconds per message; the machine's 2 cores "
         "are shared, so CPU time (the screening thread's) is the figure to compare, wall time "
         "includes waiting for a core.",
         "",

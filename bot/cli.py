@@ -15,19 +15,19 @@ import click
 # name -> "module:attribute". Importing the module must be cheap (heavy imports go inside the
 # command bodies).
 LAZY_COMMANDS: dict[str, str] = {
-    "chat": "bot.console_adapter:chat",
+    "chat": "bot.adapters.console:chat",
     "serve": "bot.serve:serve",
-    "migrate": "bot.memory_cli:migrate",
-    "memory": "bot.memory_cli:memory",
+    "migrate": "bot.memory.cli:migrate",
+    "memory": "bot.memory.cli:memory",
     "data": "dialogue.cli:data",
-    "safety": "bot.safety_cli:safety",
+    "safety": "bot.safety.cli:safety",
     "eval": "evaluation.cli:eval_group",
     "train": "trainer.cli:train",
     "export": "exporter.cli:export",
-    "audit": "bot.audit_cli:audit",
-    "health": "bot.ops_cli:health",
-    "backup": "bot.ops_cli:backup",
-    "restore": "bot.ops_cli:restore",
+    "audit": "bot.audit.cli:audit",
+    "health": "bot.ops.cli:health",
+    "backup": "bot.ops.cli:backup",
+    "restore": "bot.ops.cli:restore",
 }
 
 # Subcommands another package adds to a group owned elsewhere: group -> {name: "module:attr"}.
@@ -67,7 +67,8 @@ class LazyGroup(click.Group):
 
 
 def configure_logging(verbose: int) -> None:
-    """Set up logging once, in main. Message text is never logged at any level (see bot.logs)."""
+    """Set up logging once, in main. Log lines carry keyed ids (bot.logs), lengths and timings,
+    never message text; `solace serve` also blanks tokens in every record (bot.serve)."""
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from bot.config import config_option
 from bot.errors import ConfigError
 
 if TYPE_CHECKING:  # pydantic-settings stays out of `solace --help`
@@ -65,9 +66,9 @@ def install_redactor(secrets: list[str]) -> SecretRedactor:
 
 def _start_jobs(engine: Any, settings: Settings) -> Any:
     """The jobs area's scheduler on this loop, when enabled and installed; else None."""
-    if not settings.jobs.enabled or importlib.util.find_spec("bot.jobs") is None:
+    if not settings.jobs.enabled or importlib.util.find_spec("bot.audit.jobs") is None:
         return None
-    from bot.jobs import build_scheduler  # type: ignore[import-not-found,unused-ignore]
+    from bot.audit.jobs import build_scheduler  # type: ignore[import-not-found,unused-ignore]
 
     scheduler = build_scheduler(engine, engine.memory, settings)
     scheduler.start()
@@ -89,13 +90,14 @@ async def serve_platforms(
     async with contextlib.AsyncExitStack() as stack:
         waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(stop.wait())]
         if telegram:
-            from bot.telegram_adapter import build_application, run_telegram
+            from bot.adapters.telegram import build_application, run_telegram
 
             app = build_application(engine, settings)
             await stack.enter_async_context(run_telegram(app, settings))
             logger.warning("telegram: polling as @%s", app.bot.username)
         if discord:
-            from bot.discord_adapter import build_client, discord_token
+            from bot.adapters.discord import build_client
+            from bot.secrets import discord_token
 
             client = build_client(engine, settings)
             stack.push_async_callback(client.close)
@@ -135,13 +137,7 @@ async def _main(engine: Any, settings: Settings, telegram: bool, discord: bool) 
 @click.command()
 @click.option("--telegram/--no-telegram", default=None, help="Run the Telegram adapter.")
 @click.option("--discord/--no-discord", default=None, help="Run the Discord adapter.")
-@click.option(
-    "--config",
-    "config_file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="TOML settings file (default: SOLACE_CONFIG or ./config.toml).",
-)
+@config_option
 @click.option(
     "--backend",
     type=click.Choice(["llama-cpp", "openai", "echo"]),
@@ -183,11 +179,11 @@ def _check_tokens(settings: Settings, telegram: bool, discord: bool) -> list[str
     """Validate the tokens of the chosen platforms up front; returns them for the redactor."""
     tokens = []
     if telegram:
-        from bot.telegram_adapter import telegram_token
+        from bot.secrets import telegram_token
 
         tokens.append(telegram_token(settings))
     if discord:
-        from bot.discord_adapter import discord_token
+        from bot.secrets import discord_token
 
         tokens.append(discord_token(settings))
     return tokens

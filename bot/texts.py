@@ -1,6 +1,9 @@
-"""Every fixed sentence Solace says to a person, in one place so all adapters say the same.
+"""The fixed sentences of a turn and of the user commands, the same on every platform.
 
-Crisis replies are not here: they belong to `bot.safety` (localised resources).
+Elsewhere, each beside the rule that decides it: crisis replies (`bot.safety.resources`, built
+from the hotline table), the reply that replaces a withdrawn one (`SafetyLayer.fallback_reply`),
+and the adapters' notices about access, rate limits, non-text messages and the /forget
+confirmation (`bot.adapters.commands`).
 """
 
 from __future__ import annotations

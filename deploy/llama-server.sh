@@ -35,7 +35,7 @@ DEFAULT_THREADS=$(( CORES / WORKERS ))
 
 MODEL_PATH="${LLAMA_MODEL:-}"
 if [[ -z "$MODEL_PATH" ]]; then
-  MODEL_PATH="$("$PYTHON" -c 'from bot.models import embedded_model_path as p; print(p() or "")')"
+  MODEL_PATH="$("$PYTHON" -c 'from bot.backends.model_files import embedded_model_path as p; print(p() or "")')"
 fi
 if [[ -z "$MODEL_PATH" || ! -f "$MODEL_PATH" ]]; then
   echo "llama-server.sh: no model file (set LLAMA_MODEL to a GGUF; got '${MODEL_PATH}')" >&2

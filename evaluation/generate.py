@@ -1,7 +1,7 @@
 """`solace eval generate`: replies for every supporter turn of a test set, through the bot's code.
 
-The prompt is built exactly as the bot builds it: history turns become `bot.memory.StoredTurn`s
-(raw text plus the compressed form the bot would have stored), `bot.context_builder.build_context`
+The prompt is built exactly as the bot builds it: history turns become `dialogue.window.ContextTurn`s
+(raw text plus the compressed form the bot would have stored), `dialogue.window.build_context`
 fills the same token budget (`n_ctx - max_new_tokens`) with the same system prompt, and a
 `bot.backends` backend (llama-cpp with optional LoRA, or an OpenAI-compatible server) samples the
 reply with the papers' Table 3 options.
@@ -26,9 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from common.runfiles import git_sha, now_iso, write_json
 from dialogue.types import Dialogue
+from dialogue.window import ContextTurn
 from evaluation.config import EvalConfig, GenerateConfig
-from evaluation.runs import append_row, done_keys, git_sha, now_iso, read_manifest, write_json
+from evaluation.runs import append_row, done_keys, read_manifest
 
 logger = logging.getLogger(__name__)
 
@@ -82,8 +84,8 @@ def select_dialogues(dialogues: list[Dialogue], n: int | None, seed: int) -> lis
 def build_backend(cfg: GenerateConfig) -> Any:
     """The bot's backend for this configuration (llama-cpp by default, openai with a URL)."""
     from bot.backends import LlamaCppBackend, OpenAIBackend
+    from bot.backends.model_files import embedded_model_path
     from bot.errors import ConfigError
-    from bot.models import embedded_model_path
 
     if cfg.openai_base_url:
         return OpenAIBackend(cfg.openai_base_url, cfg.model or "", n_ctx=cfg.context_tokens,
@@ -97,13 +99,13 @@ def build_backend(cfg: GenerateConfig) -> Any:
 
 
 class HistoryBuilder:
-    """Turns (role, raw text) pairs into the bot's StoredTurns, representing them once each."""
+    """Turns (role, raw text) pairs into `ContextTurn`s, representing each text once."""
 
     def __init__(self, cfg: GenerateConfig, count_tokens: Callable[[str], int]) -> None:
-        from bot.context_builder import compressed_form
+        from dialogue.window import compressed_form
 
         self.cfg = cfg
-        self.form = compressed_form(cfg.representation)
+        self.form = compressed_form(cfg.context_representation)
         self.count = count_tokens
         self._memo: dict[str, tuple[str | None, int, int | None]] = {}
 
@@ -118,16 +120,13 @@ class HistoryBuilder:
             self._memo[text] = (compressed, self.count(text), ctoks)
         return self._memo[text]
 
-    def stored(self, history: list[tuple[str, str]]) -> list[Any]:
-        """StoredTurns as the bot's memory would hold them."""
-        from bot.memory import StoredTurn
-
+    def turns(self, history: list[tuple[str, str]]) -> list[ContextTurn]:
+        """The turns as the context window takes them, with the compressed form the bot would
+        have stored."""
         out = []
-        for n, (role, text) in enumerate(history):
+        for role, text in history:
             compressed, tokens, ctoks = self._forms(text)
-            out.append(StoredTurn(id=n, conversation_id="eval", role=role, text=text,
-                                  compressed=compressed, representation=self.form, tokens=tokens,
-                                  compressed_tokens=ctoks, flagged=False, created_at=0.0))  # fmt: skip
+            out.append(ContextTurn(role, text, tokens, compressed, self.form, ctoks))
         return out
 
 
@@ -166,20 +165,20 @@ def make_row(
     cfg: GenerateConfig,
 ) -> dict[str, Any]:
     """Build the context for one target, generate, and return the row (errors recorded)."""
-    from bot.context_builder import build_context, prompt_cost
     from bot.errors import BackendError
     from dialogue.prompts import SYSTEM_PROMPT, format_strategy_prefix, strip_strategy_prefix
+    from dialogue.window import build_context, prompt_cost
 
     current = target.seeker_turns[-1]
     built = build_context(
-        builder.stored(history), current, backend.count_tokens(current),
+        builder.turns(history), current, backend.count_tokens(current),
         system_prompt=SYSTEM_PROMPT, system_tokens=backend.count_tokens(SYSTEM_PROMPT),
-        budget_tokens=backend.n_ctx - cfg.max_new_tokens, representation=cfg.representation,
+        budget_tokens=backend.n_ctx - cfg.max_new_tokens, representation=cfg.context_representation,
         raw_recent=cfg.raw_recent,
     )  # fmt: skip
     row: dict[str, Any] = {
         "key": target.key, "dialogue_id": target.dialogue_id, "turn_index": target.turn_index,
-        "mode": cfg.mode, "representation": cfg.representation,
+        "mode": cfg.mode, "context_representation": cfg.context_representation,
         "seeker_turns": list(target.seeker_turns), "messages": built.messages,
         "reference": target.reference, "reference_strategy": target.reference_strategy,
         "prompt_tokens": prompt_cost(built.messages, backend.count_tokens),

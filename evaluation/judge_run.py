@@ -17,8 +17,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from evaluation.config import JudgeConfig
-from evaluation.judge import (
+from common.runfiles import write_json
+from evaluation.runs import read_rows
+from scoring.config import JudgeConfig
+from scoring.judge import (
     CRITERIA,
     BudgetExceeded,
     JudgeClient,
@@ -29,7 +31,6 @@ from evaluation.judge import (
     pair_messages,
     rubric_messages,
 )
-from evaluation.runs import read_rows, write_json
 
 logger = logging.getLogger(__name__)
 Transcript = list[tuple[str, str]]

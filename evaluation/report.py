@@ -72,7 +72,8 @@ def run_label(manifest: dict[str, Any], path: Path) -> str:
     name = name.replace(".gguf", "").replace("-Instruct.Q4_1", "-Instruct")
     lora = f" + {Path(model['lora']).parent.name or 'LoRA'}" if model.get("lora") else ""
     mode = " (dialogue-level)" if gen.get("mode") == "dialogue" else ""
-    return f"{name}{lora} / {gen.get('representation', '?')}{mode}"
+    representation = gen.get("context_representation", gen.get("representation", "?"))
+    return f"{name}{lora} / {representation}{mode}"
 
 
 def load_run(path: str | Path) -> RunSummary:

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from exporter.pipeline import Plan
+from common.runfiles import git_sha, write_json
+from exporter.plan import Plan
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # Lower-cased substrings of a base model id → its licence.
 BASE_LICENCES = {
     "smollm2": "Apache-2.0",
@@ -24,22 +22,6 @@ DATA_LICENCES = {
     "extes": ("research use; licence unstated by its authors", False),
 }
 MIB = 1024**2
-
-
-def git_sha() -> str | None:
-    """The project's current commit, or None outside a git checkout."""
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=PROJECT_ROOT,
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=10,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
 
 
 def licences(base_id: str, data_spec: str) -> dict[str, Any]:
@@ -190,7 +172,7 @@ def write_outputs(plan: Plan, steps: dict[str, Any]) -> Path:
     manifest = build_manifest(plan, steps, parity)
     plan.path("README.md").write_text(render_card(manifest, parity, plan.out_dir), "utf-8")
     path = plan.path("manifest.json")
-    path.write_text(json.dumps(manifest, indent=2, default=str) + "\n", encoding="utf-8")
+    write_json(path, manifest)
     return path
 
 

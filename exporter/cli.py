@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from common.cli import set_option
+
 
 @click.command()
 @click.argument("run_dir", type=click.Path(path_type=Path, file_okay=False))
@@ -36,13 +38,7 @@ import click
     type=click.Path(path_type=Path, file_okay=False),
     help="Output directory (default: RUN_DIR/export).",
 )
-@click.option(
-    "--set",
-    "overrides",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Override a config key (value read as TOML), e.g. --set eval_dialogues=8.",
-)
+@set_option("eval_dialogues=8")
 @click.option("--no-verify", is_flag=True, help="Skip the parity checks (the card says so).")
 def export(
     run_dir: Path,

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from common.configfile import ConfigFileError, apply_overrides, read_toml, validate_model
 
 # Quantization types offered; each maps to llama.cpp's `LLAMA_FTYPE_MOSTLY_<NAME>`.
 QUANT_TYPES = ("Q8_0", "Q6_K", "Q5_K_M", "Q5_1", "Q5_0", "Q4_K_M", "Q4_1", "Q4_0")
@@ -38,7 +39,7 @@ DEFAULT_MAX_PPL_INCREASE: dict[str, float] = {
 }
 
 
-class ExportConfigError(ValueError):
+class ExportConfigError(ConfigFileError):
     """An export config that cannot be used; the message names the file and keys."""
 
 
@@ -157,53 +158,18 @@ class ExportConfig(BaseModel):
         return self.quants[-1] if self.quants else self.outtype.upper()
 
 
-def parse_override(item: str) -> tuple[str, Any]:
-    """Parse one `--set key=value`; the value is read as TOML, falling back to a string."""
-    key, sep, raw = item.partition("=")
-    key = key.strip()
-    if not sep or not key:
-        raise ExportConfigError(f"--set expects key=value, got {item!r}")
-    try:
-        value = tomllib.loads(f"v = {raw.strip()}")["v"]
-    except tomllib.TOMLDecodeError:
-        value = raw.strip()
-    return key, value
-
-
 def load_config(
     path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()
 ) -> ExportConfig:
     """Read a TOML config (or the defaults), apply `key=value` overrides, validate."""
-    data: dict[str, Any] = {}
-    source = "<defaults>"
-    if path is not None:
-        path = Path(path)
-        source = str(path)
-        if not path.is_file():
-            raise ExportConfigError(f"export config not found: {path}")
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ExportConfigError(f"{path}: not valid TOML: {exc}") from exc
-    for item in overrides:
-        key, value = parse_override(item)
-        data[key] = value
-    return validate_config(data, source)
+    data = read_toml(path, ExportConfigError) if path is not None else {}
+    data = apply_overrides(data, overrides, ExportConfigError)
+    return validate_config(data, str(path) if path is not None else "<defaults>")
 
 
 def validate_config(data: dict[str, Any], source: str = "<config>") -> ExportConfig:
     """Validate a dict into an ExportConfig with one readable message on failure."""
-    try:
-        return ExportConfig.model_validate(data)
-    except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            loc = ".".join(str(p) for p in err["loc"]) or "config"
-            msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-            problems.append(f"  {loc}: {msg}")
-        raise ExportConfigError(
-            f"{source}: invalid export config:\n" + "\n".join(problems)
-        ) from exc
+    return validate_model(ExportConfig, data, source, "export config", ExportConfigError)
 
 
 class RunManifest(BaseModel):

@@ -17,40 +17,19 @@ import logging
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from common.runfiles import write_json
 from exporter import gguf as gg
 from exporter.config import ExportConfig, ExportError, ParityError, RunManifest, resolve_ref
+from exporter.plan import Echo, Plan
 
 logger = logging.getLogger(__name__)
 
 STATE_FILE = ".export-state.json"
 LOG_DIR = "logs"
 GIB = 1024**3
-Echo = Callable[[str], None]
-
-
-@dataclass
-class Plan:
-    """Everything the steps need: the run, the config, where outputs go, the base GGUF."""
-
-    run: RunManifest
-    cfg: ExportConfig
-    out_dir: Path
-    base_gguf: Path | None
-    base_gguf_ref: str | None
-    echo: Echo = print
-    results: dict[str, Any] = field(default_factory=dict)
-
-    def path(self, name: str) -> Path:
-        """A path inside the output directory."""
-        return self.out_dir / name
-
-    def gguf_name(self, kind: str) -> str:
-        """File name of the full-model GGUF of a kind (F16, Q8_0, ...)."""
-        return f"model-{kind.upper()}.gguf"
 
 
 class StepState:
@@ -90,9 +69,7 @@ class StepState:
             "key": key,
             **info,
         }
-        tmp = self.path.with_name(self.path.name + ".part")
-        tmp.write_text(json.dumps(self.data, indent=2) + "\n", encoding="utf-8")
-        tmp.replace(self.path)
+        write_json(self.path, self.data)
 
     def timings(self) -> dict[str, float]:
         """Seconds per finished step."""
@@ -248,11 +225,11 @@ def step_convert_lora(plan: Plan) -> tuple[list[str], dict[str, Any]]:
 
 def step_verify(plan: Plan) -> tuple[list[str], dict[str, Any]]:
     """Parity checks; writes parity.json and raises ParityError when a gated check fails."""
-    from exporter.checks import verify_export
+    from exporter.gates import verify_export
 
     report = verify_export(plan)
     path = plan.path("parity.json")
-    path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    write_json(path, report)
     if not report["passed"]:
         raise ParityError(
             "the exported model does not match the trained one (details in "

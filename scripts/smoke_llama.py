@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 CHECK = """
-from bot.models import embedded_model_path
+from bot.backends.model_files import embedded_model_path
 from llama_cpp import Llama
 path = embedded_model_path()
 if path is None:

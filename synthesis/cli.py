@@ -9,13 +9,15 @@ from typing import Any
 
 import click
 
+from common.cli import set_option
+
 
 def _load(config: str, overrides: tuple[str, ...]) -> Any:
-    from synthesis.config import ConfigError, load_config
+    from synthesis.config import SynthConfigError, load_config
 
     try:
         return load_config(config, overrides)
-    except ConfigError as exc:
+    except SynthConfigError as exc:
         raise click.ClickException(str(exc)) from exc
 
 
@@ -98,13 +100,7 @@ def _print_summary(summary: Any, manifest: dict[str, Any], run_dir: Path) -> Non
 
 @click.command()
 @click.argument("config", type=click.Path(dir_okay=False, path_type=str))
-@click.option(
-    "--set",
-    "overrides",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Override a config key (VALUE read as TOML), e.g. --set per_scenario=5.",
-)
+@set_option("per_scenario=5")
 @click.option(
     "--round", "round_no", type=click.IntRange(1), help="Round to run (default: the latest)."
 )

@@ -8,17 +8,18 @@ name its prices, so the hard budget cap means something.
 from __future__ import annotations
 
 import re
-import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from common.configfile import ConfigFileError, apply_overrides, read_toml, validate_model
 
 JsonMode = Literal["auto", "json_schema", "json_object_schema", "json_object", "none"]
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", "0.0.0.0")
 
 
-class ConfigError(ValueError):
+class SynthConfigError(ConfigFileError):
     """A synthesis config is missing, unreadable or invalid; the message names the keys."""
 
 
@@ -145,48 +146,13 @@ class SynthConfig(_Section):
         return Path(self.output_dir or f"runs/synth/{self.name}")
 
 
-def parse_override(item: str) -> tuple[list[str], Any]:
-    """One `--set key=value` (key may be dotted); the value is read as TOML, else a string."""
-    key, sep, raw = item.partition("=")
-    key = key.strip()
-    if not sep or not key:
-        raise ConfigError(f"--set expects key=value, got {item!r}")
-    try:
-        value = tomllib.loads(f"v = {raw.strip()}")["v"]
-    except tomllib.TOMLDecodeError:
-        value = raw.strip()
-    return key.split("."), value
-
-
 def validate_config(data: dict[str, Any], source: str = "<config>") -> SynthConfig:
     """A dict → SynthConfig, with every problem named by its key in one message."""
-    try:
-        return SynthConfig.model_validate(data)
-    except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            loc = ".".join(str(p) for p in err["loc"]) or "config"
-            msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-            problems.append(f"  {loc}: {msg}")
-        raise ConfigError(f"{source}: invalid synthesis config:\n" + "\n".join(problems)) from exc
+    return validate_model(SynthConfig, data, source, "synthesis config", SynthConfigError)
 
 
 def load_config(path: str | Path, overrides: tuple[str, ...] | list[str] = ()) -> SynthConfig:
-    """Read a TOML config, apply overrides, validate; ConfigError on any problem."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
-    for item in overrides:
-        keys, value = parse_override(item)
-        target = data
-        for part in keys[:-1]:
-            target = target.setdefault(part, {})
-            if not isinstance(target, dict):
-                raise ConfigError(f"--set {item!r}: {part} is not a section")
-        target[keys[-1]] = value
-    data.setdefault("name", path.stem)
+    """Read a TOML config, apply overrides, validate; SynthConfigError on any problem."""
+    data = apply_overrides(read_toml(path, SynthConfigError), overrides, SynthConfigError)
+    data.setdefault("name", Path(path).stem)
     return validate_config(data, source=str(path))

@@ -8,14 +8,12 @@ they always agree with each other and with the store.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from common.runfiles import git_sha, write_json
 from synthesis.store import OUTPUT_STATUSES, RunStore
 from synthesis.template import TEMPLATE_VERSION, template_hash
 
@@ -24,17 +22,6 @@ OUTPUT_FILE = "dialogues.json"
 MANIFEST_FILE = "manifest.json"
 # Details worth counting per value (their values are categories, not positions).
 DETAILED_REASONS = ("unsafe_supporter", "seeker_crisis", "strategy_unknown")
-
-
-def git_sha() -> str | None:
-    """The project's current commit, or None outside a git checkout."""
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=10
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None
 
 
 def output_records(store: RunStore) -> list[dict[str, Any]]:
@@ -126,17 +113,11 @@ def build_manifest(store: RunStore, records: list[dict[str, Any]]) -> dict[str, 
     }
 
 
-def _write_json(path: Path, value: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(value, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def write_outputs(store: RunStore, run_dir: Path) -> dict[str, Any]:
     """Rewrite dialogues.json and manifest.json from the store; returns the manifest."""
     run_dir.mkdir(parents=True, exist_ok=True)
     records = output_records(store)
     manifest = build_manifest(store, records)
-    _write_json(run_dir / OUTPUT_FILE, records)
-    _write_json(run_dir / MANIFEST_FILE, manifest)
+    write_json(run_dir / OUTPUT_FILE, records, indent=1)
+    write_json(run_dir / MANIFEST_FILE, manifest, indent=1)
     return manifest

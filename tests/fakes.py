@@ -157,7 +157,7 @@ class FakeSafety:
 async def command_text(engine: Any, text: str, *, platform: str, user_id: str) -> str | None:
     """A command typed in a private chat, answered by the platforms' real dispatcher, as text;
     None if `text` is not a command."""
-    from bot.chat_commands import parse_command, run_command
+    from bot.adapters.commands import parse_command, run_command
 
     command = parse_command(text)
     if command is None:

@@ -1,12 +1,15 @@
-"""Dialogues in, batches out: loading both splits, the seeded length-grouped batch order of each
-epoch, and padding a batch into tensors."""
+"""Dialogues in, batches out: loading both splits, tokenising them into samples (with the fixed
+eval subset), the seeded length-grouped batch order of each epoch, and padding a batch."""
 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from trainer.data import DataError, Sample
+from common.runfiles import write_json
+from trainer.data import DataError, Sample, build_samples
 
 if TYPE_CHECKING:
     from trainer.config import TrainConfig
@@ -74,3 +77,40 @@ def collate(samples: list[Sample], pad_id: int, device: Any) -> dict[str, Any]:
         "attention_mask": mask.to(device),
         "labels": labels.to(device),
     }
+
+
+def prepare_data(
+    cfg: TrainConfig,
+    tokenizer: Any,
+    train_dialogues: list[Any],
+    eval_dialogues: list[Any],
+    run_dir: Path,
+    echo: Callable[[str], None],
+) -> tuple[list[Sample], list[Sample], dict[str, Any]]:
+    """Tokenised windows for both splits, a fixed eval subset, stats printed and saved."""
+    train_samples, train_stats = build_samples(train_dialogues, tokenizer, cfg)
+    if len(eval_dialogues) > cfg.eval_max_samples:  # each dialogue gives at least one sample
+        rng = random.Random(cfg.seed)
+        picked = sorted(rng.sample(range(len(eval_dialogues)), cfg.eval_max_samples))
+        eval_dialogues = [eval_dialogues[i] for i in picked]
+    eval_samples, eval_stats = build_samples(eval_dialogues, tokenizer, cfg)
+    if len(eval_samples) > cfg.eval_max_samples:
+        picked = sorted(
+            random.Random(cfg.seed).sample(range(len(eval_samples)), cfg.eval_max_samples)
+        )
+        eval_samples = [eval_samples[i] for i in picked]
+    stats = {
+        "train": train_stats.as_dict(),
+        "eval": eval_stats.as_dict(),
+        "eval_samples_used": len(eval_samples),
+        "eval_tokens_used": sum(len(s.input_ids) for s in eval_samples),
+    }
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(run_dir / "data_stats.json", stats)
+    for split, s in (("train", train_stats), ("eval", eval_stats)):
+        echo(
+            f"{split}: {s.dialogues} dialogues → {s.samples} samples, {s.tokens} tokens, "
+            f"{s.target_tokens} target tokens ({s.target_turns} target turns; skipped "
+            f"{s.skipped_long_exchanges} over-long exchanges)"
+        )
+    return train_samples, eval_samples, stats

@@ -6,16 +6,12 @@ import os
 
 import click
 
+from common.cli import set_option
+
 
 @click.command()
 @click.argument("config", type=click.Path(dir_okay=False, path_type=str))
-@click.option(
-    "--set",
-    "overrides",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Override a config key; VALUE is read as TOML (e.g. --set max_steps=20 --set lora_r=8).",
-)
+@set_option("max_steps=20")
 @click.option("--resume", is_flag=True, help="Continue the run from its newest checkpoint.")
 def train(config: str, overrides: tuple[str, ...], resume: bool) -> None:
     """Train a LoRA adapter as CONFIG (configs/train/*.toml) describes.
@@ -25,15 +21,14 @@ def train(config: str, overrides: tuple[str, ...], resume: bool) -> None:
     """
     # Passive OpenMP waits: spinning threads make torch ~10x slower on a busy, shared CPU.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    from trainer.config import ConfigError, load_config
+    from trainer.config import TrainConfigError, load_config
     from trainer.data import DataError
     from trainer.devices import DeviceError
     from trainer.model import ModelError
-    from trainer.train import TrainError
-    from trainer.train import train as run_training
+    from trainer.train import TrainError, train as run_training
 
     try:
         cfg = load_config(config, overrides)
         run_training(cfg, resume=resume, echo=click.echo)
-    except (ConfigError, DataError, DeviceError, ModelError, TrainError) as exc:
+    except (TrainConfigError, DataError, DeviceError, ModelError, TrainError) as exc:
         raise click.ClickException(str(exc)) from exc

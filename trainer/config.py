@@ -7,11 +7,12 @@ torch; checks that need the file system or a GPU live in `trainer.model.prefligh
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from common.configfile import ConfigFileError, apply_overrides, read_toml, validate_model
 
 REPRESENTATIONS = ("raw", "keypos", "nostopwords", "hybrid")
 # Shortest sequence that can hold a system prompt and one short exchange.
@@ -32,7 +33,7 @@ RESUMABLE_KEYS = frozenset(
 )
 
 
-class ConfigError(ValueError):
+class TrainConfigError(ConfigFileError):
     """A training config that cannot be used; the message names the file and keys."""
 
 
@@ -183,43 +184,14 @@ class TrainConfig(BaseModel):
         return Path(self.output_dir) if self.output_dir else Path("runs") / self.name
 
 
-def parse_override(item: str) -> tuple[str, Any]:
-    """Parse one `--set key=value`; the value is read as TOML, falling back to a string."""
-    key, sep, raw = item.partition("=")
-    key = key.strip()
-    if not sep or not key:
-        raise ConfigError(f"--set expects key=value, got {item!r}")
-    try:
-        value = tomllib.loads(f"v = {raw.strip()}")["v"]
-    except tomllib.TOMLDecodeError:
-        value = raw.strip()
-    return key, value
-
-
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
-    """Read a TOML config, apply `key=value` overrides, validate; ConfigError on any problem."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
-    for item in overrides:
-        key, value = parse_override(item)
-        data[key] = value
-    data.setdefault("name", path.stem)
+    """Read a TOML config, apply `--set key=value` overrides (`common.configfile`), validate;
+    TrainConfigError on any problem."""
+    data = apply_overrides(read_toml(path, TrainConfigError), overrides, TrainConfigError)
+    data.setdefault("name", Path(path).stem)
     return validate_config(data, source=str(path))
 
 
 def validate_config(data: dict[str, Any], source: str = "<config>") -> TrainConfig:
     """Validate a dict into a TrainConfig, turning pydantic errors into one readable message."""
-    try:
-        return TrainConfig.model_validate(data)
-    except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            loc = ".".join(str(p) for p in err["loc"]) or "config"
-            msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-            problems.append(f"  {loc}: {msg}")
-        raise ConfigError(f"{source}: invalid training config:\n" + "\n".join(problems)) from exc
+    return validate_model(TrainConfig, data, source, "training config", TrainConfigError)

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import json
 import logging
 import random
 import shutil
 import signal
-import subprocess
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from common.runfiles import git_sha, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -41,17 +41,6 @@ class TrainState:
     elapsed_s: float = 0.0
     last_eval_loss: float | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
-
-
-def git_sha() -> str | None:
-    """The project's current commit, or None outside a git checkout."""
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=10
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None
 
 
 def checkpoints(run_dir: Path) -> list[Path]:
@@ -124,13 +113,8 @@ def write_manifest(run_dir: Path, manifest: dict[str, Any]) -> Path:
     }
     base["git_sha"] = git_sha()
     path = run_dir / "manifest.json"
-    path.write_text(json.dumps({**base, **manifest}, indent=2, default=str) + "\n")
+    write_json(path, {**base, **manifest})
     return path
-
-
-def write_json(path: Path, data: Any) -> None:
-    """Pretty JSON file."""
-    path.write_text(json.dumps(data, indent=2, default=str) + "\n")
 
 
 def state_dict(state: TrainState) -> dict[str, Any]:

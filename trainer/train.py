@@ -10,16 +10,16 @@ import contextlib
 import json
 import logging
 import math
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from trainer.batches import collate, epoch_batches, load_dialogues
+from common.runfiles import write_json
+from trainer.batches import collate, epoch_batches, load_dialogues, prepare_data
 from trainer.config import RESUMABLE_KEYS, TrainConfig
-from trainer.data import Sample, build_samples
+from trainer.data import Sample
 from trainer.devices import make_accelerator
 from trainer.model import (
     BaseSource,
@@ -40,7 +40,6 @@ from trainer.outputs import (
     state_dict,
     stop_on_signals,
     write_history,
-    write_json,
     write_manifest,
 )
 
@@ -324,43 +323,6 @@ def check_run_dir(run_dir: Path, resume: bool, echo: Callable[[str], None]) -> P
         echo(f"--resume: no checkpoint in {run_dir}, starting from step 0")
         return None
     return found[-1]
-
-
-def prepare_data(
-    cfg: TrainConfig,
-    tokenizer: Any,
-    train_dialogues: list[Any],
-    eval_dialogues: list[Any],
-    run_dir: Path,
-    echo: Callable[[str], None],
-) -> tuple[list[Sample], list[Sample], dict[str, Any]]:
-    """Tokenised windows for both splits, a fixed eval subset, stats printed and saved."""
-    train_samples, train_stats = build_samples(train_dialogues, tokenizer, cfg)
-    if len(eval_dialogues) > cfg.eval_max_samples:  # each dialogue gives at least one sample
-        rng = random.Random(cfg.seed)
-        picked = sorted(rng.sample(range(len(eval_dialogues)), cfg.eval_max_samples))
-        eval_dialogues = [eval_dialogues[i] for i in picked]
-    eval_samples, eval_stats = build_samples(eval_dialogues, tokenizer, cfg)
-    if len(eval_samples) > cfg.eval_max_samples:
-        picked = sorted(
-            random.Random(cfg.seed).sample(range(len(eval_samples)), cfg.eval_max_samples)
-        )
-        eval_samples = [eval_samples[i] for i in picked]
-    stats = {
-        "train": train_stats.as_dict(),
-        "eval": eval_stats.as_dict(),
-        "eval_samples_used": len(eval_samples),
-        "eval_tokens_used": sum(len(s.input_ids) for s in eval_samples),
-    }
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_json(run_dir / "data_stats.json", stats)
-    for split, s in (("train", train_stats), ("eval", eval_stats)):
-        echo(
-            f"{split}: {s.dialogues} dialogues → {s.samples} samples, {s.tokens} tokens, "
-            f"{s.target_tokens} target tokens ({s.target_turns} target turns; skipped "
-            f"{s.skipped_long_exchanges} over-long exchanges)"
-        )
-    return train_samples, eval_samples, stats
 
 
 def finish(

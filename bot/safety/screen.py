@@ -1,0 +1,191 @@
+"""The crisis screen: deterministic rules over the normalised message, no model involved.
+
+`screen_message(text)` normalises a raw message (`bot.safety.text`) and runs every rule in
+`bot.safety.patterns`; the context rules (negation, past tense, someone else, hyperbole, topical
+talk) decide each match's level, and the most urgent verdict wins. Pure functions, no I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from bot.safety.patterns import CRISIS_PATTERNS
+from bot.safety.patterns.blocks import (
+    CATEGORIES,
+    FRAME_RES,
+    NEGATORS,
+    OTHER_PAST_RE,
+    OTHER_WORDS,
+    PAST_RE,
+    RECENT_RE,
+    SELF_WORDS,
+    THING_WORDS,
+    TOPICAL_RE,
+    YOU_WORDS,
+    CrisisPattern,
+)
+from bot.safety.text import normalize
+
+Level = Literal["none", "concern", "crisis"]
+Subject = Literal["self", "other"]
+NEGATION_WINDOW_TOKENS = 3
+SUBJECT_WINDOW_TOKENS = 6
+_LEVEL_RANK = {"crisis": 0, "concern": 1, "none": 2}
+_CLAUSE_BREAKS = (" . ", " , ", " but ")
+# One substring test per distinct trigger, then a set test per rule (see `with_triggers`).
+_ALL_TRIGGERS = tuple(sorted({t for p in CRISIS_PATTERNS for t in p.triggers}))
+
+
+@dataclass(frozen=True, slots=True)
+class ScreenResult:
+    """What the crisis screen decided about one message.
+
+    Args:
+        crisis: True when the engine must answer with the fixed crisis reply.
+        category: one of `CATEGORIES`, or None.
+        level: "crisis", "concern" (worrying but not an emergency: past events, someone else's
+            past, hyperbole) or "none".
+        matched: the name of the rule that decided ("suicide/kill_self", "llm:self_harm"); never
+            the user's words, so it is safe to store in events and print in audits.
+        subject: "self" when the writer is the one at risk, "other" when they write about
+            someone else who is (the crisis reply is worded for a helper then).
+    """
+
+    crisis: bool
+    category: str | None
+    level: Level
+    matched: str | None
+    subject: Subject = "self"
+
+
+NO_CRISIS = ScreenResult(crisis=False, category=None, level="none", matched=None)
+
+
+def screen_message(text: str) -> ScreenResult:
+    """Screen one raw message (never its KeyPOS form) with the deterministic matcher."""
+    return screen_normalized(normalize(text))
+
+
+def screen_normalized(norm: str, *, explicit_self: bool = False) -> ScreenResult:
+    """Screen text already passed through `bot.safety.text.normalize`.
+
+    Args:
+        explicit_self: count a match as being about the writer only when a first-person word
+            says so (the reply guard uses this: "have you had thoughts of suicide?" is a good
+            question from the bot, not a crisis statement).
+    """
+    found: list[tuple[tuple[int, int, int], ScreenResult]] = []
+    present = {t for t in _ALL_TRIGGERS if t in norm}
+    for pattern in CRISIS_PATTERNS:
+        if present.isdisjoint(pattern.triggers):
+            continue
+        verdict = _first_verdict(pattern, norm, explicit_self)
+        if verdict is None:
+            continue
+        level, subject = verdict
+        result = ScreenResult(
+            crisis=level == "crisis",
+            category=pattern.category,
+            level=level,
+            matched=pattern.name,
+            subject=subject,
+        )
+        rank = (
+            _LEVEL_RANK[level],
+            0 if subject == "self" else 1,
+            CATEGORIES.index(pattern.category),
+        )
+        found.append((rank, result))
+    if not found:
+        return NO_CRISIS
+    return min(found, key=lambda item: item[0])[1]
+
+
+def vetoed_clauses(norm: str) -> list[tuple[int, int]]:
+    """Clauses of normalised text where a pattern matched but a context rule cancelled it
+    (negated, topical, accident, figurative, about a thing), merged and in order.
+
+    The semantic layer does not read these clauses (`bot.safety.context.semantic_input`): the
+    context rules have judged those words harmless, so "this exam is killing me" must not reach
+    the model as "killing me", while the rest of the message still does.
+    """
+    spans: list[tuple[int, int]] = []
+    present = {t for t in _ALL_TRIGGERS if t in norm}
+    for pattern in CRISIS_PATTERNS:
+        if present.isdisjoint(pattern.triggers):
+            continue
+        for match in pattern.regex.finditer(norm):
+            if _judge(pattern, norm, match) is None:
+                spans.append(_clause_bounds(norm, match.start(), match.end()))
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(spans):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def _first_verdict(
+    pattern: CrisisPattern, norm: str, explicit_self: bool
+) -> tuple[Level, Subject] | None:
+    for match in pattern.regex.finditer(norm):
+        verdict = _judge(pattern, norm, match, explicit_self)
+        if verdict is not None:
+            return verdict
+    return None
+
+
+def _clause_bounds(norm: str, start: int, end: int) -> tuple[int, int]:
+    left = max(norm.rfind(b, 0, start + 1) for b in _CLAUSE_BREAKS)
+    rights = [i for i in (norm.find(b, end - 1) for b in _CLAUSE_BREAKS) if i != -1]
+    return max(left, 0), min(rights, default=len(norm))
+
+
+def _resolve_subject(before: Sequence[str]) -> str:
+    """Whom a match is about, from the nearest subject word before it: "self", "other",
+    "you", "thing" ("my phone is going to die") or "unknown"."""
+    for token in reversed(before[-SUBJECT_WINDOW_TOKENS:]):
+        if token in SELF_WORDS:
+            return "self"
+        if token in YOU_WORDS:
+            return "you"
+        if token in OTHER_WORDS:
+            return "other"
+        if token in THING_WORDS:
+            return "thing"
+    return "unknown"
+
+
+def _judge(
+    pattern: CrisisPattern, norm: str, match: re.Match[str], explicit_self: bool = False
+) -> tuple[Level, Subject] | None:
+    """Apply the context rules to one match: None to ignore it, else (level, subject)."""
+    start, end = _clause_bounds(norm, match.start(), match.end())
+    clause = norm[start:end]
+    before = norm[start : match.start()].split()
+    if pattern.negatable and any(t in NEGATORS for t in before[-NEGATION_WINDOW_TOKENS:]):
+        return None
+    if pattern.topical and TOPICAL_RE.search(clause):
+        return None
+    if pattern.frame in ("accident", "figurative") and FRAME_RES[pattern.frame].search(clause):
+        return None
+    subject = pattern.subject or _resolve_subject(before)
+    if subject == "thing" or (subject == "unknown" and explicit_self):
+        return None
+    subject = "self" if subject == "unknown" else subject
+    level: Level = "crisis" if pattern.level == "crisis" else "concern"
+    if subject == "you":
+        return "concern", "other"
+    if pattern.temporal and PAST_RE.search(clause) and RECENT_RE.search(norm) is None:
+        level = "concern"
+    if subject == "other":
+        recent = " ".join(before[-NEGATION_WINDOW_TOKENS:]) + " " + match.group(0)
+        if OTHER_PAST_RE.search(recent) and RECENT_RE.search(norm) is None:
+            level = "concern"
+    if pattern.frame == "hyperbole" and FRAME_RES["hyperbole"].search(norm):
+        level = "concern"
+    return level, "other" if subject == "other" else "self"
