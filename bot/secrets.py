@@ -59,3 +59,28 @@ def discord_token(settings: Settings) -> str:
             "developer portal shows it"
         )
     return secret.get_secret_value().strip()
+
+
+# Telegram's rule for setWebhook's secret_token: 1-256 of A-Z, a-z, 0-9, _ and -. Solace asks
+# for at least 16 so that it cannot be guessed.
+WEBHOOK_SECRET_PATTERN = re.compile(r"^[A-Za-z0-9_-]{16,256}$")
+
+
+def webhook_secret(settings: Settings) -> str:
+    """The webhook's secret_token: SOLACE_TELEGRAM_WEBHOOK_SECRET, else a new random one.
+
+    A new one is set with setWebhook at every start, which is right for one process; processes
+    that share a webhook URL must share the secret through the environment.
+    """
+    import secrets
+
+    secret = settings.telegram_webhook_secret
+    if secret is None or not secret.get_secret_value().strip():
+        return secrets.token_urlsafe(32)
+    value = secret.get_secret_value().strip()
+    if WEBHOOK_SECRET_PATTERN.match(value) is None:
+        raise ConfigError(
+            "SOLACE_TELEGRAM_WEBHOOK_SECRET is malformed: use 16-256 letters, digits, _ or -, "
+            "e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+        )
+    return value

@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # pydantic-settings stays out of `solace --help`
 logger = logging.getLogger(__name__)
 
 REDACTED = "[token]"
+SERVE_BACKEND = "llama-server"  # what model.backend = "auto" runs in `solace serve`
 
 
 class SecretRedactor(logging.Filter):
@@ -94,7 +95,12 @@ async def serve_platforms(
 
             app = build_application(engine, settings)
             await stack.enter_async_context(run_telegram(app, settings))
-            logger.warning("telegram: polling as @%s", app.bot.username)
+            if settings.telegram.mode == "webhook":
+                logger.warning(
+                    "telegram: webhook %s as @%s", settings.telegram.webhook_url, app.bot.username
+                )
+            else:
+                logger.warning("telegram: polling as @%s", app.bot.username)
         if discord:
             from bot.adapters.discord import build_client
             from bot.secrets import discord_token
@@ -115,6 +121,10 @@ async def serve_platforms(
 
 def _rejected(exc: BaseException) -> str | None:
     """A clear message when a platform refused the token; None for other errors."""
+    from bot.errors import SolaceError
+
+    if isinstance(exc, SolaceError):  # e.g. the webhook's port is taken
+        return str(exc)
     name = type(exc).__name__
     if name == "InvalidToken":
         return "Telegram rejected SOLACE_TELEGRAM_TOKEN (revoked or mistyped); check @BotFather"
@@ -140,25 +150,28 @@ async def _main(engine: Any, settings: Settings, telegram: bool, discord: bool) 
 @config_option
 @click.option(
     "--backend",
-    type=click.Choice(["llama-cpp", "openai", "echo"]),
+    type=click.Choice(["llama-server", "llama-cpp", "openai", "echo"]),
     default=None,
-    help="Model backend (default: model.backend from settings).",
+    help="Model backend (default: model.backend from settings; auto = llama-server).",
 )
 def serve(
     telegram: bool | None, discord: bool | None, config_file: Path | None, backend: str | None
 ) -> None:
     """Serve Solace on Telegram and/or Discord (tokens from SOLACE_*_TOKEN)."""
+    from bot.backends import close_backend
     from bot.config import load_settings
     from bot.engine import build_engine
     from bot.errors import SolaceError
 
     try:
         overrides: dict[str, Any] = {"model": {"backend": backend}} if backend else {}
-        settings = load_settings(config_file, **overrides)
+        settings = serving_settings(load_settings(config_file, **overrides))
         use_tg = settings.telegram.enabled if telegram is None else telegram
         use_dc = settings.discord.enabled if discord is None else discord
         if not (use_tg or use_dc):
             raise ConfigError("nothing to serve: pass --telegram and/or --discord")
+        if use_tg and settings.telegram.mode == "webhook":
+            settings = _with_webhook_secret(settings)
         secrets = _check_tokens(settings, use_tg, use_dc)
         install_redactor(secrets)
         engine = build_engine(settings)  # servers need SOLACE_PSEUDONYM_SECRET
@@ -172,7 +185,16 @@ def serve(
             raise
         raise click.ClickException(message) from None
     finally:
+        close_backend(engine.backend)  # the llama-server child stops with the bot
         engine.memory.db.close()
+
+
+def serving_settings(settings: Settings) -> Settings:
+    """`model.backend = "auto"` means llama-server when serving (parallel slots, BENCHMARKS.md)."""
+    if settings.model.backend != "auto":
+        return settings
+    model = settings.model.model_copy(update={"backend": SERVE_BACKEND})
+    return settings.model_copy(update={"model": model})
 
 
 def _check_tokens(settings: Settings, telegram: bool, discord: bool) -> list[str]:
@@ -182,8 +204,21 @@ def _check_tokens(settings: Settings, telegram: bool, discord: bool) -> list[str
         from bot.secrets import telegram_token
 
         tokens.append(telegram_token(settings))
+        if settings.telegram_webhook_secret is not None:
+            tokens.append(settings.telegram_webhook_secret.get_secret_value())
     if discord:
         from bot.secrets import discord_token
 
         tokens.append(discord_token(settings))
     return tokens
+
+
+def _with_webhook_secret(settings: Settings) -> Settings:
+    """The settings with the webhook secret fixed for this run (generated when not set), so the
+    log redactor knows it and setWebhook gets the same one."""
+    from pydantic import SecretStr
+
+    from bot.secrets import webhook_secret
+
+    secret = SecretStr(webhook_secret(settings))
+    return settings.model_copy(update={"telegram_webhook_secret": secret})

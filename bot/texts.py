@@ -77,6 +77,20 @@ REVIEW_OFF = (
 REVIEW_STATUS = "Moderator review of our conversations is {state}. Use /review on or /review off."
 UNKNOWN_COMMAND = "I don't know that command. " + COMMANDS_HELP
 
+# Discord's "/" menu: each application command and the line shown beside it (at most 100
+# characters). The Discord adapter registers exactly these; `solace health` compares what Discord
+# has registered with them.
+DISCORD_COMMANDS = {
+    "help": "What I can do, and the commands",
+    "privacy": "What is stored about you, for how long, and who may see it",
+    "reset": "Start a fresh conversation (earlier messages stay stored for /export)",
+    "forget": "Erase everything stored about you, after you confirm",
+    "export": "Get a copy of everything stored about you, as a JSON file",
+    "country": "Your country, so I can point to local support services",
+    "review": "Let trained moderators read our conversations to improve Solace (off by default)",
+    "stats": "Row counts for the people who run this bot (never content)",
+}
+
 
 def notice_text(retention_days: int) -> str:
     """The consent/privacy notice shown on first contact and by /privacy."""

@@ -39,6 +39,10 @@ SECRETS_NOTES = {
     "Discord developer portal.",
     "openai_api_key": "The model server's key, if it wants one (compose passes it to the "
     "model service too).",
+    "telegram_webhook_secret": "With SOLACE_TELEGRAM__MODE=webhook: the secret Telegram sends "
+    "with every update\n# (16-256 of A-Z a-z 0-9 _ -); empty = a new one at each start. Processes "
+    "that share one\n# webhook URL must share it: python -c 'import secrets; "
+    "print(secrets.token_urlsafe(32))'",
 }
 
 COMPOSE_VARIABLES = """\
@@ -49,26 +53,25 @@ COMPOSE_VARIABLES = """\
 # Host folder mounted read-only at /models in the model services: typically a `solace export --out`
 # folder (model-<QUANT>.gguf files and merged/), relative to deploy/.
 # MODELS_DIR=../models
+# Context window per conversation, tokens: llama-server's per-slot context (cpu), vLLM's
+# --max-model-len (gpu) and the bot's SOLACE_OPENAI__CONTEXT_TOKENS, all from this one value.
+# MODEL_CONTEXT_TOKENS=2048
 # Seconds between backups made by the backup service.
 # BACKUP_INTERVAL_SECONDS=21600
-# profile cpu: GGUF for llama_cpp.server, as seen in the container (empty = embedded SmolLM2).
+# profile cpu: GGUF for llama-server, as seen in the container (empty = embedded SmolLM2).
 # LLAMA_MODEL=/models/model-Q4_K_M.gguf
 # profile cpu: a LoRA adapter GGUF applied by the model server (empty = none).
 # LLAMA_LORA=
-# profile cpu: worker processes, each with its own model copy = requests served at once.
-# LLAMA_WORKERS=2
-# profile cpu: CPU threads per worker (empty = CPU cores / workers).
+# profile cpu: llama-server slots = conversations generated at once (one model copy).
+# LLAMA_PARALLEL=8
+# profile cpu: CPU threads (empty = llama.cpp's default, the cores).
 # LLAMA_THREADS=
-# profile cpu: context window per worker, tokens (set SOLACE_OPENAI__CONTEXT_TOKENS to match).
-# LLAMA_N_CTX=2048
 # profile gpu: vLLM image tag.
 # VLLM_VERSION=v0.11.0
 # profile gpu: the exported HF model directory under MODELS_DIR.
 # VLLM_MODEL_DIR=merged
 # profile gpu: GPUs to split the model across (tensor parallelism).
 # VLLM_TENSOR_PARALLEL=1
-# profile gpu: context window (set SOLACE_OPENAI__CONTEXT_TOKENS to match).
-# VLLM_MAX_MODEL_LEN=4096
 # profile gpu: share of each GPU's memory vLLM may take.
 # VLLM_GPU_MEMORY_UTILIZATION=0.90
 """

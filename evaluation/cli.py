@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from bot.config.options import db_option
 from common.cli import set_option as kit_set_option
 from evaluation.config import EvalConfig, load_config
 
@@ -42,7 +43,16 @@ def eval_group() -> None:
 @eval_group.command("generate")
 @config_option
 @set_option
-@click.option("--model", help="GGUF path (local) or served model name (with --openai-base-url).")
+@click.option(
+    "--model",
+    help="GGUF path (local), served model name (with --openai-base-url), or a training run "
+    "directory (runs/<name>: generated through transformers, e.g. an adaption prompt).",
+)
+@click.option(
+    "--backend",
+    type=click.Choice(["auto", "llama-cpp", "transformers", "openai"]),
+    help="Which backend generates (default auto: chosen from --model / --openai-base-url).",
+)
 @click.option("--lora", help="LoRA adapter GGUF applied on top of --model.")
 @click.option("--openai-base-url", help="Generate through an OpenAI-compatible server.")
 @click.option("--data", help="Data spec: esconv:test, extes:test or a file path.")
@@ -105,7 +115,13 @@ def _ppl_entry(
         }
     lora = lora if model else (lora or info.get("lora"))
     n_ctx = info.get("n_ctx") or cfg.generate.context_tokens
-    scorer = ScoringModel(path, lora, n_ctx=n_ctx, n_threads=cfg.generate.threads)
+    scorer: Any
+    if Path(path).is_dir() and (model or info.get("backend") == "transformers"):
+        from evaluation.hf_backend import TransformersScorer
+
+        scorer = TransformersScorer(path, n_ctx=n_ctx, threads=cfg.generate.threads)
+    else:
+        scorer = ScoringModel(path, lora, n_ctx=n_ctx, n_threads=cfg.generate.threads)
     return corpus_perplexity(rows, scorer)
 
 
@@ -133,7 +149,7 @@ def _write_metrics(run: Path, report: dict[str, Any]) -> None:
 @config_option
 @set_option
 @click.option("--ppl/--no-ppl", default=None, help="Compute reference perplexity (needs the GGUF).")
-@click.option("--model", help="GGUF for perplexity (default: the run's model).")
+@click.option("--model", help="GGUF or training run dir for perplexity (default: the run's model).")
 @click.option("--lora", help="LoRA GGUF for perplexity (default: the run's adapter).")
 @click.option("--max-dialogues", type=int, help="Only the first N dialogues of the subset.")
 def metrics_cmd(
@@ -333,3 +349,37 @@ def report_cmd(runs: tuple[str, ...], out: str, title: str, notes: tuple[str, ..
         raise click.ClickException(str(exc)) from exc
     for kind, path in paths.items():
         click.echo(f"{kind}: {path}")
+
+
+@eval_group.command("human")
+@click.argument("study")
+@db_option
+@click.option("--json", "as_json", is_flag=True, help="The numbers as JSON instead of tables.")
+def human_cmd(study: str, db: Path | None, as_json: bool) -> None:
+    """Human-evaluation results of STUDY (made in `solace web`): win/tie/loss per aspect and
+    model pair with bootstrap intervals (Table 9 layout), or 0-3 ratings with Fleiss' kappa
+    (Table 4 layout), beside the ExTES paper's figures."""
+    from bot.config import load_settings
+    from bot.errors import SolaceError
+    from bot.web.results import markdown, study_results
+    from bot.web.store import connection, migrate_web
+    from bot.web.studies import get_study
+
+    try:
+        path = db.expanduser() if db else load_settings().memory.db_path.expanduser()
+        if not path.is_file():
+            raise click.ClickException(f"{path}: no such database")
+        migrate_web(path)
+        with connection(path) as conn:
+            found = get_study(conn, study)
+            if found is None:
+                raise click.ClickException(f"no study named {study!r} in {path}")
+            results = study_results(conn, found)
+    except SolaceError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if as_json:
+        results["study"] = {"slug": found.slug, "kind": found.kind, "title": found.title,
+                            "models": found.model_names}  # fmt: skip
+        click.echo(json.dumps(results, indent=2, default=str))
+        return
+    click.echo(markdown(results), nl=False)

@@ -33,7 +33,16 @@ class _Section(BaseModel):
 class GenerateConfig(_Section):
     """How replies are produced for a test set (`solace eval generate`)."""
 
-    model: str | None = Field(None, description="GGUF path (llama-cpp) or model name (openai).")
+    backend: Literal["auto", "llama-cpp", "transformers", "openai"] = Field(
+        "auto",
+        description="auto: openai with openai_base_url, transformers when `model` is a training "
+        "run directory (runs/<name>, e.g. an adaption prompt llama.cpp cannot run), else "
+        "llama-cpp.",
+    )
+    model: str | None = Field(
+        None,
+        description="GGUF path (llama-cpp), model name (openai) or training run dir (transformers).",
+    )
     lora: str | None = Field(None, description="LoRA adapter GGUF applied on top of `model`.")
     openai_base_url: str | None = Field(
         None, description="OpenAI-compatible endpoint; when set, generation goes through it."
@@ -49,6 +58,12 @@ class GenerateConfig(_Section):
         "the trainer's key of the same name. Was `representation`.",
     )
     raw_recent: int = Field(4, ge=0, description="Newest turns kept raw in `hybrid`.")
+    compress_in_blocks: bool = Field(
+        False,
+        description="hybrid: move the raw/compressed boundary 2 x raw_recent turns at a time, as "
+        "the bot does with memory.compress_in_blocks (its default); false keeps exactly "
+        "raw_recent turns raw (how results/esconv50 was generated).",
+    )
     strategies: bool = Field(False, description="Prefix references with [Strategy] (ExTES style).")
     mode: Literal["turn", "dialogue"] = Field(
         "turn",
@@ -119,6 +134,11 @@ class EvalConfig(_Section):
             )
         if gen.openai_base_url and not gen.model:
             raise ValueError("generate.openai_base_url needs generate.model (the served name)")
+        if gen.backend == "transformers" and (gen.lora or gen.openai_base_url or not gen.model):
+            raise ValueError(
+                "generate.backend = 'transformers' needs generate.model = a training run "
+                "directory (its adapter comes from its manifest; no lora, no openai_base_url)"
+            )
         return self
 
 

@@ -61,14 +61,10 @@ def bertscore_entries(
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    from bert_score import score
-
     model_dir = Path(cfg.bertscore_model) if cfg.bertscore_model else minilm_dir()
     layers = _num_layers(model_dir, cfg.bertscore_num_layers)
-    p, r, f = score(
-        list(hyps), list(refs), model_type=str(model_dir), num_layers=layers,
-        batch_size=cfg.bertscore_batch_size, lang="en", verbose=False,
-    )  # fmt: skip
+    p, r, f = bertscore_pairs(refs, hyps, model_dir, layers, cfg.bertscore_batch_size)
+    empty = sum(1 for h, ref in zip(hyps, refs, strict=True) if not h.strip() or not ref.strip())
     name = MINILM_NAME if cfg.bertscore_model is None else str(model_dir)
     meta = {
         "model": name,
@@ -76,15 +72,43 @@ def bertscore_entries(
         "layer": layers,
         "idf": False,
         "rescale_with_baseline": False,
+        "empty_pairs_scored_0": empty,
         "note": f"{PAPER_BERTSCORE_MODEL} (the paper's default) is unavailable offline; "
         "scores are not comparable to roberta-large figures",
     }
     impl = "bert-score 0.3.13 score(), mean over pairs"
     return {
-        "bertscore_p": {"value": 100.0 * float(p.mean()), "label": "BERTScore P", "implementation": impl, **meta},
-        "bertscore_r": {"value": 100.0 * float(r.mean()), "label": "BERTScore R", "implementation": impl, **meta},
-        "bertscore_f1": {"value": 100.0 * float(f.mean()), "label": "BERTScore F1", "implementation": impl, **meta},
+        "bertscore_p": {"value": 100.0 * _mean(p), "label": "BERTScore P", "implementation": impl, **meta},
+        "bertscore_r": {"value": 100.0 * _mean(r), "label": "BERTScore R", "implementation": impl, **meta},
+        "bertscore_f1": {"value": 100.0 * _mean(f), "label": "BERTScore F1", "implementation": impl, **meta},
     }  # fmt: skip
+
+
+def bertscore_pairs(
+    refs: Sequence[str], hyps: Sequence[str], model_dir: Path, layers: int, batch_size: int
+) -> tuple[list[float], list[float], list[float]]:
+    """P, R, F1 per pair; a pair with an empty (or blank) reply or reference scores 0, as
+    bert-score itself intends. (bert-score 0.3.13 encodes an empty string through a tokenizer
+    method transformers 5 removed, so empty strings never reach it.)"""
+    from bert_score import score
+
+    keep = [i for i, (h, r) in enumerate(zip(hyps, refs, strict=True)) if h.strip() and r.strip()]
+    out = ([0.0] * len(hyps), [0.0] * len(hyps), [0.0] * len(hyps))
+    if keep:
+        scored = score([hyps[i] for i in keep], [refs[i] for i in keep],
+                       model_type=str(model_dir), num_layers=layers, batch_size=batch_size,
+                       lang="en", verbose=False)  # fmt: skip
+        for values, column in zip(out, scored, strict=True):
+            for i, x in zip(keep, column.tolist(), strict=True):
+                values[i] = float(x)
+    return out
+
+
+def _mean(values: Sequence[float]) -> float:
+    """The mean as bert-score's float32 tensors give it (rows scored before agree exactly)."""
+    import torch
+
+    return float(torch.tensor(list(values), dtype=torch.float32).mean()) if values else 0.0
 
 
 def extrema_vector(vectors: Sequence[np.ndarray]) -> np.ndarray:

@@ -82,11 +82,16 @@ def select_dialogues(dialogues: list[Dialogue], n: int | None, seed: int) -> lis
 
 
 def build_backend(cfg: GenerateConfig) -> Any:
-    """The bot's backend for this configuration (llama-cpp by default, openai with a URL)."""
+    """The backend for this configuration: the bot's llama-cpp (default) or openai (with a URL),
+    or `evaluation.hf_backend` for a training run directory."""
     from bot.backends import LlamaCppBackend, OpenAIBackend
     from bot.backends.model_files import embedded_model_path
     from bot.errors import ConfigError
 
+    if uses_transformers(cfg):
+        from evaluation.hf_backend import TransformersBackend
+
+        return TransformersBackend(str(cfg.model), n_ctx=cfg.context_tokens, threads=cfg.threads)
     if cfg.openai_base_url:
         return OpenAIBackend(cfg.openai_base_url, cfg.model or "", n_ctx=cfg.context_tokens,
                              timeout_seconds=cfg.timeout_seconds, max_retries=cfg.max_retries)  # fmt: skip
@@ -96,6 +101,18 @@ def build_backend(cfg: GenerateConfig) -> Any:
     lora = Path(cfg.lora) if cfg.lora else None
     return LlamaCppBackend(path, lora_path=lora, n_ctx=cfg.context_tokens, n_threads=cfg.threads,
                            cache_mb=256)  # fmt: skip
+
+
+def uses_transformers(cfg: GenerateConfig) -> bool:
+    """True when generation goes through transformers (a training run dir, not a GGUF)."""
+    if cfg.backend == "transformers":
+        return True
+    return (
+        cfg.backend == "auto"
+        and not cfg.openai_base_url
+        and cfg.model is not None
+        and Path(cfg.model).is_dir()
+    )
 
 
 class HistoryBuilder:
@@ -174,7 +191,7 @@ def make_row(
         builder.turns(history), current, backend.count_tokens(current),
         system_prompt=SYSTEM_PROMPT, system_tokens=backend.count_tokens(SYSTEM_PROMPT),
         budget_tokens=backend.n_ctx - cfg.max_new_tokens, representation=cfg.context_representation,
-        raw_recent=cfg.raw_recent,
+        raw_recent=cfg.raw_recent, blocks=cfg.compress_in_blocks,
     )  # fmt: skip
     row: dict[str, Any] = {
         "key": target.key, "dialogue_id": target.dialogue_id, "turn_index": target.turn_index,

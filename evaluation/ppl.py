@@ -91,16 +91,42 @@ class ScoringModel:
         return list(log_z - picked)
 
 
-def corpus_perplexity(rows: Sequence[dict[str, Any]], model: ScoringModel) -> dict[str, Any]:
-    """Per-token corpus perplexity of the references (and the per-utterance mean, for contrast)."""
+def reference_tokens(row: dict[str, Any], model: Any) -> tuple[list[int], int]:
+    """The tokens to score and how many leading ones are the strategy prefix (not scored).
+
+    A strategy-conditioned run (`reference_with_strategy`) is trained to write "[Strategy] "
+    first: its reply tokens are scored after the reference's own prefix (teacher-forced), so
+    every row scores the same reply tokens. The prefix is found by tokenizing "[Strategy]"
+    alone (the space after it starts the reply's first token).
+    """
+    text = row.get("reference_with_strategy")
+    if not text or text == row["reference"]:
+        return model.text_tokens(row["reference"]), 0
+    tokens = model.text_tokens(text)
+    head = model.text_tokens(text[: text.index("]") + 1])
+    if tokens[: len(head)] != head:  # the tokenizer merged across the boundary: score it all
+        return tokens, 0
+    return tokens, len(head)
+
+
+def corpus_perplexity(rows: Sequence[dict[str, Any]], model: Any) -> dict[str, Any]:
+    """Per-token corpus perplexity of the references (and the per-utterance mean, for contrast).
+
+    `model` is a `ScoringModel` (llama.cpp) or anything with its interface
+    (`evaluation.hf_backend.TransformersScorer`).
+    """
     total_nll = 0.0
     total_tokens = 0
     per_utterance: list[float] = []
     truncated = skipped = 0
+    prefixed = 0
     # dialogue order: each prompt then extends the previous one and its KV cache is reused
     for row in sorted(rows, key=lambda r: (str(r.get("dialogue_id")), r.get("turn_index", 0))):
         prompt = model.prompt_tokens(row["messages"])
-        ref = model.text_tokens(row["reference"])
+        ref, head = reference_tokens(row, model)
+        if head:
+            prompt, ref = prompt + ref[:head], ref[head:]
+            prefixed += 1
         room = model.n_ctx - len(prompt)
         if room <= 0 or not ref:
             skipped += 1
@@ -114,16 +140,24 @@ def corpus_perplexity(rows: Sequence[dict[str, Any]], model: ScoringModel) -> di
         per_utterance.append(math.exp(sum(nll) / len(nll)))
     if total_tokens == 0:
         raise ValueError("no reference tokens could be scored")
+    implementation = getattr(
+        model,
+        "implementation",
+        "exp(sum NLL / sum tokens) over all reference tokens; llama.cpp logits",
+    )
+    if prefixed:
+        implementation += "; reply tokens after the reference's own [Strategy] prefix"
     return {
         "value": math.exp(total_nll / total_tokens),
         "label": "PPL",
-        "implementation": "exp(sum NLL / sum tokens) over all reference tokens; llama.cpp logits",
+        "implementation": implementation,
         "model": model.model_path,
         "lora": model.lora_path,
         "tokenizer": "the GGUF's own tokenizer; prompt = row messages through its chat template",
         "reference_tokens": total_tokens,
         "rows_scored": len(per_utterance),
         "rows_skipped": skipped,
+        "rows_given_reference_strategy": prefixed,
         "references_truncated_to_context": truncated,
         "mean_of_per_utterance_ppl_NOT_the_metric": float(np.mean(per_utterance)),
     }

@@ -84,6 +84,8 @@ def build_manifest(plan: Plan, steps: dict[str, Any], parity: dict[str, Any] | N
         "system_prompt": raw.get("system_prompt"),
         "context_representation": plan.run.context_representation,
         "raw_recent": raw.get("raw_recent"),
+        "compress_in_blocks": raw.get("compress_in_blocks"),  # the bot's memory.compress_in_blocks
+        "windows": raw.get("windows"),
         "strategy_conditioning": plan.run.strategy_conditioning,
         "data": data,
         "licence": licences(plan.run.base_id, str(data.get("spec", ""))),
@@ -245,10 +247,14 @@ def _usage(manifest: dict[str, Any]) -> list[str]:
 def _training(manifest: dict[str, Any]) -> list[str]:
     cfg = manifest["source_run"].get("config") or {}
     keys = (
+        "method",
         "base_model",
         "dataset",
         "max_seq_len",
+        "windows",
         "context_representation",
+        "raw_recent",
+        "compress_in_blocks",
         "strategy_conditioning",
         "lora_r",
         "lora_alpha",
@@ -259,6 +265,8 @@ def _training(manifest: dict[str, Any]) -> list[str]:
         "lr_scheduler",
         "epochs",
         "max_steps",
+        "target_token_budget",
+        "early_stopping_patience",
         "batch_size",
         "grad_accum",
         "precision",
@@ -275,9 +283,18 @@ def _training(manifest: dict[str, Any]) -> list[str]:
         f"Held out: {data.get('eval_spec', '?')}.",
         f"Training: {metrics.get('steps', '?')} steps, final train loss "
         f"{_fmt(metrics.get('final_train_loss'))}, eval loss "
-        f"{_fmt(metrics.get('final_eval_loss'))}.",
+        f"{_fmt(metrics.get('final_eval_loss'))}"
+        + (
+            f"; the weights are step {metrics['weights_step']}'s (best eval loss "
+            f"{_fmt(metrics.get('best_eval_loss'))})."
+            if metrics.get("weights_step") not in (None, metrics.get("steps"))
+            else "."
+        ),
     ]
     return lines
+
+
+EVALUATION_FILE = "EVALUATION.md"  # written by hand beside the export, linked from the card
 
 
 def render_card(manifest: dict[str, Any], parity: dict[str, Any] | None, out_dir: Path) -> str:
@@ -346,6 +363,14 @@ def render_card(manifest: dict[str, Any], parity: dict[str, Any] | None, out_dir
                 "bit-identical to HF: the gap above is that difference, measured.",
                 "",
             ]
+    if (out_dir / EVALUATION_FILE).is_file():
+        parts += [
+            "## Evaluation",
+            "",
+            f"How this model was chosen, and how it compares with the base on held-out "
+            f"dialogues: [{EVALUATION_FILE}]({EVALUATION_FILE}) (kept across exports).",
+            "",
+        ]
     steps = (manifest.get("metrics") or {}).get("export_seconds") or {}
     parts += [
         "Export time per step: " + ", ".join(f"{k} {v:.1f} s" for k, v in steps.items()),

@@ -182,11 +182,21 @@ class RunManifest(BaseModel):
     base_id: str
     base_hf_dir: Path
     base_gguf: str | None
-    adapter_dir: Path
+    adapter_dir: Path | None  # None for a full fine-tune
     tokenizer_dir: Path
     chat_template: str | None
     context_representation: str
     strategy_conditioning: str
+    method: str = "lora"
+    model_dir: Path | None = None  # a full fine-tune's whole model (safetensors)
+
+    @property
+    def weights_dir(self) -> Path:
+        """Where the trained weights are: the adapter, or a full fine-tune's model."""
+        found = self.model_dir or self.adapter_dir
+        if found is None:  # read_run_manifest never builds one without weights
+            raise ValueError(f"{self.run_dir}: the manifest names no trained weights")
+        return found
 
 
 def resolve_ref(ref: str, relative_to: Path | None = None) -> Path:
@@ -227,14 +237,33 @@ def read_run_manifest(run_dir: Path) -> RunManifest:
     problems = []
     if raw.get("stage") not in (None, "train"):
         problems.append(f"stage is {raw.get('stage')!r}, expected 'train'")
+    method = str(raw.get("method") or "lora")
+    if method == "adaption_prompt":
+        problems.append(
+            "method is 'adaption_prompt' (LLaMA-Adapter): llama.cpp has no such adapter, so "
+            "there is no GGUF to write; evaluate the run itself with `solace eval generate "
+            f"--model {run_dir}` (the transformers backend)"
+        )
     hf_ref = base.get("hf_dir") or base.get("id_or_path")
     hf_dir = resolve_ref(str(hf_ref), run_dir) if hf_ref else None
+    adapter_dir: Path | None = None
+    model_dir: Path | None = None
+    if method == "full":
+        model_dir = run_dir / str(artifacts.get("model_dir", "model"))
+        if not (model_dir / "config.json").is_file():
+            problems.append(f"model {model_dir} has no config.json (a full fine-tune's weights)")
+        if hf_dir is None or not (hf_dir / "config.json").is_file():
+            hf_dir = model_dir  # the base is only needed for an adapter
+    else:
+        adapter_dir = run_dir / str(artifacts.get("adapter_dir", "adapter"))
+        if not (adapter_dir / "adapter_config.json").is_file():
+            problems.append(
+                f"adapter {adapter_dir} has no adapter_config.json (peft save_pretrained)"
+            )
     if hf_dir is None or not (hf_dir / "config.json").is_file():
         problems.append(f"base_model.hf_dir {hf_ref!r} is not a Hugging Face model directory")
-    adapter_dir = run_dir / str(artifacts.get("adapter_dir", "adapter"))
-    if not (adapter_dir / "adapter_config.json").is_file():
-        problems.append(f"adapter {adapter_dir} has no adapter_config.json (peft save_pretrained)")
-    tok_dir = _tokenizer_dir(run_dir, artifacts, adapter_dir, hf_dir)
+    weights = model_dir or adapter_dir or run_dir
+    tok_dir = _tokenizer_dir(run_dir, artifacts, weights, hf_dir)
     if tok_dir is None:
         problems.append("no tokenizer (artifacts.tokenizer_dir, the adapter dir or the base)")
     if problems or hf_dir is None or tok_dir is None:
@@ -250,6 +279,8 @@ def read_run_manifest(run_dir: Path) -> RunManifest:
         chat_template=raw.get("chat_template"),
         context_representation=str(raw.get("context_representation") or "raw"),
         strategy_conditioning=str(raw.get("strategy_conditioning") or "none"),
+        method=method,
+        model_dir=model_dir,
     )
 
 

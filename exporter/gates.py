@@ -166,10 +166,10 @@ def load_reference(plan: Plan, tokenizer: Any) -> Reference:
 
     start = time.perf_counter()
     if plan.cfg.adapter_only:
-        model = load_model(plan.run.base_hf_dir, plan.run.adapter_dir, plan.cfg.merge_dtype)
+        model = load_model(plan.run.base_hf_dir, plan.run.weights_dir, plan.cfg.merge_dtype)
         name = f"HF base + adapter ({plan.cfg.merge_dtype})"
         size = dir_size_bytes(plan.run.base_hf_dir) + dir_size_bytes(
-            plan.run.adapter_dir, "adapter_model.*"
+            plan.run.weights_dir, "adapter_model.*"
         )
     else:
         merged = plan.path("merged")

@@ -132,6 +132,22 @@ def merge_adapter(
     return out_dir
 
 
+def copy_model(model_dir: Path, tokenizer: Any, out_dir: Path, dtype: str = "float32") -> Path:
+    """A full fine-tune's model saved like a merge (safetensors + tokenizer, `.complete`
+    marker): nothing to merge, the converter reads `out_dir` as for a LoRA run."""
+    if (out_dir / COMPLETE_MARKER).is_file():
+        return out_dir
+    tmp = out_dir.with_name(out_dir.name + ".part")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model = load_model(model_dir, None, dtype, merge=False)
+    model.save_pretrained(str(tmp), safe_serialization=True)
+    tokenizer.save_pretrained(str(tmp))
+    (tmp / COMPLETE_MARKER).write_text("full fine-tune\n")
+    shutil.rmtree(out_dir, ignore_errors=True)
+    tmp.rename(out_dir)
+    return out_dir
+
+
 def dir_size_bytes(path: Path, pattern: str = "*.safetensors") -> int:
     """Total size of the files matching `pattern` in a directory (0 if none)."""
     return sum(p.stat().st_size for p in path.glob(pattern) if p.is_file())

@@ -91,7 +91,8 @@ def fingerprint(run: RunManifest, cfg: ExportConfig) -> str:
     """Identifies (run manifest, adapter weights, artifact config): a change starts over."""
     h = hashlib.sha256()
     h.update((run.run_dir / "manifest.json").read_bytes())
-    for p in sorted(run.adapter_dir.glob("adapter_model.*")):
+    pattern = "*.safetensors" if run.model_dir is not None else "adapter_model.*"
+    for p in sorted(run.weights_dir.glob(pattern)):
         h.update(f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}".encode())
     h.update(json.dumps(cfg.model_dump(mode="json", include=set(ARTIFACT_KEYS))).encode())
     return h.hexdigest()[:16]
@@ -132,7 +133,7 @@ def check_disk(plan: Plan, state: StepState) -> None:
     cfg = plan.cfg
     if cfg.adapter_only:
         need = (
-            3 * dir_size_bytes(plan.run.adapter_dir, "adapter_model.*")
+            3 * dir_size_bytes(plan.run.weights_dir, "adapter_model.*")
             if not state.done("convert-lora")
             else 0
         )
@@ -152,13 +153,17 @@ def check_disk(plan: Plan, state: StepState) -> None:
 
 
 def step_merge(plan: Plan) -> tuple[list[str], dict[str, Any]]:
-    """Merge the adapter into the 16/32-bit base; save safetensors + tokenizer."""
-    from exporter.merge import load_tokenizer, merge_adapter
+    """Merge the adapter into the 16/32-bit base (a full fine-tune: its model as it is); save
+    safetensors + tokenizer."""
+    from exporter.merge import copy_model, load_tokenizer, merge_adapter
 
     tokenizer = load_tokenizer(plan.run.tokenizer_dir, plan.run.chat_template)
+    if plan.run.model_dir is not None:
+        copy_model(plan.run.model_dir, tokenizer, plan.path("merged"), plan.cfg.merge_dtype)
+        return ["merged"], {"dtype": plan.cfg.merge_dtype, "full_fine_tune": True}
     merge_adapter(
         plan.run.base_hf_dir,
-        plan.run.adapter_dir,
+        plan.run.weights_dir,
         tokenizer,
         plan.path("merged"),
         plan.cfg.merge_dtype,
@@ -213,7 +218,7 @@ def step_convert_lora(plan: Plan) -> tuple[list[str], dict[str, Any]]:
 
     out = plan.path("adapter.gguf")
     gg.convert_lora(
-        plan.run.adapter_dir,
+        plan.run.weights_dir,
         converter_base_dir(plan.run.base_hf_dir, plan.path("work")),
         out,
         plan.cfg.adapter_outtype,
@@ -263,6 +268,11 @@ def run_export(run: RunManifest, cfg: ExportConfig, out_dir: Path, echo: Echo = 
         gg.require_tool(gg.CONVERT_HF_SCRIPT)
     else:
         gg.require_tool(gg.CONVERT_LORA_SCRIPT)
+    if cfg.adapter_only and run.method == "full":
+        raise ExportError(
+            f"{run.run_dir} is a full fine-tune (method 'full'): it has no adapter to export "
+            "on its own. Export it without --adapter-only (a merged GGUF of the whole model)"
+        )
     base_gguf, base_ref = resolve_base_gguf(run, cfg)
     if cfg.adapter_only and base_gguf is None:
         raise ExportError(

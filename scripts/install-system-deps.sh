@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Debian packages the project uses: WordNet 3.0 (METEOR in evaluation) and Chromium (tests render
-# the moderator report headless). Needs root or passwordless sudo; otherwise says what to install.
+# the moderator report headless, and drive the web console through Playwright with this browser).
+# Needs root or passwordless sudo; otherwise says what to install.
 set -euo pipefail
 PKGS=(wordnet-base wordnet-sense-index chromium)
 missing=()

@@ -28,6 +28,17 @@ def smollm2_gguf() -> Path:
 
 
 @pytest.fixture(scope="session")
+def llama_server_binary() -> Path:
+    """The llama-server `make llama-server` built; skips when it is missing."""
+    from bot.backends.llama_server_command import find_binary
+
+    binary = find_binary(None)
+    if binary is None:
+        pytest.skip("llama-server is not built (make llama-server)")
+    return binary
+
+
+@pytest.fixture(scope="session")
 def data_dir() -> Path:
     """SOLACE_DATA_DIR with the real data sets; skips with a reason when unset."""
     value = os.environ.get("SOLACE_DATA_DIR")

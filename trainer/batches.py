@@ -4,14 +4,23 @@ eval subset), the seeded length-grouped batch order of each epoch, and padding a
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from common.runfiles import write_json
-from trainer.data import DataError, Sample, build_samples
+from trainer.data import (
+    DataError,
+    DataStats,
+    Sample,
+    WindowBuilder,
+    check_strategy_labels,
+    warm_representation_cache,
+)
+from trainer.served import ServedWindowBuilder, warm_served_cache
 
 if TYPE_CHECKING:
+    from dialogue.types import Dialogue
     from trainer.config import TrainConfig
 
 # Batches are formed from length-sorted groups of this many batches (like transformers'
@@ -21,7 +30,8 @@ PAD_MULTIPLE = 8
 
 
 def load_dialogues(cfg: TrainConfig) -> tuple[list[Any], list[Any]]:
-    """Training and held-out dialogues; DataError with the spec when either is empty."""
+    """Training and held-out dialogues; DataError with the spec when either is empty, or when
+    a strategy-conditioned run's data has no strategy labels."""
     from dialogue.datasets import load_spec
     from dialogue.splits import stratified_split
 
@@ -35,8 +45,10 @@ def load_dialogues(cfg: TrainConfig) -> tuple[list[Any], list[Any]]:
         return dialogues
 
     train = load(cfg.dataset)
+    check_strategy_labels(train, cfg.dataset, cfg)
     if cfg.eval_dataset:
         evals = load(cfg.eval_dataset)
+        check_strategy_labels(evals, cfg.eval_dataset, cfg)
     else:
         train, evals = stratified_split(train, test_size=cfg.eval_fraction, seed=cfg.seed)
     if cfg.max_train_dialogues:
@@ -77,6 +89,29 @@ def collate(samples: list[Sample], pad_id: int, device: Any) -> dict[str, Any]:
         "attention_mask": mask.to(device),
         "labels": labels.to(device),
     }
+
+
+def build_samples(
+    dialogues: Sequence[Dialogue], tokenizer: Any, cfg: TrainConfig
+) -> tuple[list[Sample], DataStats]:
+    """Samples and statistics for these dialogues; DataError if nothing usable comes out."""
+    stats = DataStats()
+    if cfg.windows == "served":
+        builder: WindowBuilder = ServedWindowBuilder(tokenizer, cfg)
+        warm_served_cache(dialogues, builder)  # type: ignore[arg-type]
+    else:
+        builder = WindowBuilder(tokenizer, cfg)
+        warm_representation_cache(dialogues, cfg.context_representation)
+    samples = builder.build(dialogues, stats)
+    if not samples:
+        if stats.skipped_long_exchanges:
+            raise DataError(
+                f"max_seq_len = {cfg.max_seq_len} is shorter than every exchange (system prompt "
+                f"{stats.system_prompt_tokens} tokens, longest exchange "
+                f"{stats.longest_exchange_tokens}); raise max_seq_len"
+            )
+        raise DataError("no training samples: the dialogues have no user→assistant exchange")
+    return samples, stats
 
 
 def prepare_data(

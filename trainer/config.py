@@ -29,8 +29,17 @@ RESUMABLE_KEYS = frozenset(
         "keep_checkpoints",
         "num_threads",
         "output_dir",
+        "name",  # the default output dir only: a longer run may continue a shorter one's
+        "gradient_checkpointing",  # memory and speed only: the same numbers either way
+        "target_token_budget",
+        "early_stopping_patience",
+        "early_stopping_min_delta",
     }
 )
+METHODS = ("lora", "adaption_prompt", "full")
+# Architectures whose attention peft's adaption prompt (LLaMA-Adapter) knows how to wrap: the
+# Llama family (SmolLM2 is one). peft also wraps GPT-2, which is not the paper's method.
+ADAPTION_PROMPT_MODEL_TYPES = ("llama", "mistral")
 
 
 class TrainConfigError(ConfigFileError):
@@ -38,7 +47,8 @@ class TrainConfigError(ConfigFileError):
 
 
 class TrainConfig(BaseModel):
-    """A LoRA / QLoRA fine-tuning run. Every field is documented in docs/training.md."""
+    """A fine-tuning run (LoRA / QLoRA, adaption prompt or full). Every field is documented in
+    docs/training.md."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -96,6 +106,17 @@ class TrainConfig(BaseModel):
     strategy_conditioning: Literal["none", "prefix"] = Field(
         "none", description="prefix: assistant targets start with '[Strategy] ' (ExTES variant)."
     )
+    windows: Literal["packed", "served"] = Field(
+        "packed",
+        description="packed: long multi-target windows, history raw except before the window; "
+        "served: every target sees its history exactly as the bot's context builder shows it "
+        "(context_representation, raw_recent, compress_in_blocks).",
+    )
+    compress_in_blocks: bool = Field(
+        True,
+        description="served hybrid windows: the bot's memory.compress_in_blocks (older turns are "
+        "compressed 2 x raw_recent at a time).",
+    )
     use_system_prompt: bool = Field(
         True, description="Start every sample with dialogue.prompts.SYSTEM_PROMPT, as served."
     )
@@ -104,6 +125,17 @@ class TrainConfig(BaseModel):
     )
     eval_max_samples: int = Field(
         64, ge=1, description="Eval loss is measured on this many held-out samples (fixed set)."
+    )
+
+    # --- method ----------------------------------------------------------------------------
+    method: Literal["lora", "adaption_prompt", "full"] = Field(
+        "lora",
+        description="lora: low-rank adapters (peft); adaption_prompt: LLaMA-Adapter's gated "
+        "prompts (peft AdaptionPromptConfig, Llama-architecture bases); full: every weight.",
+    )
+    adapter_len: int = Field(10, ge=1, description="adaption_prompt: prompt tokens per layer.")
+    adapter_layers: int | None = Field(
+        None, ge=1, description="adaption_prompt: adapt the top N layers; None = all."
     )
 
     # --- LoRA ------------------------------------------------------------------------------
@@ -129,6 +161,22 @@ class TrainConfig(BaseModel):
     epochs: float = Field(1.0, gt=0, description="Passes over the training samples.")
     max_steps: int | None = Field(
         None, ge=1, description="Stop after this many optimizer steps (overrides epochs)."
+    )
+    target_token_budget: int | None = Field(
+        None,
+        ge=1,
+        description="Train on about this many target (supervised) tokens, whatever the windows "
+        "look like: steps = budget / mean target tokens per step (overrides epochs; max_steps "
+        "overrides it). How the rows of a method comparison get the same budget.",
+    )
+    early_stopping_patience: int | None = Field(
+        None,
+        ge=1,
+        description="Stop after this many evals without a new best eval loss; the outputs are "
+        "then the best eval step's weights. None: train to the end.",
+    )
+    early_stopping_min_delta: float = Field(
+        0.0, ge=0, description="An eval loss must beat the best by more than this to count."
     )
     batch_size: int = Field(4, ge=1, description="Samples per micro-batch per device.")
     grad_accum: int = Field(1, ge=1, description="Micro-batches per optimizer step.")
@@ -176,6 +224,11 @@ class TrainConfig(BaseModel):
             raise ValueError("quantization = 'nf4' (QLoRA) needs device = 'cuda' or 'auto'")
         if self.precision == "fp16" and self.device == "cpu":
             raise ValueError("precision = 'fp16' is CUDA-only; use 'bf16' or 'fp32' with device")
+        if self.method != "lora" and self.quantization != "none":
+            raise ValueError(
+                f"quantization = {self.quantization!r} (QLoRA) needs method = 'lora', "
+                f"not {self.method!r}"
+            )
         return self
 
     @property
@@ -184,10 +237,26 @@ class TrainConfig(BaseModel):
         return Path(self.output_dir) if self.output_dir else Path("runs") / self.name
 
 
+def read_config_file(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A TOML config as a dict; `extends = "other.toml"` (relative to this file) is read first
+    and this file's keys override it, so a row of a comparison states only what differs."""
+    if path.resolve() in seen:
+        raise TrainConfigError(f"{path}: `extends` loops back to itself")
+    data = read_toml(path, TrainConfigError)
+    parent = data.pop("extends", None)
+    if parent is None:
+        return data
+    if not isinstance(parent, str):
+        raise TrainConfigError(f"{path}: extends must be a file name, got {parent!r}")
+    base = read_config_file(path.parent / parent, (*seen, path.resolve()))
+    base.pop("name", None)  # a row is named after its own file
+    return {**base, **data}
+
+
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
-    """Read a TOML config, apply `--set key=value` overrides (`common.configfile`), validate;
-    TrainConfigError on any problem."""
-    data = apply_overrides(read_toml(path, TrainConfigError), overrides, TrainConfigError)
+    """Read a TOML config (and what it `extends`), apply `--set key=value` overrides
+    (`common.configfile`), validate; TrainConfigError on any problem."""
+    data = apply_overrides(read_config_file(Path(path)), overrides, TrainConfigError)
     data.setdefault("name", Path(path).stem)
     return validate_config(data, source=str(path))
 

@@ -349,19 +349,14 @@ def warm_representation_cache(dialogues: Sequence[Dialogue], representation: str
     represent(texts, rep)  # type: ignore[arg-type]
 
 
-def build_samples(
-    dialogues: Sequence[Dialogue], tokenizer: Any, cfg: TrainConfig
-) -> tuple[list[Sample], DataStats]:
-    """Samples and statistics for these dialogues; DataError if nothing usable comes out."""
-    stats = DataStats()
-    warm_representation_cache(dialogues, cfg.context_representation)
-    samples = WindowBuilder(tokenizer, cfg).build(dialogues, stats)
-    if not samples:
-        if stats.skipped_long_exchanges:
-            raise DataError(
-                f"max_seq_len = {cfg.max_seq_len} is shorter than every exchange (system prompt "
-                f"{stats.system_prompt_tokens} tokens, longest exchange "
-                f"{stats.longest_exchange_tokens}); raise max_seq_len"
-            )
-        raise DataError("no training samples: the dialogues have no user→assistant exchange")
-    return samples, stats
+def check_strategy_labels(dialogues: Sequence[Dialogue], spec: str, cfg: TrainConfig) -> None:
+    """A strategy-conditioned run needs strategy labels: refuse data that has none."""
+    if cfg.strategy_conditioning == "none":
+        return
+    replies = [t for d in dialogues for t in d.turns if t.role == "assistant" and t.text.strip()]
+    if replies and not any(t.strategy for t in replies):
+        raise DataError(
+            f"strategy_conditioning = {cfg.strategy_conditioning!r} but dataset {spec!r} has "
+            f"no strategy labels on any of its {len(replies)} supporter turns; use "
+            "strategy_conditioning = 'none' or a labelled data set (ESConv, ExTES)"
+        )

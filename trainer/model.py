@@ -1,4 +1,4 @@
-"""The base model: locate it, convert a GGUF to a cached safetensors model, add LoRA.
+"""The base model: locate it, convert a GGUF to a cached safetensors model, attach the method.
 
 `resolve_base` is cheap (no torch) and runs before anything heavy, so a missing model is a clear
 error at once. A GGUF base is loaded with transformers' GGUF reader (dequantized), rebuilt as a
@@ -171,9 +171,9 @@ def load_tokenizer(base: str, cfg: TrainConfig) -> Any:
 
 
 def load_model(base: str, cfg: TrainConfig, device_index: int | None) -> Any:
-    """The base causal LM in fp32 (or 4-bit NF4 for QLoRA), with LoRA attached."""
+    """The base causal LM in fp32 (or 4-bit NF4 for QLoRA), with the config's method attached
+    (`trainer.methods`: LoRA, adaption prompt or full)."""
     import torch
-    from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
     kwargs: dict[str, Any] = {"local_files_only": not cfg.allow_download}
@@ -199,20 +199,9 @@ def load_model(base: str, cfg: TrainConfig, device_index: int | None) -> Any:
     elif cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
-    n_layers = int(model.config.num_hidden_layers)
-    layers = None
-    if cfg.lora_layers is not None:
-        layers = list(range(max(0, n_layers - cfg.lora_layers), n_layers))
-    lora = LoraConfig(
-        r=cfg.lora_r,
-        lora_alpha=cfg.lora_alpha,  # type: ignore[arg-type]  # peft accepts a float scale
-        lora_dropout=cfg.lora_dropout,
-        bias=cfg.lora_bias,
-        task_type=cfg.task_type,
-        target_modules=list(cfg.lora_target_modules),
-        layers_to_transform=layers,
-    )
-    return get_peft_model(model, lora)
+    from trainer.methods import attach
+
+    return attach(model, cfg)
 
 
 def hold_frozen_linears_in(model: Any, dtype: torch.dtype) -> int:
@@ -242,7 +231,8 @@ def hold_frozen_linears_in(model: Any, dtype: torch.dtype) -> int:
 
 
 def target_only_lm(peft_model: Any) -> torch.nn.Module:
-    """Wrap a peft causal LM so forward returns (sum of target losses, number of targets).
+    """Wrap a causal LM (peft-wrapped or, for a full fine-tune, plain) so forward returns
+    (sum of target losses, number of targets).
 
     The vocabulary projection dominates small models, so logits are computed only at positions
     whose next token is a target: the decoder gives hidden states, we gather the target positions
@@ -254,8 +244,10 @@ def target_only_lm(peft_model: Any) -> torch.nn.Module:
     class TargetOnlyLM(torch.nn.Module):
         def __init__(self, model: Any) -> None:
             super().__init__()
+            from trainer.methods import base_of
+
             self.model = model
-            base = model.get_base_model()
+            base = base_of(model)
             self.decoder = base.get_decoder()
             self.lm_head = base.get_output_embeddings()
             self.softcap = getattr(base.config, "final_logit_softcapping", None)

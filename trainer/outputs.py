@@ -28,6 +28,7 @@ CSV_COLUMNS = (
     "elapsed_s",
 )
 CHECKPOINT_PREFIX = "step-"
+BEST_DIR = "best"  # checkpoints/best/weights.pt: the best eval step's weights (early stopping)
 
 
 @dataclass
@@ -40,6 +41,9 @@ class TrainState:
     tokens: int = 0
     elapsed_s: float = 0.0
     last_eval_loss: float | None = None
+    best_eval_loss: float | None = None
+    best_step: int | None = None
+    evals_since_best: int = 0  # evals in a row without a new best (early stopping)
     history: list[dict[str, Any]] = field(default_factory=list)
 
 

@@ -1,4 +1,4 @@
-"""Train a LoRA adapter on support dialogues. Reads top to bottom: config → data → model →
+"""Fine-tune a model on support dialogues (LoRA, adaption prompt or full; trainer.methods). Reads top to bottom: config → data → model →
 train → save, in the spirit of nanoGPT's train.py, with transformers + peft + accelerate.
 
 `train(cfg, resume)` is the whole run; the `solace train` command only parses arguments.
@@ -12,17 +12,16 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from common.runfiles import write_json
 from trainer.batches import collate, epoch_batches, load_dialogues, prepare_data
-from trainer.config import RESUMABLE_KEYS, TrainConfig
+from trainer.checkpointing import check_run_dir, restore, restore_best, save, save_best
+from trainer.config import TrainConfig
 from trainer.data import Sample
 from trainer.devices import make_accelerator
+from trainer.methods import check_base_architecture
 from trainer.model import (
-    BaseSource,
     hold_frozen_linears_in,
     load_model,
     load_tokenizer,
@@ -32,43 +31,26 @@ from trainer.model import (
 )
 from trainer.outputs import (
     TrainState,
-    checkpoints,
-    plot_losses,
-    rng_state,
-    save_checkpoint,
-    set_rng_state,
-    state_dict,
     stop_on_signals,
-    write_history,
-    write_manifest,
 )
+from trainer.run import Run, TrainError, peft_model
 
 logger = logging.getLogger(__name__)
 
-
-class TrainError(RuntimeError):
-    """The run cannot start or continue; the message says what to do."""
-
-
-@dataclass
-class Run:
-    """Everything a step needs, built once."""
-
-    cfg: TrainConfig
-    accelerator: Any
-    net: Any  # TargetOnlyLM, possibly wrapped by DDP / DeepSpeed
-    optimizer: Any
-    scheduler: Any
-    train: list[Sample]
-    evals: list[Sample]
-    pad_id: int
-    total_steps: int
-    stop: dict[str, bool]
+__all__ = ["Run", "TrainError", "peft_model", "restore", "save"]  # re-exported for callers
 
 
 # ---------------------------------------------------------------------------------- data ---
 def step_batches(run: Run, state: TrainState) -> tuple[list[list[int]], int, int]:
     """The micro-batches of the next step for this process, and the position after it."""
+    picked, epoch, cursor = global_step_batches(run, state)
+    rank, world = run.accelerator.process_index, run.accelerator.num_processes
+    return picked[rank::world], epoch, cursor
+
+
+def global_step_batches(run: Run, state: TrainState) -> tuple[list[list[int]], int, int]:
+    """The micro-batches of the next step for all processes (process r takes [r::world]),
+    and the position after it."""
     per_step = run.cfg.grad_accum * run.accelerator.num_processes
     epoch, cursor = state.epoch, state.batch_in_epoch
     picked: list[list[int]] = []
@@ -79,8 +61,7 @@ def step_batches(run: Run, state: TrainState) -> tuple[list[list[int]], int, int
             order = epoch_batches(run.train, run.cfg.batch_size, run.cfg.seed, epoch)
         picked.append(order[cursor])
         cursor += 1
-    rank, world = run.accelerator.process_index, run.accelerator.num_processes
-    return picked[rank::world], epoch, cursor
+    return picked, epoch, cursor
 
 
 # --------------------------------------------------------------------------------- model ---
@@ -103,9 +84,7 @@ def build_run(
         weight_decay=cfg.weight_decay,
         betas=(cfg.adam_beta1, cfg.adam_beta2),
     )
-    per_step = cfg.batch_size * cfg.grad_accum * accelerator.num_processes
-    steps_per_epoch = max(1, math.ceil(len(train) / per_step))
-    total = cfg.max_steps or max(1, math.ceil(cfg.epochs * steps_per_epoch))
+    total = planned_steps(cfg, train, accelerator.num_processes)
     scheduler = get_scheduler(
         cfg.lr_scheduler,
         optimizer,
@@ -119,16 +98,36 @@ def build_run(
     return Run(cfg, accelerator, net, optimizer, scheduler, train, evals, pad_id, total, {})
 
 
-def peft_model(run: Run) -> Any:
-    """The peft model inside the (possibly wrapped) loss module."""
-    return run.accelerator.unwrap_model(run.net).model
+def planned_steps(cfg: TrainConfig, train: list[Sample], num_processes: int) -> int:
+    """Optimizer steps of the run: max_steps, else the target-token budget, else epochs."""
+    per_step = cfg.batch_size * cfg.grad_accum * num_processes
+    if cfg.max_steps:
+        return cfg.max_steps
+    if cfg.target_token_budget:
+        mean_targets = sum(s.num_targets for s in train) / max(len(train), 1)
+        return max(1, math.ceil(cfg.target_token_budget / max(mean_targets * per_step, 1e-9)))
+    return max(1, math.ceil(cfg.epochs * max(1, math.ceil(len(train) / per_step))))
 
 
 # ---------------------------------------------------------------------------- train loop ---
-def train_step(run: Run, batches: list[list[int]]) -> tuple[float, int]:
-    """One optimizer step over this process's micro-batches; (mean target loss, tokens)."""
+def train_step(
+    run: Run, batches: list[list[int]], step_targets: int | None = None
+) -> tuple[float, int]:
+    """One optimizer step over this process's micro-batches; (mean target loss and tokens of the
+    whole step, over all processes).
+
+    Args:
+        step_targets: target tokens of the step across all processes (default: this process's,
+            i.e. one process). Each process scales its loss by world / step_targets, so the
+            gradient DDP averages is the sum over every target divided by their number — the
+            gradient of one process running all micro-batches.
+    """
+    import torch
+
     acc, net = run.accelerator, run.net
-    targets = sum(run.train[i].num_targets for b in batches for i in b)
+    world = acc.num_processes
+    local = sum(run.train[i].num_targets for b in batches for i in b)
+    targets = max(step_targets if step_targets is not None else local, 1)
     loss_total, tokens = 0.0, 0
     net.train()
     for k, batch in enumerate(batches):
@@ -139,14 +138,19 @@ def train_step(run: Run, batches: list[list[int]]) -> tuple[float, int]:
         sync = contextlib.nullcontext() if last or _is_deepspeed(acc) else acc.no_sync(net)
         with sync, acc.autocast():
             loss_sum, _n = net(**inputs)
-            acc.backward(loss_sum / max(targets, 1))
+            acc.backward(loss_sum * world / targets if world > 1 else loss_sum / targets)
         loss_total += float(loss_sum.detach())
     if run.cfg.max_grad_norm > 0:
         acc.clip_grad_norm_(net.parameters(), run.cfg.max_grad_norm)
     run.optimizer.step()
     run.scheduler.step()
     run.optimizer.zero_grad(set_to_none=True)
-    return loss_total / max(targets, 1), tokens
+    run.local_tokens += tokens
+    if world > 1:  # the logged loss and tokens are the whole step's, not this process's share
+        pair = torch.tensor([loss_total, tokens], dtype=torch.float64, device=acc.device)
+        both = acc.reduce(pair, reduction="sum")
+        loss_total, tokens = float(both[0]), int(both[1])
+    return loss_total / targets, tokens
 
 
 def _is_deepspeed(acc: Any) -> bool:
@@ -185,11 +189,17 @@ def train_loop(run: Run, state: TrainState, run_dir: Path, echo: Callable[[str],
     )
     window_loss, window_steps, started = 0.0, 0, time.monotonic() - state.elapsed_s
     tokens_at_start, time_at_start = state.tokens, time.monotonic()
-    while state.step < run.total_steps and not run.stop.get("requested"):
-        batches, epoch, cursor = step_batches(run, state)
-        loss, tokens = train_step(run, batches)
+    while (
+        state.step < run.total_steps
+        and not run.stop.get("requested")
+        and not stopped_early(run, state)
+    ):
+        picked, epoch, cursor = global_step_batches(run, state)
+        mine = picked[acc.process_index :: acc.num_processes]
+        step_targets = sum(run.train[i].num_targets for b in picked for i in b)
+        loss, tokens = train_step(run, mine, step_targets)
         state.step, state.epoch, state.batch_in_epoch = state.step + 1, epoch, cursor
-        state.tokens += tokens * acc.num_processes
+        state.tokens += tokens
         state.elapsed_s = time.monotonic() - started
         window_loss, window_steps = window_loss + loss, window_steps + 1
         speed = (state.tokens - tokens_at_start) / max(time.monotonic() - time_at_start, 1e-9)
@@ -203,7 +213,18 @@ def train_loop(run: Run, state: TrainState, run_dir: Path, echo: Callable[[str],
         if state.step % cfg.save_every == 0:
             save(run, state, run_dir)
     bar.close()
-    return state.step >= run.total_steps
+    if stopped_early(run, state):
+        echo(
+            f"early stopping at step {state.step}: no eval loss below {state.best_eval_loss:.4f} "
+            f"(step {state.best_step}) for {state.evals_since_best} evals"
+        )
+    return state.step >= run.total_steps or stopped_early(run, state)
+
+
+def stopped_early(run: Run, state: TrainState) -> bool:
+    """True once early_stopping_patience evals in a row brought no new best eval loss."""
+    patience = run.cfg.early_stopping_patience
+    return patience is not None and state.evals_since_best >= patience
 
 
 def record_eval(run: Run, state: TrainState, echo: Callable[[str], None]) -> None:
@@ -211,6 +232,17 @@ def record_eval(run: Run, state: TrainState, echo: Callable[[str], None]) -> Non
     state.last_eval_loss = evaluate(run)
     state.history.append(_row(run, state, eval_loss=state.last_eval_loss))
     echo(f"step {state.step}: eval loss {state.last_eval_loss:.4f}")
+    best = state.best_eval_loss
+    if best is None or state.last_eval_loss < best - run.cfg.early_stopping_min_delta:
+        state.best_eval_loss, state.best_step, state.evals_since_best = (
+            state.last_eval_loss,
+            state.step,
+            0,
+        )
+        if run.cfg.early_stopping_patience is not None:
+            save_best(run, state)
+    else:
+        state.evals_since_best += 1
 
 
 def _row(run: Run, state: TrainState, **losses: float) -> dict[str, Any]:
@@ -226,59 +258,17 @@ def _row(run: Run, state: TrainState, **losses: float) -> dict[str, Any]:
     }
 
 
-# ----------------------------------------------------------------------------- checkpoints ---
-def save(run: Run, state: TrainState, run_dir: Path) -> None:
-    """Checkpoint: trainable weights, optimizer, scheduler, RNG and data position."""
-    run.accelerator.wait_for_everyone()
-    if not run.accelerator.is_main_process:
-        return
-    model = peft_model(run)
-    trainable = {
-        n: p.detach().cpu().clone() for n, p in model.named_parameters() if p.requires_grad
-    }
-    payload = {
-        "trainable": trainable,
-        "optimizer": run.optimizer.state_dict(),
-        "scheduler": run.scheduler.state_dict(),
-        "rng": rng_state(),
-        "state": state_dict(state),
-        "config": run.cfg.model_dump(mode="json"),
-    }
-    write_history(run_dir, state.history)
-    save_checkpoint(run_dir, payload, run.cfg.keep_checkpoints)
-
-
-def restore(run: Run, path: Path) -> TrainState:
-    """Load a checkpoint into the run; refuse one made with a different setup."""
-    import torch
-
-    payload = torch.load(path / "state.pt", map_location="cpu", weights_only=False)
-    old, new = payload["config"], run.cfg.model_dump(mode="json")
-    changed = sorted(k for k in new if k not in RESUMABLE_KEYS and old.get(k) != new[k])
-    if changed:
-        raise TrainError(
-            f"--resume: the config differs from the checkpoint's in {changed}; only "
-            f"{sorted(RESUMABLE_KEYS)} may change when resuming"
-        )
-    params = dict(peft_model(run).named_parameters())
-    with torch.no_grad():
-        for name, value in payload["trainable"].items():
-            params[name].copy_(value)
-    run.optimizer.load_state_dict(payload["optimizer"])
-    run.scheduler.load_state_dict(payload["scheduler"])
-    set_rng_state(payload["rng"])
-    return TrainState(**payload["state"])
-
-
 # ---------------------------------------------------------------------------------- main ---
 def train(cfg: TrainConfig, resume: bool = False, echo: Callable[[str], None] = print) -> Path:
     """The whole run: config → data → model → train → save. Returns the run directory."""
     run_dir = cfg.run_dir
     resume_from = check_run_dir(run_dir, resume, echo)
     source = resolve_base(cfg)  # cheap checks first: a bad path fails before anything heavy
+    check_base_architecture(cfg, source)
     train_dialogues, eval_dialogues = load_dialogues(cfg)
     echo("resolved config:\n" + json.dumps(cfg.model_dump(mode="json"), indent=2))
     accelerator = make_accelerator(cfg)
+    echo(describe_processes(accelerator))
     base = prepare_base(source, cfg)
     tokenizer = load_tokenizer(base, cfg)
     train_samples, eval_samples, stats = prepare_data(
@@ -297,6 +287,11 @@ def train(cfg: TrainConfig, resume: bool = False, echo: Callable[[str], None] = 
         if finished and evaluated[-1:] != [state.step]:
             record_eval(run, state, echo)  # e.g. outputs written from a checkpoint
     save(run, state, run_dir)
+    by_process = tokens_by_process(run)
+    echo(
+        f"process {accelerator.process_index + 1} of {accelerator.num_processes}: trained on "
+        f"{run.local_tokens} tokens"
+    )
     if not finished:
         echo(
             f"stopped at step {state.step}/{run.total_steps}; checkpoint saved in "
@@ -304,84 +299,39 @@ def train(cfg: TrainConfig, resume: bool = False, echo: Callable[[str], None] = 
         )
         return run_dir
     if accelerator.is_main_process:
-        finish(run, state, run_dir, source, base, tokenizer, stats)
-        echo(f"done: adapter and manifest in {run_dir}")
+        from trainer.finish import finish
+
+        restore_best(run, state, echo)
+        finish(
+            run,
+            state,
+            run_dir,
+            source.manifest(base),
+            tokenizer,
+            {**stats, "by_process": by_process},
+        )
+        echo(f"done: weights and manifest in {run_dir}")
     return run_dir
 
 
-def check_run_dir(run_dir: Path, resume: bool, echo: Callable[[str], None]) -> Path | None:
-    """The checkpoint to resume from; refuse to overwrite a run unless resuming."""
-    found = checkpoints(run_dir)
-    if not resume:
-        if found or (run_dir / "manifest.json").exists():
-            raise TrainError(
-                f"{run_dir} already holds a run; pass --resume to continue it (or to extend it "
-                "with more epochs), or --set output_dir=<new dir>"
-            )
-        return None
-    if not found:
-        echo(f"--resume: no checkpoint in {run_dir}, starting from step 0")
-        return None
-    return found[-1]
+def describe_processes(acc: Any) -> str:
+    """One line: how accelerate runs this job (e.g. MULTI_CPU over gloo, 2 processes)."""
+    from accelerate.state import PartialState
 
-
-def finish(
-    run: Run,
-    state: TrainState,
-    run_dir: Path,
-    source: BaseSource,
-    base: str,
-    tokenizer: Any,
-    stats: dict[str, Any],
-) -> None:
-    """Adapter, tokenizer, chat template, config, loss CSV + curve, manifest.json."""
-    from dialogue.prompts import SYSTEM_PROMPT
-
-    cfg = run.cfg
-    peft_model(run).save_pretrained(run_dir / "adapter")
-    tokenizer.save_pretrained(run_dir / "tokenizer")
-    (run_dir / "chat_template.jinja").write_text(tokenizer.chat_template)
-    write_json(run_dir / "config.json", cfg.model_dump(mode="json"))
-    write_history(run_dir, state.history)
-    plot_losses(run_dir, state.history, f"{cfg.name}: LoRA r={cfg.lora_r}")
-    train_losses = [r["train_loss"] for r in state.history if "train_loss" in r]
-    write_manifest(
-        run_dir,
-        {
-            "config": cfg.model_dump(mode="json"),
-            "base_model": source.manifest(base),
-            "chat_template": tokenizer.chat_template,
-            "system_prompt": SYSTEM_PROMPT if cfg.use_system_prompt else None,
-            "context_representation": cfg.context_representation,
-            "raw_recent": cfg.raw_recent,
-            "strategy_conditioning": cfg.strategy_conditioning,
-            "data": {
-                "spec": cfg.dataset,
-                "eval_spec": cfg.eval_dataset
-                or f"{cfg.dataset} (stratified {cfg.eval_fraction:.0%} held out)",
-                "samples": stats["train"]["samples"],
-                "tokens": stats["train"]["tokens"],
-                "target_tokens": stats["train"]["target_tokens"],
-                "eval_samples": stats["eval_samples_used"],
-            },
-            "metrics": {
-                "steps": state.step,
-                "tokens": state.tokens,
-                "epochs": state.history[-1]["epoch"] if state.history else 0,
-                "final_train_loss": train_losses[-1] if train_losses else None,
-                "final_eval_loss": state.last_eval_loss,
-                "train_runtime_s": round(state.elapsed_s, 1),
-                "tokens_per_s": round(state.tokens / max(state.elapsed_s, 1e-9), 1),
-            },
-            "artifacts": {
-                "adapter_dir": "adapter",
-                "tokenizer_dir": "tokenizer",
-                "chat_template": "chat_template.jinja",
-                "config": "config.json",
-                "data_stats": "data_stats.json",
-                "loss_history": "loss_history.csv",
-                "loss_curve": "loss_curve.png",
-                "checkpoints": "checkpoints",
-            },
-        },
+    backend = PartialState().backend or "none"
+    kind = str(acc.distributed_type).rsplit(".", 1)[-1]
+    return (
+        f"accelerate: {kind}, {acc.num_processes} process(es), backend {backend}, device "
+        f"{acc.device}, mixed precision {acc.mixed_precision}"
     )
+
+
+def tokens_by_process(run: Run) -> list[int]:
+    """Tokens each process trained on in this session (all processes must call it)."""
+    import torch
+
+    acc = run.accelerator
+    if acc.num_processes == 1:
+        return [run.local_tokens]
+    mine = torch.tensor([run.local_tokens], dtype=torch.int64, device=acc.device)
+    return [int(x) for x in acc.gather(mine).tolist()]

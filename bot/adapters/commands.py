@@ -51,9 +51,10 @@ NOT_ALLOWED = "I'm sorry - this Solace instance is private and I can't talk with
 PRIVATE_ONLY = (
     "That one touches your personal data, so let's do it in a private chat with me, not here."
 )
+FORGET_TYPED_HINT = "(You can also type /forget yes.)"  # adapters without buttons replace it
 FORGET_CONFIRM = (
     "This erases everything stored about you - every message and reply - for good. "
-    "Are you sure? (You can also type /forget yes.)"
+    "Are you sure? " + FORGET_TYPED_HINT
 )
 FORGET_BUTTON_YES = "Yes, erase everything"
 FORGET_BUTTON_NO = "No, keep it"

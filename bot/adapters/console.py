@@ -136,9 +136,9 @@ async def run_console(engine: Any, user_id: str, stdin: TextIO, out: TextIO) -> 
 @click.command()
 @click.option(
     "--backend",
-    type=click.Choice(["llama-cpp", "openai", "echo"]),
+    type=click.Choice(["llama-cpp", "llama-server", "openai", "echo"]),
     default=None,
-    help="Model backend (default: model.backend from settings, i.e. llama-cpp).",
+    help="Model backend (default: model.backend from settings; auto = llama-cpp, in-process).",
 )
 @click.option(
     "--db",
@@ -150,6 +150,7 @@ async def run_console(engine: Any, user_id: str, stdin: TextIO, out: TextIO) -> 
 @click.option("--user", default=None, help="Your user id in memory (default: your OS user).")
 def chat(backend: str | None, db: Path | None, config_file: Path | None, user: str | None) -> None:
     """Chat with Solace in the terminal; one message per line, piped input works too."""
+    from bot.backends import close_backend
     from bot.config import load_settings
     from bot.engine import build_engine
     from bot.errors import SolaceError
@@ -177,4 +178,5 @@ def chat(backend: str | None, db: Path | None, config_file: Path | None, user: s
     except KeyboardInterrupt:
         click.echo("\nTake care.", err=True)
     finally:
+        close_backend(engine.backend)
         engine.memory.db.close()

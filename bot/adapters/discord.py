@@ -3,8 +3,9 @@
 `build_client(engine, settings)` returns a `discord.Client` (or `AutoShardedClient` when
 `discord.sharded`) whose `on_message` answers DMs, and in servers only messages that mention the
 bot or reply to it. Intents: guilds, guild messages, DM messages — no privileged intent: Discord
-delivers message content in DMs and mentions without `message_content`. Commands are typed as
-text ("/forget yes"). Replies stream by editing at most once per `discord.edit_interval_seconds`,
+delivers message content in DMs and mentions without `message_content`. Commands work both as
+application ("/") commands (`discord_slash.py`, registered by `discord_sync.py`) and typed as
+text in DMs and mentions ("/forget yes"). Replies stream by editing at most once per `discord.edit_interval_seconds`,
 split at 2,000 characters, with every mention disabled; discord.py honours 429 `retry_after`.
 """
 
@@ -17,6 +18,7 @@ import traceback
 from typing import TYPE_CHECKING, Any
 
 from bot.adapters import commands as cc
+from bot.adapters.discord_slash import build_tree
 from bot.adapters.streaming import KeyedLocks, stream_reply
 from bot.config import Settings
 from bot.messages import IncomingMessage
@@ -147,7 +149,7 @@ class DiscordHandlers:
         )
         text = result.text
         if result.confirm_forget:
-            text = text.replace("(You can also type /forget yes.)", "Type /forget yes to confirm.")
+            text = text.replace(cc.FORGET_TYPED_HINT, "Type /forget yes to confirm.")
         if result.attachment is not None:
             name, data = result.attachment
             await message.channel.send(text, file=discord.File(io.BytesIO(data), filename=name))
@@ -168,6 +170,18 @@ class DiscordHandlers:
         )
         if not shown:  # nothing visible came back: never go silent
             await message.channel.send(cc.FALLBACK)
+
+    async def setup_hook(self) -> None:
+        """After login, before the gateway: sync the slash commands when configured to."""
+        if not getattr(self, "sync_on_login", False):
+            return
+        from bot.adapters.discord_sync import describe, sync_commands
+
+        try:
+            for result in await sync_commands(self):
+                logger.warning("discord commands %s", describe(result))
+        except Exception as exc:  # the bot still serves (text commands, existing registrations)
+            logger.error("discord command sync failed: %s", type(exc).__name__)
 
     async def on_error(self, event_method: str, /, *args: Any, **kwargs: Any) -> None:
         """discord.py's last-resort hook: log the type and stack only (never message text)."""
@@ -206,4 +220,6 @@ def build_client(engine: Any, settings: Settings, gate: cc.Gate | None = None) -
     client.settings = settings
     client.gate = gate or cc.Gate(settings.access, log_id=lambda p, u: engine.log_id(p, u))
     client.order = KeyedLocks()
+    client.sync_on_login = ds.sync_commands
+    client.tree = build_tree(client)  # the "/" commands (bot/adapters/discord_slash.py)
     return client

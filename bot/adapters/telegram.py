@@ -1,7 +1,8 @@
 """Telegram adapter (python-telegram-bot 22): translates updates to engine calls and back.
 
 `build_application(engine, settings)` returns an unstarted `telegram.ext.Application`;
-`run_telegram(app)` runs it on the current event loop (next to Discord in `solace serve`).
+`run_telegram(app)` runs it on the current event loop (next to Discord in `solace serve`), by
+long polling or, with `telegram.mode = "webhook"`, by PTB's webhook server (`bot.adapters.webhook`).
 Replies are plain text (no parse mode), streamed by editing one message at most once per
 `telegram.edit_interval_seconds`, split at 4,096 UTF-16 units; 429s are retried after
 `retry_after` by PTB's `AIORateLimiter`.
@@ -44,6 +45,9 @@ MENU = (
     ("review", "Let moderators review our chats: /review on or off"),
 )
 FORGET_YES, FORGET_NO = "forget:yes", "forget:no"
+# The update types Solace handles (edits are deliberately not answered): asked for in getUpdates
+# and setWebhook, so Telegram sends nothing else.
+ALLOWED_UPDATES = ["message", "callback_query"]
 
 
 class _ChatSink:
@@ -272,6 +276,11 @@ def build_application(engine: Any, settings: Settings, gate: cc.Gate | None = No
 
     tg = settings.telegram
     handlers = TelegramHandlers(engine, settings, gate)
+    updates: Any = tg.concurrent_updates
+    if tg.mode == "webhook":  # claim each update in SQLite first (several processes, one URL)
+        from bot.adapters.webhook import build_update_processor
+
+        updates = build_update_processor(engine, settings)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # its INFO lines carry the token URL
 
     async def post_init(app: Application) -> None:
@@ -289,7 +298,7 @@ def build_application(engine: Any, settings: Settings, gate: cc.Gate | None = No
                 max_retries=tg.flood_retries,
             )
         )
-        .concurrent_updates(tg.concurrent_updates)
+        .concurrent_updates(updates)
         .get_updates_read_timeout(tg.poll_timeout_seconds + 10)
         # A second connection for the final getUpdates that confirms the last offset at
         # shutdown: with one, a cancelled long poll can still hold it (PoolTimeout) and
@@ -316,17 +325,31 @@ def build_application(engine: Any, settings: Settings, gate: cc.Gate | None = No
 
 @contextlib.asynccontextmanager
 async def run_telegram(app: Application, settings: Settings) -> AsyncIterator[Application]:
-    """Start polling on the running loop; stop cleanly when the block exits."""
+    """Start polling or the webhook on the running loop; stop cleanly when the block exits
+    (in webhook mode: deleteWebhook, then the server; updates already received are answered)."""
+    webhook = settings.telegram.mode == "webhook"
     async with app:
         await app.start()
         if app.updater is None:
             raise ConfigError("the Telegram application was built without an updater")
-        await app.updater.start_polling(
-            timeout=settings.telegram.poll_timeout_seconds,
-            allowed_updates=["message", "edited_message", "callback_query"],
-        )
+        from bot.adapters.webhook import start_webhook, stop_webhook
+
+        try:
+            if webhook:
+                await start_webhook(app, settings, ALLOWED_UPDATES)
+            else:
+                await app.updater.start_polling(
+                    timeout=settings.telegram.poll_timeout_seconds,
+                    allowed_updates=ALLOWED_UPDATES,
+                )
+        except BaseException:
+            await app.stop()  # else leaving `async with app` hides the error behind another
+            raise
         try:
             yield app
         finally:
-            await app.updater.stop()
+            if webhook:
+                await stop_webhook(app, settings)
+            else:
+                await app.updater.stop()
             await app.stop()

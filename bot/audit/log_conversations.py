@@ -36,12 +36,14 @@ NEW_TURNS = (
     "ORDER BY t.created_at, t.id LIMIT ?"
 )
 # Re-checked inside the write transaction: the turn still exists and is still reviewable, so a
-# /forget or /review off that lands between the read and the write leaves nothing behind.
+# /forget or /review off that lands between the read and the write leaves nothing behind. The
+# crisis test is a correlated EXISTS on the (kind, conversation_id) index: `IN (SELECT …)` would
+# list every crisis conversation again for each copied turn, under the write lock.
 STILL_REVIEWABLE = (
     "SELECT 1 FROM turns t LEFT JOIN users u ON u.user_key = t.user_key "
-    "WHERE t.id = ? AND t.created_at = ? AND (t.conversation_id IN "
-    f"({CRISIS_CONVERSATIONS}) OR (u.review_consent_at IS NOT NULL AND "
-    "t.created_at >= u.review_consent_at))"
+    "WHERE t.id = ? AND t.created_at = ? AND (EXISTS (SELECT 1 FROM events e WHERE "
+    "e.kind = 'crisis' AND e.conversation_id = t.conversation_id) OR "
+    "(u.review_consent_at IS NOT NULL AND t.created_at >= u.review_consent_at))"
 )
 
 

@@ -24,6 +24,13 @@ PURGES: tuple[tuple[str, str, str], ...] = (
     ("audit_judgements", "judged_at", "audit"),
     ("audit_conversations", "last_at", "audit"),
     ("job_runs", "started_at", "audit"),
+    # The web console's rows (docs/web.md), when its tables exist: moderators' queue state,
+    # notes and labels about a person, and the console's own access log, kept as long as the
+    # audit copies they refer to.
+    ("web_queue", "updated_at", "audit"),
+    ("web_notes", "created_at", "audit"),
+    ("web_labels", "created_at", "audit"),
+    ("web_audit", "at", "audit"),
 )
 
 
@@ -39,7 +46,10 @@ def purge_expired(adb: AuditDB, settings: Settings, now: float) -> JobResult:
     turns, then the WAL."""
     cutoffs = retention_cutoffs(settings, now)
     result = JobResult(detail={"cutoffs": cutoffs})
+    tables = {r[0] for r in adb.query("SELECT name FROM sqlite_master WHERE type = 'table'")}
     for table, column, which in PURGES:
+        if table not in tables:
+            continue
         deleted = 0
         while True:
             with adb.write() as conn:

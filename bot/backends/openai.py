@@ -3,7 +3,7 @@ streamed; retries with backoff are the client's."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from bot.backends.base import GenOptions
@@ -65,16 +65,29 @@ class OpenAIBackend:
             send_top_k=o.send_top_k,
         )
 
-    def generate(self, messages: Sequence[Message], options: GenOptions) -> Iterator[str]:
+    def generate(
+        self,
+        messages: Sequence[Message],
+        options: GenOptions,
+        *,
+        extra_body: dict[str, Any] | None = None,
+        on_extra: Callable[[dict[str, Any]], None] | None = None,
+    ) -> Iterator[str]:
         """Stream chat completion deltas; any transport or API failure becomes BackendError.
 
         The server applies the chat template and parses special tokens in the rendered prompt
         (llama.cpp's server and llama-cpp-python's both do), so every content is sent with its
-        control-token strings neutralised (bot/backends/prompt_render.py)."""
+        control-token strings neutralised (bot/backends/prompt_render.py).
+
+        Args:
+            extra_body: server-specific request fields (llama-server: cache_prompt, id_slot).
+            on_extra: called with a chunk's non-OpenAI fields when it has some (timings).
+        """
         import httpx
         import openai
 
-        extra = {"top_k": options.top_k} if self.send_top_k and options.top_k else None
+        extra = {"top_k": options.top_k} if self.send_top_k and options.top_k else {}
+        extra |= extra_body or {}
         try:
             stream: Any = self._client.chat.completions.create(
                 model=self.model,
@@ -85,13 +98,17 @@ class OpenAIBackend:
                 max_tokens=options.max_new_tokens,
                 seed=options.seed,
                 stop=list(options.stop) if options.stop else None,
-                extra_body=extra,
+                extra_body=extra or None,
             )
             for chunk in stream:
+                if on_extra is not None and chunk.model_extra:
+                    on_extra(chunk.model_extra)
                 if chunk.choices and chunk.choices[0].delta.content:
                     yield chunk.choices[0].delta.content
         except (openai.APIError, httpx.HTTPError) as exc:
             raise BackendError(f"model server {self.base_url}: {type(exc).__name__}") from exc
+        except (ValueError, AttributeError, TypeError, IndexError) as exc:  # not JSON, bad shape
+            raise BackendError(f"model server {self.base_url}: malformed stream") from exc
 
     def count_tokens(self, text: str) -> int:
         """An upper estimate of `text` as sent (neutralised): the server's tokenizer is not

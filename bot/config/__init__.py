@@ -1,8 +1,9 @@
 """The bot's settings: one frozen `Settings`, read once at start-up and passed down.
 
 `sections` (one class per area: model, generation, memory, openai, safety, telegram, discord,
-access, jobs, backup), `settings` (`Settings`, its sources and `load_settings`) and `options`
-(the `--config`/`--db` options of the `solace` commands). Every key is documented in docs/bot.md.
+access, jobs, backup; `[llama_server]` in `llama_server`, `[web]` in `web`), `settings`
+(`Settings`, its sources and `load_settings`) and `options` (the `--config`/`--db` options of the
+`solace` commands). Every key is documented in docs/bot.md.
 """
 
 from typing import TYPE_CHECKING
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING
 from common.lazy import lazy_exports
 
 if TYPE_CHECKING:
+    from bot.config.llama_server import LlamaServerSettings as LlamaServerSettings
     from bot.config.options import (
         config_option as config_option,
         db_option as db_option,
@@ -35,5 +37,6 @@ if TYPE_CHECKING:
         Settings as Settings,
         load_settings as load_settings,
     )
+    from bot.config.web import WebSettings as WebSettings
 
 __getattr__, __dir__ = lazy_exports(__name__)

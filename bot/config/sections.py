@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from common.configfile import renamed_keys
 
 REPRESENTATIONS = ("raw", "keypos", "nostopwords", "hybrid")
+Snowflake = Annotated[str, Field(pattern=r"^[0-9]{1,20}$")]  # a Discord id, as a string
 
 
 def default_db_path() -> Path:
@@ -30,8 +31,11 @@ class _Section(BaseModel):
 class ModelSettings(_Section):
     """Which backend answers, and the local model it loads."""
 
-    backend: Literal["llama-cpp", "openai", "echo"] = Field(
-        "llama-cpp", description="llama-cpp (local GGUF), openai (remote server) or echo (tests)."
+    backend: Literal["auto", "llama-cpp", "llama-server", "openai", "echo"] = Field(
+        "auto",
+        description="auto (llama-server in `solace serve`, llama-cpp elsewhere), llama-cpp (the "
+        "GGUF in the bot's process), llama-server (llama.cpp's server as a child process, "
+        "parallel slots), openai (a remote server) or echo (tests).",
     )
     path: Path | None = Field(
         None, description="GGUF file for llama-cpp; empty = the embedded SmolLM2-135M-Instruct."
@@ -40,7 +44,12 @@ class ModelSettings(_Section):
     use_default_adapter: bool = Field(
         True, description="Apply Solace's shipped adapter to the embedded model when it exists."
     )
-    n_ctx: int = Field(2048, ge=256, le=131072, description="Context window in tokens.")
+    n_ctx: int = Field(
+        2048,
+        ge=256,
+        le=131072,
+        description="Context window in tokens (llama-server: per slot, i.e. per conversation).",
+    )
     n_threads: int | None = Field(None, ge=1, description="CPU threads; empty = llama.cpp's.")
     cache_mb: int = Field(
         512, ge=0, description="RAM for saved per-conversation KV states; 0 = off."
@@ -133,9 +142,7 @@ class SafetySettings(_Section):
         "+ classifier); if it cannot load, the rules run alone and `solace health` says so.",
     )
     encoder_path: Path | None = Field(
-        None,
-        description="The encoder GGUF (default models/encoder/all-MiniLM-L6-v2-F16.gguf, "
-        "made by `make encoder`).",
+        None, description="The encoder GGUF (default made by `make encoder` in models/encoder/)."
     )
     semantic_classifier_path: Path | None = Field(
         None,
@@ -179,6 +186,56 @@ class TelegramSettings(_Section):
         "https://api.telegram.org/bot", description="Bot API URL (a self-hosted Bot API server)."
     )
     base_file_url: str = Field("https://api.telegram.org/file/bot", description="Bot API file URL.")
+    # --- webhook mode (docs/platforms.md, "Webhook mode"); secret: SOLACE_TELEGRAM_WEBHOOK_SECRET
+    mode: Literal["polling", "webhook"] = Field(
+        "polling",
+        description="polling (getUpdates) or webhook (PTB's webhook server behind your HTTPS "
+        "reverse proxy; setWebhook at start, deleteWebhook at stop).",
+    )
+    webhook_url: str | None = Field(
+        None,
+        description="Public HTTPS URL Telegram posts updates to, e.g. "
+        "https://bot.example.org/telegram; required in webhook mode.",
+    )
+    webhook_listen: str = Field(
+        "127.0.0.1", description="Address the webhook server binds (the proxy forwards to it)."
+    )
+    webhook_port: int = Field(8443, ge=1, le=65535, description="Port the webhook server binds.")
+    webhook_path: str = Field(
+        "/telegram", description="Path the webhook server answers (the proxy forwards it)."
+    )
+    webhook_max_connections: int = Field(
+        40, ge=1, le=100, description="Simultaneous deliveries Telegram may open (setWebhook)."
+    )
+    drop_pending_updates: bool = Field(
+        False,
+        description="Drop the updates Telegram queued while the bot was down (at start); off = "
+        "answer them.",
+    )
+    webhook_delete_on_stop: bool = Field(
+        True,
+        description="deleteWebhook when `solace serve` stops (Telegram keeps new updates until "
+        "the next start); turn off when several processes share the URL.",
+    )
+    webhook_order_wait_seconds: float = Field(
+        120.0,
+        ge=0,
+        le=3600,
+        description="Wait at most this long for another process to finish a person's earlier "
+        "update before answering their next one.",
+    )
+
+    @model_validator(mode="after")
+    def _webhook_url_needed(self) -> TelegramSettings:
+        if self.mode == "webhook":
+            if not self.webhook_url:
+                raise ValueError("telegram.mode = 'webhook' needs telegram.webhook_url")
+            official = self.base_url.startswith("https://api.telegram.org/")
+            if official and not self.webhook_url.startswith("https://"):
+                raise ValueError("telegram.webhook_url must be https:// (Telegram's rule)")
+        if not self.webhook_path.startswith("/"):
+            raise ValueError("telegram.webhook_path must start with '/'")
+        return self
 
 
 class DiscordSettings(_Section):
@@ -205,6 +262,17 @@ class DiscordSettings(_Section):
         None,
         description="REST API base, e.g. a rate-limit proxy such as nirn-proxy; "
         "empty = https://discord.com/api/v10.",
+    )
+    # --- application (slash) commands: bot/adapters/discord_slash.py, discord_sync.py ---
+    sync_commands: bool = Field(
+        False,
+        description="At start-up, compare the registered slash commands with this version's "
+        "and overwrite them only if they differ (else run `solace discord sync`).",
+    )
+    command_guild_ids: tuple[Snowflake, ...] = Field(
+        (),
+        description="Register the slash commands in these servers only (instant, for testing); "
+        "empty = globally.",
     )
 
 

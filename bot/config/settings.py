@@ -23,6 +23,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from bot.config.llama_server import LlamaServerSettings
 from bot.config.sections import (
     AccessSettings,
     BackupSettings,
@@ -35,9 +36,16 @@ from bot.config.sections import (
     SafetySettings,
     TelegramSettings,
 )
+from bot.config.web import WebSettings
 from bot.errors import ConfigError
 
-SECRET_FIELDS = ("telegram_token", "discord_token", "openai_api_key", "pseudonym_secret")
+SECRET_FIELDS = (
+    "telegram_token",
+    "discord_token",
+    "openai_api_key",
+    "pseudonym_secret",
+    "telegram_webhook_secret",
+)
 DEFAULT_CONFIG_NAME = "config.toml"
 # Set by load_settings() so the TOML source knows which file to read for this one construction.
 _CONFIG_FILE: ContextVar[Path | None] = ContextVar("solace_config_file", default=None)
@@ -82,6 +90,7 @@ class Settings(BaseSettings):
     model: ModelSettings = Field(default_factory=ModelSettings)
     generation: GenerationSettings = Field(default_factory=GenerationSettings)
     memory: MemorySettings = Field(default_factory=MemorySettings)
+    llama_server: LlamaServerSettings = Field(default_factory=LlamaServerSettings)
     openai: OpenAISettings = Field(default_factory=OpenAISettings)
     safety: SafetySettings = Field(default_factory=SafetySettings)
     telegram: TelegramSettings = Field(default_factory=TelegramSettings)
@@ -89,12 +98,18 @@ class Settings(BaseSettings):
     access: AccessSettings = Field(default_factory=AccessSettings)
     jobs: JobsSettings = Field(default_factory=JobsSettings)
     backup: BackupSettings = Field(default_factory=BackupSettings)
+    web: WebSettings = Field(default_factory=WebSettings)
 
     telegram_token: SecretStr | None = Field(None, description="SOLACE_TELEGRAM_TOKEN (env only).")
     discord_token: SecretStr | None = Field(None, description="SOLACE_DISCORD_TOKEN (env only).")
     openai_api_key: SecretStr | None = Field(None, description="SOLACE_OPENAI_API_KEY (env only).")
     pseudonym_secret: SecretStr | None = Field(
         None, description="SOLACE_PSEUDONYM_SECRET (env only): key for user pseudonyms."
+    )
+    telegram_webhook_secret: SecretStr | None = Field(
+        None,
+        description="SOLACE_TELEGRAM_WEBHOOK_SECRET (env only): the secret_token Telegram sends "
+        "with every webhook request; empty = a new one at each start (one process only).",
     )
 
     @classmethod

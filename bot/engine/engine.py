@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import re
 import time
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot import texts
-from bot.backends import Backend, gen_options, stream_in_thread
+from bot.backends import Backend, gen_options, reply_threads, stream_in_thread, warm_up_backend
 from bot.config import Settings
 from bot.engine.release import Reply, guarded_release
 from bot.engine.risk import RiskTracker
@@ -31,7 +32,7 @@ from bot.memory import MemoryStore
 from bot.memory.erasure import WalCleanup
 from bot.messages import IncomingMessage
 from bot.safety.protocols import SafetyProtocol, ScreenLike
-from dialogue.prompts import SYSTEM_PROMPT, Message
+from dialogue.prompts import SYSTEM_PROMPT, Message, build_messages
 from dialogue.window import BuiltContext, build_context, compressed_form
 
 logger = logging.getLogger(__name__)
@@ -70,6 +71,7 @@ class Engine:
         self._wal_cleanup = WalCleanup(memory.finish_erasure, memory.path)
         self._model_lock = None if backend.parallel else asyncio.Lock()
         self._risk = RiskTracker(memory, clock)
+        self._executor = reply_threads(backend)
 
     # --- one turn -------------------------------------------------------------------------
 
@@ -99,8 +101,7 @@ class Engine:
         key = where.key
         user = self.memory.get_user(key)
         first_contact = user is None or user.notice_seen_at is None
-        # With the person's recent turns and risk state; a "yes" to a check-in is a crisis.
-        screen = await self._risk.screen(self.safety, key, where.scope, text)
+        screen = await self._risk.screen(self.safety, key, where.scope, text)  # + context, risk
         if screen.crisis:
             # Resources come first for someone in danger; the notice follows, before storing.
             crisis = self._crisis(msg, where, text, screen, first_contact)
@@ -172,10 +173,9 @@ class Engine:
         checkin = self.safety.checkin_reply(screen, user.country if user else None)
         try:
             await self._store(where, msg.platform, "assistant", checkin)
+            self._risk.asked(where.key, msg.platform, where.scope, screen.category)
         except StorageError:
             logger.exception("user %s: could not store the check-in", self._lid(where.key))
-        else:
-            self._risk.asked(where.key, msg.platform, where.scope, screen.category)
         return "\n\n" + checkin
 
     def _context(self, where: _Where, text: str) -> BuiltContext:
@@ -252,9 +252,8 @@ class Engine:
         def stopped(reason: str) -> None:
             reply.guard_reason = reason
 
-        chunks = stream_in_thread(
-            lambda: self.backend.generate(messages, self._options), self._model_lock
-        )
+        produce = functools.partial(self.backend.generate, messages, self._options)
+        chunks = stream_in_thread(produce, self._model_lock, self._executor)
         holdback = self.settings.generation.holdback_chars
         return guarded_release(chunks, self.safety.guard, holdback, stopped)
 
@@ -394,7 +393,8 @@ class Engine:
         return {**self.memory.stats(), "active_users": len(self._user_locks)}
 
     async def warm_up(self) -> None:
-        """Load the context compressor (spaCy) now rather than on the first message."""
+        """Load the context compressor (spaCy) now, not at the first message; prime KV caches."""
         form = compressed_form(self.settings.memory.context_representation)
         if form is not None:
             await self._compress("Warming up.", form)
+        await asyncio.to_thread(warm_up_backend, self.backend, build_messages([]))

@@ -2,8 +2,10 @@
 
 `store` (`MemoryStore`: the verbs), `records` (the rows it returns), `schema` (migrations and the
 one rule for writing), `database` (`open_memory`, `migrate_database`), `keys` (the pseudonym
-secret, its key check and rotation), `erasure` (`/forget`), `export` (`/export`), `risk` (the conversation-level risk row), `consent`
-(`/review`), `backup` (online backups and restore) and `cli` (`solace migrate`, `solace memory`).
+secret, its key check and rotation), `erasure` (`/forget`), `export` (`/export`), `risk`
+(the conversation-level risk row), `consent`
+(`/review`), `backup` (online backups and restore) and `cli` (`solace memory`; `solace migrate`
+is `bot.migrate`).
 """
 
 from typing import TYPE_CHECKING

@@ -1,4 +1,5 @@
-"""`solace migrate` and `solace memory rotate-secret`: the memory database's operator commands."""
+"""`solace memory rotate-secret`: the memory database's operator command (`solace migrate`, which
+also applies the web console's migration set, is `bot.migrate`)."""
 
 from __future__ import annotations
 
@@ -8,26 +9,6 @@ from pathlib import Path
 import click
 
 from bot.config import config_option, db_option
-
-
-@click.command()
-@db_option
-@config_option
-def migrate(db: Path | None, config_file: Path | None) -> None:
-    """Create or upgrade the memory database (append-only migrations; safe to rerun)."""
-    from bot.config import load_settings
-    from bot.errors import SolaceError
-    from bot.memory.database import migrate_database
-
-    try:
-        path = db or load_settings(config_file).memory.db_path
-        path.expanduser().parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        new, applied = migrate_database(path)
-    except (SolaceError, OSError) as exc:
-        raise click.ClickException(str(exc)) from exc
-    for name in applied:
-        click.echo(f"{'applied now' if name in new else 'already applied'}: {name}")
-    click.echo(f"{path}: schema up to date ({len(applied)} migrations)")
 
 
 @click.group()

@@ -165,7 +165,26 @@ def m003_chat_scopes_and_key_check(db: Database) -> None:
 
 
 @migrations()
-def m004_risk_state(db: Database) -> None:
+def m004_telegram_update_claims(db: Database) -> None:
+    """Telegram updates claimed by a bot process (webhook mode; docs/platforms.md, issue 20).
+
+    One row per update_id, inserted with INSERT OR IGNORE before the update is handled, so two
+    processes behind one webhook URL never answer the same update twice. `user_key` (the
+    sender's pseudonym) is kept only while the update is being handled - it orders one person's
+    updates across processes - and set to NULL when done; rows go after a day (Telegram retries
+    an update for at most that long).
+    """
+    db.table("telegram_updates").create(
+        {"update_id": int, "user_key": str, "claimed_by": str, "claimed_at": float,
+         "done_at": float},
+        pk="update_id", not_null={"claimed_by", "claimed_at"},
+    )  # fmt: skip
+    db.table("telegram_updates").create_index(["user_key", "update_id"])
+    db.table("telegram_updates").create_index(["claimed_at"])
+
+
+@migrations()
+def m005_risk_state(db: Database) -> None:
     """Conversation-level crisis risk per person (issue 17): numbers and a category, no text.
 
     One row per person, across all their chats: a decaying `score` (`bot.safety.context`),

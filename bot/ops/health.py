@@ -103,7 +103,31 @@ def check_model(settings: Settings) -> Check:
         return _check_openai(settings)
     if backend == "llama-cpp":
         return _check_gguf(settings)
+    if backend in ("llama-server", "auto"):  # auto: what `solace serve` runs
+        return _check_llama_server(settings)
     return Check("model", "warn", f"backend {backend!r} is for tests: it does not answer people")
+
+
+def _check_llama_server(settings: Settings) -> Check:
+    """The GGUF files, and a llama-server binary that runs (else the embedded fallback)."""
+    from bot.backends.llama_server_command import binary_version, cache_link, find_binary
+    from bot.errors import ConfigError
+
+    files = _check_gguf(settings)
+    if files.status == "fail":
+        return files
+    detail = files.detail.removeprefix("llama-cpp: ")
+    binary = find_binary(settings.llama_server.binary)
+    try:
+        if binary is None:
+            where = settings.llama_server.binary or f"{cache_link()} or PATH"
+            raise ConfigError(f"no llama-server binary ({where}); run `make llama-server`")
+        version = binary_version(binary)
+    except ConfigError as exc:
+        if settings.llama_server.missing_binary == "refuse":
+            return Check("model", "fail", str(exc))
+        return Check("model", "warn", f"{exc}: `solace serve` falls back to the embedded model")
+    return Check("model", "ok", f"llama-server {binary} ({version}); {detail}")
 
 
 def _check_gguf(settings: Settings) -> Check:
@@ -243,6 +267,61 @@ def _secret_pinned(settings: Settings, secret: bytes) -> Check:
     return Check("pseudonym_secret", "ok", "set, matches the database's key check")
 
 
+# --- Telegram webhook mode (issue 20) -----------------------------------------------------------
+
+WEBHOOK_BACKLOG_WARN = 100
+WEBHOOK_ERROR_RECENT_SECONDS = 3600
+
+
+def check_telegram_webhook(settings: Settings, now: float) -> Check | None:
+    """In webhook mode: getWebhookInfo - is the webhook set, to `telegram.webhook_url`, how many
+    updates wait, Telegram's last delivery error. None in polling mode or without a usable token
+    (the token check reports that)."""
+    import httpx
+
+    tg, token = settings.telegram, settings.telegram_token
+    if not tg.enabled or tg.mode != "webhook" or token is None:
+        return None
+    if not token_shape_ok("telegram", token):
+        return None
+    url = f"{tg.base_url}{token.get_secret_value().strip()}/getWebhookInfo"
+    try:
+        response = httpx.get(url, timeout=HTTP_TIMEOUT_SECONDS)
+        body = response.json()
+    except httpx.HTTPError as exc:  # its message holds the URL, and so the token: never shown
+        return Check("telegram_webhook", "fail", f"getWebhookInfo: {type(exc).__name__}")
+    except ValueError:
+        return Check("telegram_webhook", "fail", "getWebhookInfo: the answer is not JSON")
+    if not isinstance(body, dict) or not body.get("ok"):
+        said = str(body.get("description", "")) if isinstance(body, dict) else ""
+        return Check(
+            "telegram_webhook", "fail", f"getWebhookInfo: HTTP {response.status_code} {said}"
+        )
+    info = body.get("result") or {}
+    set_url, pending = str(info.get("url") or ""), int(info.get("pending_update_count") or 0)
+    if not set_url:
+        return Check(
+            "telegram_webhook",
+            "fail",
+            f"not set ({pending} pending updates); `solace serve` sets it at start - is it running?",
+        )
+    detail = f"set: {set_url}, {pending} pending updates"
+    if set_url != tg.webhook_url:
+        return Check(
+            "telegram_webhook", "fail", f"{detail}; not telegram.webhook_url {tg.webhook_url}"
+        )
+    error_at = info.get("last_error_date")
+    if error_at and now - float(error_at) < WEBHOOK_ERROR_RECENT_SECONDS:
+        age = (now - float(error_at)) / 60
+        error = info.get("last_error_message") or "unknown"
+        return Check(
+            "telegram_webhook", "warn", f"{detail}; delivery failed {age:.0f} min ago: {error}"
+        )
+    if pending > WEBHOOK_BACKLOG_WARN:
+        return Check("telegram_webhook", "warn", f"{detail} (a backlog: is the bot answering?)")
+    return Check("telegram_webhook", "ok", detail)
+
+
 def run_checks(
     settings: Settings, *, generate: bool = False, clock: Callable[[], float] = time.time
 ) -> list[Check]:
@@ -255,6 +334,9 @@ def run_checks(
         check_semantic(settings),
         *check_secrets(settings),
     ]
+    webhook = check_telegram_webhook(settings, clock())
+    if webhook is not None:
+        checks.append(webhook)
     if generate:
         checks.append(check_generate(settings))
     return checks

@@ -10,7 +10,7 @@ from bot.errors import ConfigError
 from tests.paths import ROOT
 
 EXAMPLE = ROOT / "configs" / "bot.example.toml"
-OWN_SECTIONS = ("model", "generation", "memory", "openai")
+OWN_SECTIONS = ("model", "llama_server", "generation", "memory", "openai")
 
 
 pytestmark = pytest.mark.usefixtures("clean_env")  # settings only from what each test sets
@@ -28,7 +28,7 @@ def test_generation_defaults_are_the_papers_table_3():
 
 def test_example_file_validates_and_sets_every_engine_key():
     settings = load_settings(EXAMPLE)
-    assert settings.model.backend == "llama-cpp"
+    assert settings.model.backend == "auto"
     text = EXAMPLE.read_text()
     for section in OWN_SECTIONS:
         for key in type(getattr(settings, section)).model_fields:

@@ -103,7 +103,7 @@ def test_git_sha_is_this_checkout() -> None:
 
 PACKAGES_WITH_EXPORTS = (
     "bot.adapters", "bot.audit", "bot.backends", "bot.config", "bot.engine", "bot.memory",
-    "bot.ops", "bot.safety",
+    "bot.ops", "bot.safety", "bot.web",
 )  # fmt: skip
 
 
@@ -130,7 +130,8 @@ def test_help_imports_no_package_body() -> None:
         "import sys\nfrom click.testing import CliRunner\nfrom bot.cli import cli\n"
         "assert CliRunner().invoke(cli, ['--help']).exit_code == 0\n"
         "body = ['bot.safety.screen', 'bot.memory.store', 'bot.engine.engine', "
-        "'bot.adapters.telegram', 'bot.audit.jobs', 'bot.ops.health', 'pydantic_settings']\n"
+        "'bot.adapters.telegram', 'bot.audit.jobs', 'bot.ops.health', 'bot.web.app', "
+        "'starlette', 'pydantic_settings']\n"
         "print([m for m in body if m in sys.modules])\n"
     )
     root = ROOT

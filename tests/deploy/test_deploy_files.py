@@ -21,6 +21,7 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
+from bot.backends.llama_server_command import MODEL_ALIAS
 from bot.config import Settings
 from tests.paths import ROOT
 
@@ -199,9 +200,14 @@ def test_bot_reaches_each_model_server_through_the_openai_backend(
     assert vllm_args[vllm_args.index("--port") + 1] == port
     assert vllm_args[vllm_args.index("--served-model-name") + 1] == env["SOLACE_OPENAI__MODEL"]
     assert "VLLM_TENSOR_PARALLEL" in vllm_args[vllm_args.index("--tensor-parallel-size") + 1]
+    # The bot budgets for exactly the window each server gives one conversation (issue 19: a
+    # slot's context, not the total), from one variable.
+    window = vllm_args[vllm_args.index("--max-model-len") + 1]
+    assert env["SOLACE_OPENAI__CONTEXT_TOKENS"] == cpu["environment"]["LLAMA_N_CTX"] == window
+    # The cpu service runs llama-server with the bot's own flags, under the name the bot sends.
     script = (DEPLOY / "llama-server.sh").read_text()
-    assert f"LLAMA_ALIAS:-{env['SOLACE_OPENAI__MODEL']}" in script
-    assert "LLAMA_ALIAS" not in cpu["environment"]
+    assert 'python3}" -m bot.backends.llama_server_command' in script
+    assert env["SOLACE_OPENAI__MODEL"] == MODEL_ALIAS
     for dependency in ("model-cpu", "vllm"):
         assert services["bot"]["depends_on"][dependency]["condition"] == "service_healthy"
 
@@ -213,7 +219,10 @@ def test_compose_settings_and_volumes_match_the_code(compose: dict[str, Any]) ->
         for key in service.get("environment", {}):
             if key.startswith("SOLACE_"):
                 assert key in known, f"{name}: {key} is not a setting"
-    env = {k: v for k, v in compose["services"]["bot"]["environment"].items()}
+    env = {  # ${VAR:-default} as compose resolves it with the variable unset
+        k: VAR_RE.sub(lambda m: _default(m.group(0)), v)
+        for k, v in compose["services"]["bot"]["environment"].items()
+    }
     settings = Settings(**_nested(env))
     assert settings.model.backend == "openai"
     image_env = _dockerfile_env()

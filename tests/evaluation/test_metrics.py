@@ -192,6 +192,22 @@ def test_bertscore_matches_library_and_names_model() -> None:
     assert float(f[1]) == pytest.approx(1.0, abs=1e-5)  # the identical pair
 
 
+@pytest.mark.slow
+def test_bertscore_scores_an_empty_reply_zero_instead_of_crashing() -> None:
+    """A strategy row whose reply is only a "[Question]" prefix has an empty reply after the
+    split; bert-score 0.3.13 crashed on it under transformers 5 (results/compare's first run)."""
+    from bert_score import score
+
+    from evaluation.embeddings import bertscore_entries, minilm_dir
+
+    refs = ["that sounds really hard , i am sorry", "what happened next ?", "tell me more"]
+    hyps = ["i am sorry , that sounds hard", "", "   "]
+    entries = bertscore_entries(refs, hyps, MetricsConfig())
+    _p, _r, f = score(hyps[:1], refs[:1], model_type=str(minilm_dir()), num_layers=6, lang="en")
+    assert entries["bertscore_f1"]["value"] == pytest.approx(100 * float(f[0]) / 3, abs=1e-6)
+    assert entries["bertscore_f1"]["empty_pairs_scored_0"] == 2
+
+
 def test_compute_metrics_records_provenance() -> None:
     rows = [
         {"dialogue_id": "d1", "reference": "I am sorry to hear that.", "generated": "That sounds hard.",

@@ -223,3 +223,29 @@ def test_fetch_tools_rejects_sdist_without_converters(tmp_path: Path, capsys) ->
     assert code == 1
     assert "does not carry llama.cpp's conversion scripts" in capsys.readouterr().err
     assert not (tmp_path / "t" / "llama.cpp").exists()
+
+
+def test_full_fine_tune_manifest_and_adapter_only_refusal(tmp_path: Path, monkeypatch) -> None:
+    from exporter.cli import export
+
+    run = fake_run(tmp_path, method="full", artifacts={"model_dir": "model"})
+    (run / "model").mkdir()
+    (run / "model" / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    parsed = read_run_manifest(run)
+    assert parsed.method == "full" and parsed.adapter_dir is None
+    assert parsed.weights_dir == run / "model"
+    tools = tmp_path / "tools"
+    (tools / "gguf-py" / "gguf").mkdir(parents=True)
+    (tools / "gguf-py" / "gguf" / "__init__.py").write_text("")
+    (tools / "convert_lora_to_gguf.py").write_text("")
+    monkeypatch.setenv("SOLACE_LLAMA_TOOLS", str(tools))
+    result = CliRunner().invoke(export, [str(run), "--adapter-only", "--out", str(tmp_path / "o")])
+    assert result.exit_code != 0
+    assert "full fine-tune" in result.output and "without --adapter-only" in result.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_adaption_prompt_run_is_refused_with_where_to_evaluate_it(tmp_path: Path) -> None:
+    run = fake_run(tmp_path, method="adaption_prompt")
+    with pytest.raises(ValueError, match="llama.cpp has no such adapter.*--model"):
+        read_run_manifest(run)

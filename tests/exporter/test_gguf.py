@@ -10,6 +10,7 @@ tiny (3M parameters, almost all embeddings), so each conversion takes seconds.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -336,3 +337,49 @@ def test_eval_set_scores_exactly_the_supporter_turns(tiny_run) -> None:
         assert tok.decode([i for i, m in zip(ids, mask, strict=True) if m]) == expected
         prompt = tok.decode(eval_set.prompts[0])
         assert prompt.endswith("I feel alone tonight.<|im_end|>\n<|im_start|>assistant\n")
+
+
+@pytest.fixture(scope="module")
+def full_fine_tune_run(tiny_run: dict[str, Path]) -> Path:
+    """A full fine-tune's run directory: the whole (changed) model under model/."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(str(tiny_run["base"]))
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for param in model.parameters():
+            param.add_(0.02 * torch.randn_like(param))  # every weight moved, as training does
+    run = tiny_run["root"] / "full-run"
+    model.save_pretrained(run / "model")
+    shutil.copytree(tiny_run["run"] / "tokenizer", run / "tokenizer")
+    manifest = json.loads((tiny_run["run"] / "manifest.json").read_text())
+    manifest["method"] = "full"
+    manifest["artifacts"] = {"model_dir": "model", "tokenizer_dir": "tokenizer"}
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    return run
+
+
+def test_full_fine_tune_exports_as_a_merged_gguf(
+    tiny_run: dict[str, Path], full_fine_tune_run: Path
+) -> None:
+    import numpy as np
+    import torch
+
+    from exporter.merge import load_model
+
+    out = tiny_run["root"] / "full-ft"
+    result = _export({**tiny_run, "run": full_fine_tune_run}, out, "--set", "outtype='f32'",
+                     "--quant", "Q8_0")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    parity = json.loads((out / "parity.json").read_text())
+    rows = {r["kind"]: r for r in parity["rows"]}
+    assert parity["passed"] and abs(rows["F32"]["ppl_increase"]) < 0.005
+    with torch.inference_mode():
+        hf = load_model(full_fine_tune_run / "model", None)(torch.tensor([IDS])).logits[0]
+    ours = _logits(out / "model-F32.gguf", IDS)
+    np.testing.assert_allclose(ours, hf.numpy(), atol=5e-3, rtol=1e-3)
+    assert np.abs(ours - _logits(tiny_run["base_gguf"], IDS)).max() > 1e-1  # not the base
+    result = _export({**tiny_run, "run": full_fine_tune_run}, out / "a", "--adapter-only")
+    assert result.exit_code != 0 and "full fine-tune" in result.output
+    assert not (out / "a").exists()  # refused before anything was written

@@ -14,6 +14,7 @@ import datetime as dt
 import itertools
 import json
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,6 +68,10 @@ class FakeDiscordREST(LoopbackServer):
         self.bad_requests: list[str] = []
         self._failures: dict[str, deque[float]] = {}
         self._ids = itertools.count(920000000000000001)
+        # Routes other modules plug in (tests/servers/discord_app.py), and path prefixes that
+        # need no bot token (interaction callbacks and webhooks, as on Discord).
+        self.extra_routes: list[Callable[[str, list[str]], tuple[str, Any] | None]] = []
+        self.open_prefixes: set[str] = set()
 
     def add_routes(self, app: web.Application) -> None:
         """Every REST route of API v10."""
@@ -87,9 +92,10 @@ class FakeDiscordREST(LoopbackServer):
 
     # --- HTTP ---------------------------------------------------------------------------------
     async def _handle(self, request: web.Request) -> web.Response:
-        if request.headers.get("Authorization") != f"Bot {self.token}":
-            return _json({"message": "401: Unauthorized", "code": 0}, status=401)
         parts = request.match_info["path"].strip("/").split("/")
+        authorized = request.headers.get("Authorization") == f"Bot {self.token}"
+        if not authorized and parts[0] not in self.open_prefixes:
+            return _json({"message": "401: Unauthorized", "code": 0}, status=401)
         route = self._route(request.method, parts)
         if route is None:
             self.bad_requests.append(f"{request.method} /{'/'.join(parts)}")
@@ -131,6 +137,9 @@ class FakeDiscordREST(LoopbackServer):
         )
 
     def _route(self, method: str, parts: list[str]) -> tuple[str, Any] | None:
+        for extra in self.extra_routes:
+            if (found := extra(method, parts)) is not None:
+                return found
         if method == "GET" and parts == ["users", "@me"]:
             return "me", self._me
         if method == "GET" and parts == ["oauth2", "applications", "@me"]:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tests.servers.discord import FakeDiscordREST, Gateway, SentMessage as DiscordMessage
+from tests.servers.discord_app import ApplicationAPI, Interactions
 from tests.servers.telegram import FakeTelegramServer, SentMessage as TelegramMessage
 
 # --- Telegram ---------------------------------------------------------------------------------
@@ -78,6 +79,28 @@ def rig_settings(server: FakeTelegramServer, db_path: Any, **sections: Any) -> A
         telegram_token=SecretStr(server.token),
         **sections,
     )
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def webhook_section(port: int | None = None, **extra: Any) -> dict[str, Any]:
+    """The `telegram` settings of webhook mode on a free loopback port (plain HTTP: no proxy)."""
+    port = port or free_port()
+    return {
+        "mode": "webhook",
+        "webhook_listen": "127.0.0.1",
+        "webhook_port": port,
+        "webhook_path": "/telegram",
+        "webhook_url": f"http://127.0.0.1:{port}/telegram",
+        **extra,
+    }
 
 
 @contextlib.asynccontextmanager
@@ -145,6 +168,8 @@ class DiscordRig:
     gateway: Gateway
     client: Any
     engine: Any
+    app: ApplicationAPI
+    interactions: Interactions
 
     async def say(self, user: int, text: str) -> str:
         """DM `text` as `user`, wait for the echo reply and return its final content."""
@@ -193,6 +218,7 @@ async def discord_rig(
 
     original_base = discord.http.Route.BASE
     async with FakeDiscordREST() as rest:
+        app = ApplicationAPI(rest)
         settings = Settings(
             model={"backend": "echo", "n_ctx": 2048},
             memory={"db_path": db_path, "context_representation": "raw"},
@@ -208,7 +234,8 @@ async def discord_rig(
         client = build_client(engine, settings)
         try:
             await client.login(discord_token(settings))
-            yield DiscordRig(rest, Gateway(client, rest), client, engine)
+            gateway = Gateway(client, rest)
+            yield DiscordRig(rest, gateway, client, engine, app, Interactions(gateway, app))
         finally:
             await client.close()
             discord.http.Route.BASE = original_base

@@ -3,8 +3,9 @@
 The real `telegram.ext.Application` is pointed at it with `base_url`; tests queue updates (what
 users "send") and read back what the bot sent, edited and uploaded. It speaks the methods the
 adapter uses — getMe, getUpdates (long polling), sendMessage, editMessageText, sendChatAction,
-sendDocument, answerCallbackQuery, editMessageReplyMarkup, setMyCommands, deleteWebhook — and can
-answer any of them with a 429 `retry_after` to exercise flood control.
+sendDocument, answerCallbackQuery, editMessageReplyMarkup, setMyCommands, and the webhook methods
+(tests/servers/telegram_webhook.py: updates are then POSTed to the bot's webhook) — and can answer
+any of them with a 429 `retry_after` to exercise flood control.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 from aiohttp import web
 
 from tests.servers.loopback import LoopbackServer
+from tests.servers.telegram_webhook import WebhookMethods, WebhookState
 
 BOT_ID = 424242
 BOT_USERNAME = "solace_test_bot"
@@ -42,7 +44,7 @@ class SentMessage:
     created_at: float = field(default_factory=time.perf_counter)
 
 
-class FakeTelegramServer(LoopbackServer):
+class FakeTelegramServer(WebhookMethods, LoopbackServer):
     """The fake Bot API. Use `async with FakeTelegramServer() as server:`."""
 
     def __init__(self, token: str = TOKEN) -> None:
@@ -58,6 +60,13 @@ class FakeTelegramServer(LoopbackServer):
         self._failures: dict[str, deque[int]] = defaultdict(deque)
         self._ids = itertools.count(1)
         self._update_ids = itertools.count(1)
+        self.webhook = WebhookState()
+        self.route = None
+        self._tasks = set()
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.stop_retries()
+        await super().__aexit__(*exc)
 
     def add_routes(self, app: web.Application) -> None:
         """Every Bot API method, by GET or POST."""
@@ -83,6 +92,8 @@ class FakeTelegramServer(LoopbackServer):
         """Queue a raw update; returns its update_id."""
         update_id = next(self._update_ids)
         self.updates.append({"update_id": update_id, **update})
+        if self.webhook.url:
+            await self.deliver_now(self.updates[-1])
         await self._notify()
         return update_id
 
@@ -261,6 +272,11 @@ class FakeTelegramServer(LoopbackServer):
                 },
                 status=429,
             )
+        if method == "getUpdates" and self.webhook.url:
+            return web.json_response(
+                {"ok": False, "error_code": 409, "description": "Conflict: webhook is active"},
+                status=409,
+            )
         if method == "getUpdates":
             return web.json_response({"ok": True, "result": await self._get_updates(params)})
         handler = getattr(self, f"_m_{method}", None)
@@ -300,9 +316,6 @@ class FakeTelegramServer(LoopbackServer):
             "can_read_all_group_messages": False,
             "supports_inline_queries": False,
         }
-
-    def _m_deleteWebhook(self, params: dict[str, Any], files: dict[str, bytes]) -> bool:
-        return True
 
     def _m_setMyCommands(self, params: dict[str, Any], files: dict[str, bytes]) -> bool:
         return True

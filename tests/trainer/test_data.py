@@ -6,8 +6,9 @@ import pytest
 
 from dialogue.types import Dialogue, Turn
 from tests.trainer.helpers import make_dialogues, make_tokenizer
+from trainer.batches import build_samples
 from trainer.config import TrainConfig
-from trainer.data import IGNORE_INDEX, DataError, build_samples, conversation_turns
+from trainer.data import IGNORE_INDEX, DataError, conversation_turns
 
 pytest.importorskip("transformers")
 

@@ -32,8 +32,7 @@ def _cfg(tiny_dir: Path, **overrides: object) -> TrainConfig:
 
 def _model_and_batch(tiny_dir: Path) -> tuple[Any, dict[str, Any]]:
     from trainer import train as t
-    from trainer.batches import collate
-    from trainer.data import build_samples
+    from trainer.batches import build_samples, collate
 
     cfg = _cfg(tiny_dir)
     tokenizer = t.load_tokenizer(str(tiny_dir), cfg)

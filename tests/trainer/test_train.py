@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -69,7 +70,7 @@ def test_loss_goes_down_on_a_repeated_batch(
     tiny_dir: Path, data_file: Path, tmp_path: Path
 ) -> None:
     from trainer import train as t
-    from trainer.data import build_samples
+    from trainer.batches import build_samples
 
     cfg = _cfg(tiny_dir, data_file, tmp_path / "run", lora_dropout=0.0, learning_rate=1e-2)
     accelerator = t.make_accelerator(cfg)
@@ -193,19 +194,20 @@ def _write(tmp_path: Path) -> Path:
     return path
 
 
-TRAIN_CONFIGS = sorted((ROOT / "configs" / "train").glob("*.toml"))
+TRAIN_CONFIGS = sorted((ROOT / "configs" / "train").rglob("*.toml"))
 
 
 def test_the_shipped_train_configs_are_found() -> None:
     """Guards the parametrized test below: an empty glob would make it pass by running nothing."""
     names = {p.name for p in TRAIN_CONFIGS}
-    assert "smollm2-135m-esconv.toml" in names and len(names) >= 5
+    assert "smollm2-135m-esconv.toml" in names and "lora-r32-all-raw.toml" in names
+    assert len(names) >= 17  # 5 top-level configs and 12 comparison rows
 
 
 @pytest.mark.parametrize("path", TRAIN_CONFIGS, ids=lambda p: p.name)
 def test_every_shipped_config_validates(path: Path) -> None:
     cfg = load_config(path)
-    assert cfg.name == path.stem
+    assert cfg.name == tomllib.loads(path.read_text()).get("name", path.stem)
     if "extes" in path.name:  # the paper's Table 2
         assert (cfg.learning_rate, cfg.lora_r, cfg.lora_alpha) == (2e-4, 64, 32)
         assert (cfg.lora_dropout, cfg.lora_bias, cfg.task_type) == (0.1, "none", "CAUSAL_LM")
@@ -216,7 +218,8 @@ def test_every_shipped_config_validates(path: Path) -> None:
 
 def test_mistral_system_template_locates_assistant_turns() -> None:
     from tests.trainer.helpers import make_tokenizer
-    from trainer.data import IGNORE_INDEX, build_samples
+    from trainer.batches import build_samples
+    from trainer.data import IGNORE_INDEX
     from trainer.model import read_chat_template
 
     root = ROOT

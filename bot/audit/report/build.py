@@ -10,6 +10,7 @@ keys are shortened to 12 hex characters; platform ids never reach the report.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import datetime as dt
 import json
 import logging
@@ -17,6 +18,7 @@ import statistics
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from bot.audit.judge import CRITERIA_COLUMNS
 from bot.audit.names import STATE_ROWS
@@ -30,31 +32,57 @@ logger = logging.getLogger(__name__)
 
 PERIOD_SECONDS = {"daily": 86_400, "weekly": 7 * 86_400}
 HOURLY_UP_TO_SECONDS = 2 * 86_400
+QUARTER_SECONDS = 900
 
 
 class Buckets:
-    """Equal time buckets over [start, end): hourly up to two days, else daily."""
+    """Calendar buckets over [start, end) in a time zone: hours up to two days, else days.
 
-    def __init__(self, start: float, end: float) -> None:
+    A day is a calendar day in `timezone` (midnight to midnight, 23 or 25 hours on a daylight
+    saving change), so a message sent on 6 December is drawn on 6 December wherever the period
+    starts. SQL groups rows by quarter hour from the first boundary (every zone's offset is a
+    multiple of 15 minutes, so a quarter never straddles two buckets); `bucket_of_quarter` maps
+    quarters to buckets.
+    """
+
+    def __init__(self, start: float, end: float, timezone: str = "UTC") -> None:
         self.start, self.end = start, end
-        self.size = 3600 if end - start <= HOURLY_UP_TO_SECONDS else 86_400
-        self.count = max(1, int(-(-(end - start) // self.size)))
+        self.zone = ZoneInfo(timezone)
+        self.hourly = end - start <= HOURLY_UP_TO_SECONDS
+        self.bounds = self._bounds()
+        self.count = len(self.bounds) - 1
+
+    def _bounds(self) -> list[float]:
+        first = dt.datetime.fromtimestamp(self.start, self.zone)
+        if self.hourly:
+            t = first.replace(minute=0, second=0, microsecond=0).timestamp()
+            bounds = [t]
+            while bounds[-1] < self.end:
+                bounds.append(bounds[-1] + 3600)
+            return bounds if len(bounds) > 1 else [t, t + 3600]
+        day = first.date()
+        bounds = [dt.datetime.combine(day, dt.time(0), self.zone).timestamp()]
+        while bounds[-1] < self.end or len(bounds) < 2:
+            day += dt.timedelta(days=1)
+            bounds.append(dt.datetime.combine(day, dt.time(0), self.zone).timestamp())
+        return bounds
 
     def index(self, t: float) -> int:
         """The bucket holding time `t` (clamped)."""
-        return min(max(int((t - self.start) // self.size), 0), self.count - 1)
+        return min(max(bisect.bisect_right(self.bounds, t) - 1, 0), self.count - 1)
 
     def labels(self) -> list[str]:
-        """Bucket start times, short."""
-        fmt = "%m-%d %H:00" if self.size == 3600 else "%Y-%m-%d"
-        return [
-            dt.datetime.fromtimestamp(self.start + i * self.size, dt.UTC).strftime(fmt)
-            for i in range(self.count)
-        ]
+        """Bucket start times in the zone, short."""
+        fmt = "%m-%d %H:00" if self.hourly else "%Y-%m-%d"
+        return [dt.datetime.fromtimestamp(b, self.zone).strftime(fmt) for b in self.bounds[:-1]]
 
     def sql(self) -> str:
-        """SQL expression of the bucket of `created_at`-like column `{t}`."""
-        return f"CAST(({{t}} - {self.start!r}) / {self.size} AS INTEGER)"
+        """SQL expression of the quarter hour of a `created_at`-like column `{t}`."""
+        return f"CAST(({{t}} - {self.bounds[0]!r}) / {QUARTER_SECONDS} AS INTEGER)"
+
+    def bucket_of_quarter(self, quarter: int) -> int:
+        """The bucket of quarter-hour number `quarter` (from `sql()`)."""
+        return self.index(self.bounds[0] + quarter * QUARTER_SECONDS)
 
 
 def _activity(adb: AuditDB, start: float, end: float, b: Buckets) -> dict[str, Any]:
@@ -66,12 +94,12 @@ def _activity(adb: AuditDB, start: float, end: float, b: Buckets) -> dict[str, A
         )
     }
     series = [0] * b.count
-    for bucket, n in adb.query(
+    for quarter, n in adb.query(
         f"SELECT {b.sql().format(t='created_at')} AS k, COUNT(*) FROM turns WHERE {span} "
         "GROUP BY k",
         [start, end],
     ):
-        series[min(max(bucket, 0), b.count - 1)] += n
+        series[b.bucket_of_quarter(quarter)] += n
     return {
         "users_active": adb.scalar(f"SELECT COUNT(DISTINCT user_key) FROM turns WHERE {span}",
                                    [start, end]),
@@ -111,16 +139,24 @@ def _toxicity(adb: AuditDB, settings: Settings, start: float, end: float, b: Buc
     out: dict[str, Any] = {"threshold": threshold, "scorers": [
         r[0] for r in adb.query("SELECT DISTINCT scorer FROM audit_toxicity WHERE "
                                 "created_at >= ? AND created_at < ?", [start, end])]}  # fmt: skip
+    # Per quarter hour, each attribute's count and sum (NULLs left out, as AVG does), folded
+    # into the calendar buckets and averaged there.
+    sums = ", ".join(f"COUNT({a}), SUM({a})" for a in ATTRIBUTES)
     for role in ("user", "assistant"):
-        series = {a: [None] * b.count for a in ATTRIBUTES}
+        n = {a: [0] * b.count for a in ATTRIBUTES}
+        acc = {a: [0.0] * b.count for a in ATTRIBUTES}
         rows = adb.query(
-            f"SELECT {b.sql().format(t='created_at')} AS k, {attrs} FROM audit_toxicity "
+            f"SELECT {b.sql().format(t='created_at')} AS k, {sums} FROM audit_toxicity "
             "WHERE role = ? AND created_at >= ? AND created_at < ? GROUP BY k",
             [role, start, end],
         )
         for row in rows:
+            k = b.bucket_of_quarter(row[0])
             for i, a in enumerate(ATTRIBUTES):
-                series[a][min(max(row[0], 0), b.count - 1)] = row[i + 1]
+                n[a][k] += row[2 * i + 1]
+                acc[a][k] += row[2 * i + 2] or 0.0
+        series = {a: [acc[a][k] / n[a][k] if n[a][k] else None for k in range(b.count)]
+                  for a in ATTRIBUTES}  # fmt: skip
         total = adb.query(
             f"SELECT COUNT(*), SUM(max_score > ?), {attrs} FROM audit_toxicity "
             "WHERE role = ? AND created_at >= ? AND created_at < ?",
@@ -209,11 +245,12 @@ def collect_report(
     adb: AuditDB, settings: Settings, start: float, end: float, period: str = "custom"
 ) -> dict[str, Any]:
     """Every section's data (JSON-ready), for [start, end)."""
-    b = Buckets(start, end)
+    b = Buckets(start, end, settings.jobs.timezone)
     return {
         "title": f"Solace moderator report ({period})",
         "period": {"name": period, "start": iso(start), "end": iso(end), "start_ts": start,
-                   "end_ts": end, "bucket": "hour" if b.size == 3600 else "day",
+                   "end_ts": end, "bucket": "hour" if b.hourly else "day",
+                   "timezone": settings.jobs.timezone,
                    "labels": b.labels()},
         "activity": _activity(adb, start, end, b),
         "events": _events(adb, start, end, b),

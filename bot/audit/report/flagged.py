@@ -58,22 +58,30 @@ def _event_reason(kind: str, category: str | None, detail: str | None) -> tuple[
     return 10 + int(10 * value), f"toxicity in the person's message: {name} {value:.2f}"
 
 
-def _collect(adb: AuditDB, start: float, end: float) -> dict[str, dict[str, Any]]:
+def collect_flagged(
+    adb: Any, start: float, end: float, conversation_id: str | None = None
+) -> dict[str, dict[str, Any]]:
+    """conversation id -> {reasons: {reason: count}, priority, first, last, user_key} for every
+    conversation flagged in [start, end) (or only `conversation_id`). `adb` is anything with
+    AuditDB's `query` (the console passes its own connection)."""
     found: dict[str, dict[str, Any]] = defaultdict(
-        lambda: {"reasons": {}, "priority": 0, "last": 0.0, "user_key": ""}
+        lambda: {"reasons": {}, "priority": 0, "first": float("inf"), "last": 0.0, "user_key": ""}
     )
+    one = "" if conversation_id is None else " AND conversation_id = ?"
+    extra = [] if conversation_id is None else [conversation_id]
     for cid, key, kind, category, detail, t in adb.query(
         "SELECT conversation_id, user_key, kind, category, detail, created_at FROM events "
         "WHERE kind IN ('crisis', 'guard', 'toxicity', 'concern') AND conversation_id IS NOT "
-        "NULL AND created_at >= ? AND created_at < ?",
-        [start, end],
+        f"NULL AND created_at >= ? AND created_at < ?{one}",
+        [start, end, *extra],
     ):
         priority, reason = _event_reason(kind, category, detail)
         _add(found[cid], key, priority, reason, t)
     for cid, key, model, score, t in adb.query(
         "SELECT conversation_id, user_key, judge_model, appropriateness, judged_at "
-        "FROM audit_judgements WHERE judged_at >= ? AND judged_at < ? AND appropriateness <= ?",
-        [start, end, LOW_JUDGE_SCORE],
+        f"FROM audit_judgements WHERE judged_at >= ? AND judged_at < ? AND appropriateness <= ?"
+        f"{one}",
+        [start, end, LOW_JUDGE_SCORE, *extra],
     ):
         _add(found[cid], key, LOW_JUDGE_PRIORITY, f"low judge score: appropriateness "
              f"{score:.1f} ({model})", t)  # fmt: skip
@@ -84,6 +92,7 @@ def _add(entry: dict[str, Any], key: str, priority: int, reason: str, t: float) 
     entry["user_key"] = key
     entry["reasons"][reason] = entry["reasons"].get(reason, 0) + 1
     entry["priority"] = max(entry["priority"], priority)
+    entry["first"] = min(entry["first"], t)
     entry["last"] = max(entry["last"], t)
 
 
@@ -108,7 +117,8 @@ def flagged_conversations(
     adb: AuditDB, settings: Settings, start: float, end: float
 ) -> list[dict[str, Any]]:
     """The flagged conversations of the period, most serious first (at most the configured N)."""
-    found = _collect(adb, start, end)
+    found = collect_flagged(adb, start, end)
+    console = (settings.web.public_url or "").rstrip("/")
     order = sorted(
         found.items(), key=lambda kv: (kv[1]["priority"], len(kv[1]["reasons"]), kv[1]["last"]),
         reverse=True,
@@ -121,5 +131,6 @@ def flagged_conversations(
             "conversation": cid[:8], "last": iso(entry["last"]),
             "reasons": [f"{r} (×{n})" if n > 1 else r for r, n in entry["reasons"].items()],
             "reviewable": excerpt is not None, "excerpt": excerpt or [],
+            "console_url": f"{console}/conversations/{cid}" if console else None,
         })  # fmt: skip
     return out

@@ -339,3 +339,22 @@ def test_a_job_releases_the_write_lock_and_pauses_after_each_batch(
     assert len(pauses) == 1 and pauses[0] >= audit.MIN_WRITE_PAUSE_SECONDS
     audit.yield_after_write(0.03)
     assert pauses[-1] == pytest.approx(0.09)  # held 30 ms: pause 90 ms, a 25% duty cycle
+
+
+def test_the_snapshot_rechecks_a_turn_by_index_not_by_listing_every_crisis(db: Path) -> None:
+    """The per-turn check inside the snapshot's write transaction looks the turn's own
+    conversation up in the (kind, conversation_id) index. As `IN (SELECT … every crisis
+    event)` it rebuilt the list of all crisis conversations for each copied turn, holding the
+    write lock the chats need (10,000 crisis conversations: over 30 minutes, issue 21)."""
+    from bot.audit.log_conversations import STILL_REVIEWABLE
+
+    populate(db, 20, start=NOW - DAY, end=NOW, crisis_share=1.0)
+    with audit_connection(db) as adb:
+        plan = [r[3] for r in adb.query(f"EXPLAIN QUERY PLAN {STILL_REVIEWABLE}", [1, NOW])]
+        crisis_turn = adb.query(
+            "SELECT id, created_at FROM turns WHERE conversation_id IN (SELECT "
+            "conversation_id FROM events WHERE kind = 'crisis') LIMIT 1"
+        )[0]
+        assert adb.query(STILL_REVIEWABLE, list(crisis_turn))  # still finds crisis turns
+    assert not any(step.startswith("LIST SUBQUERY") for step in plan), plan
+    assert any("kind=? AND conversation_id=?" in step for step in plan), plan

@@ -128,7 +128,8 @@ def test_empty_period_and_hostile_values_are_escaped(tmp_path: Path) -> None:
     with audit_connection(db) as adb:
         data = collect_report(adb, settings, NOW - DAY, NOW, "daily")
     assert data["activity"]["users_active"] == 0 and data["flagged"] == []
-    assert len(data["period"]["labels"]) == 24  # hourly buckets for a day
+    # Clock hours: a 24-hour period starting mid-hour (NOW is not on the hour) touches 25.
+    assert len(data["period"]["labels"]) == 25
     data["toxicity"]["scorers"] = ['<img src=x onerror="alert(1)">']
     data["data_quality"]["failures"] = [{"job": "x", "time": "t", "error": "</table><b>"}]
     page = render_html(data)

@@ -34,7 +34,7 @@ MESSAGES = build_messages([], "I feel lonely since I moved to a new city.")
 
 
 def test_registry_and_echo():
-    assert set(BACKENDS) == {"llama-cpp", "openai", "echo"}
+    assert set(BACKENDS) == {"llama-cpp", "llama-server", "openai", "echo"}
     backend = build_backend(Settings(model={"backend": "echo", "n_ctx": 300}))
     assert isinstance(backend, EchoBackend) and backend.n_ctx == 300
     chunks = list(backend.generate(MESSAGES, GenOptions()))
@@ -133,6 +133,9 @@ class FakeOpenAIServer:
             if self.mode == "drop" and index == 2:
                 request.transport.close()  # type: ignore[union-attr]
                 return response
+            if self.mode == "malformed" and index == 2:
+                await response.write(b'data: {"choices": [{"delta": \n\n')
+                continue
             chunk = {
                 "id": "c1",
                 "object": "chat.completion.chunk",
@@ -199,7 +202,7 @@ async def test_openai_outage_retries_then_fails_clearly(openai_server):
     assert len(server.requests) == 3  # first try + 2 retries with backoff
 
 
-@pytest.mark.parametrize("mode", ["drop", "slow"])
+@pytest.mark.parametrize("mode", ["drop", "slow", "malformed"])
 async def test_openai_broken_stream_or_timeout_is_a_backend_error(openai_server, mode):
     server, url = openai_server
     server.mode = mode

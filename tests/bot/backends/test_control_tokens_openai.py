@@ -1,8 +1,16 @@
-"""The openai backend against llama-cpp-python's own OpenAI-compatible server: what the server tokenized holds no forged role (issue 15, item 2)."""
+"""The openai backend against two real OpenAI-compatible servers, llama-cpp-python's own and
+llama.cpp's native `llama-server`: what the server tokenized holds no forged role (issue 15,
+item 2)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -24,6 +32,8 @@ from tests.bot.backends.forged import (
     expected_roles,
     say,
 )
+
+SERVER_START_SECONDS = 90.0
 
 # --- the openai backend against a real llama.cpp-based server ----------------------------------
 
@@ -135,21 +145,90 @@ class RecordingProxy:
             await self._runner.cleanup()
 
 
-@pytest.fixture(scope="module", params=["llama_cpp.server"])
+class LlamaServerView:
+    """llama.cpp's native `llama-server` (what `solace serve` runs, and the compose `cpu`
+    profile): its own endpoints render and tokenize exactly as its chat endpoint does."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+        self.root = base_url.removesuffix("/v1")
+
+    def prompt_tokens(self, messages: list[Message]) -> list[int]:
+        """The server's template rendering, tokenized with its chat endpoint's flags."""
+        reply = httpx.post(f"{self.root}/apply-template", json={"messages": messages}, timeout=30)
+        return self._tokenize(str(reply.json()["prompt"]), add_special=True)
+
+    def token_ids(self, text: str) -> list[int]:
+        """The server's tokenizer with special tokens parsed (no BOS)."""
+        return self._tokenize(text, add_special=False)
+
+    def _tokenize(self, text: str, *, add_special: bool) -> list[int]:
+        body = {"content": text, "add_special": add_special, "parse_special": True}
+        return list(httpx.post(f"{self.root}/tokenize", json=body, timeout=30).json()["tokens"])
+
+    def detokenize(self, tokens: Sequence[int]) -> bytes:
+        """The server's detokenizer."""
+        reply = httpx.post(f"{self.root}/detokenize", json={"tokens": list(tokens)}, timeout=30)
+        return str(reply.json()["content"]).encode()
+
+
+def start_llama_cpp_python_server(gguf: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+    """`python -m llama_cpp.server` serving `gguf` as "solace" on 127.0.0.1:`port`."""
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf),
+             "--model_alias", "solace", "--host", "127.0.0.1", "--port", str(port),
+             "--n_ctx", "2048", "--n_threads", "2", "--verbose", "false"],
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"},
+        )  # fmt: skip
+
+
+def wait_serving(process: subprocess.Popen[bytes], base_url: str, log: Path) -> None:
+    """Until the server lists the model "solace" (503 while it loads)."""
+    deadline = time.monotonic() + SERVER_START_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"model server exited: {log.read_text()[-2000:]}")
+        with contextlib.suppress(httpx.HTTPError, ValueError, KeyError):
+            answer = httpx.get(f"{base_url}/models", timeout=2)
+            if answer.status_code == 200 and any(
+                m["id"] == "solace" for m in answer.json()["data"]
+            ):
+                return
+        time.sleep(0.3)
+    raise RuntimeError(f"model server did not start: {log.read_text()[-2000:]}")
+
+
+@pytest.fixture(scope="module", params=["llama_cpp.server", "llama-server"])
 def server_view(request, smollm2_gguf: Path, tmp_path_factory) -> Iterator[ServerView]:
-    """A real llama.cpp-based OpenAI-compatible server on 127.0.0.1 with the SmolLM2 GGUF."""
+    """A real llama.cpp-based OpenAI-compatible server on 127.0.0.1 with the SmolLM2 GGUF:
+    llama-cpp-python's, or llama.cpp's native one through deploy/llama-server.sh (the compose
+    `cpu` profile's command, the flags `solace serve` gives its own child)."""
+    from bot.backends.llama_server_command import find_binary
     from tests.bot.backends.test_scale_out import ModelServer, free_port
 
-    pytest.importorskip("uvicorn", reason="llama-cpp-python[server] extras are not installed")
     log = tmp_path_factory.mktemp("model-server") / "server.log"
-    server = ModelServer(smollm2_gguf, free_port(), log)
-    server.env["LLAMA_WORKERS"] = "1"
-    server.env["LLAMA_THREADS"] = "2"
-    server.start()
+    if request.param == "llama-server":
+        if find_binary(None) is None:
+            pytest.skip("llama-server is not built (make llama-server)")
+        native = ModelServer(smollm2_gguf, free_port(), log)
+        try:
+            native.start()
+            yield LlamaServerView(native.base_url)
+        finally:
+            native.kill()
+        return
+    pytest.importorskip("uvicorn", reason="llama-cpp-python[server] extras are not installed")
+    port = free_port()
+    process = start_llama_cpp_python_server(smollm2_gguf, port, log)
     try:
-        yield LlamaCppPythonView(server.base_url, smollm2_gguf)
+        base_url = f"http://127.0.0.1:{port}/v1"
+        wait_serving(process, base_url, log)
+        yield LlamaCppPythonView(base_url, smollm2_gguf)
     finally:
-        server.kill()
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
 
 
 @pytest.fixture

@@ -1,8 +1,8 @@
 """The scale-out topology on one machine, for real: the bot engine with its `openai` backend talks
-to llama-cpp-python's OpenAI-compatible server (started by deploy/llama-server.sh with the real
-SmolLM2 GGUF, two worker processes) on 127.0.0.1, while several people talk at once. The model
-server is killed in the middle of replies and started again: people get a kind "please try
-again", and every message they wrote is in the SQLite file.
+to llama.cpp's llama-server (started by deploy/llama-server.sh, the compose `cpu` profile's
+command, with the real SmolLM2 GGUF and two slots) on 127.0.0.1, while several people talk at
+once. The model server is killed in the middle of replies and started again: people get a kind
+"please try again", and every message they wrote is in the SQLite file.
 """
 
 from __future__ import annotations
@@ -51,7 +51,8 @@ def free_port() -> int:
 
 
 class ModelServer:
-    """deploy/llama-server.sh as a child process group that can be killed and started again."""
+    """deploy/llama-server.sh (it execs llama-server) as a process group that can be killed and
+    started again."""
 
     def __init__(self, model: Path, port: int, log: Path) -> None:
         self.port = port
@@ -62,9 +63,10 @@ class ModelServer:
             "LLAMA_MODEL": str(model),
             "LLAMA_HOST": "127.0.0.1",
             "LLAMA_PORT": str(port),
-            "LLAMA_WORKERS": "2",
-            "LLAMA_THREADS": "1",
+            "LLAMA_PARALLEL": "2",
+            "LLAMA_THREADS": "2",
             "LLAMA_N_CTX": "1024",
+            "PYTHONPATH": str(ROOT),
         }
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -82,15 +84,17 @@ class ModelServer:
                 cwd=ROOT,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                start_new_session=True,  # one process group: uvicorn and its workers
+                start_new_session=True,  # its own process group
             )
         deadline = time.monotonic() + START_TIMEOUT_SECONDS
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"model server exited: {self.log.read_text()[-2000:]}")
             with contextlib.suppress(httpx.HTTPError):
-                models = httpx.get(f"{self.base_url}/models", timeout=2).json()
-                if any(m["id"] == "solace" for m in models["data"]):
+                answer = httpx.get(f"{self.base_url}/models", timeout=2)  # 503 while loading
+                if answer.status_code == 200 and any(
+                    m["id"] == "solace" for m in answer.json()["data"]
+                ):
                     return
             time.sleep(0.3)
         raise RuntimeError(f"model server did not start: {self.log.read_text()[-2000:]}")
@@ -104,12 +108,17 @@ class ModelServer:
 
 @pytest.fixture
 def model_server(smollm2_gguf: Path, tmp_path: Path) -> Iterator[ModelServer]:
-    """A running llama_cpp.server on a free loopback port, killed after the test."""
-    pytest.importorskip("uvicorn", reason="llama-cpp-python[server] extras are not installed")
+    """A running llama-server on a free loopback port, killed after the test."""
+    from bot.backends.llama_server_command import find_binary
+
+    if find_binary(None) is None:
+        pytest.skip("llama-server is not built (make llama-server)")
     server = ModelServer(smollm2_gguf, free_port(), tmp_path / "model-server.log")
-    server.start()
-    yield server
-    server.kill()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.kill()  # also when it failed to start: never leave a server behind
 
 
 @pytest.fixture

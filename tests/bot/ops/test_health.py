@@ -211,3 +211,53 @@ def test_semantic_layer_ok_with_the_real_files(env: Path) -> None:
     if not (DEFAULT_ENCODER_PATH.is_file() and DEFAULT_CLASSIFIER_PATH.is_file()):
         pytest.skip("run `make encoder` for the GGUF encoder")
     assert _status(_health()[1])["semantic"] == "ok"
+
+
+# --- Telegram webhook mode (issue 20) ---------------------------------------------------------
+
+
+async def test_webhook_check_reports_getwebhookinfo(
+    env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fake Bot API's getWebhookInfo: not set -> fail; set -> ok with URL and pending count;
+    set elsewhere -> fail; a recent delivery error -> warn. The token never shows."""
+    import asyncio
+    import time
+
+    from tests.servers.rigs import free_port
+    from tests.servers.telegram import FakeTelegramServer
+
+    async with FakeTelegramServer() as server:
+        url = f"http://127.0.0.1:{free_port()}/telegram"  # nothing listens: updates stay pending
+        for name, value in {
+            "SOLACE_TELEGRAM__ENABLED": "true",
+            "SOLACE_TELEGRAM_TOKEN": server.token,
+            "SOLACE_TELEGRAM__BASE_URL": server.base_url,
+            "SOLACE_TELEGRAM__MODE": "webhook",
+            "SOLACE_TELEGRAM__WEBHOOK_URL": url,
+        }.items():
+            monkeypatch.setenv(name, value)
+
+        async def check() -> tuple[str, str]:
+            result = await asyncio.to_thread(CliRunner().invoke, cli, ["health", "--json"])
+            assert server.token not in result.output
+            found = [
+                c for c in json.loads(result.output)["checks"] if c["name"] == "telegram_webhook"
+            ]
+            return found[0]["status"], found[0]["detail"]
+
+        status, detail = await check()
+        assert status == "fail" and "not set" in detail
+        server.webhook.set({"url": url, "secret_token": "s" * 20})
+        await server.push({"message": server._message(1, None, "private", {"text": "hi"})})
+        assert await check() == ("ok", f"set: {url}, 1 pending updates")  # nobody listens
+        server.webhook.last_error_message = "Connection refused"
+        server.webhook.last_error_date = int(time.time()) - 120
+        status, detail = await check()
+        assert status == "warn" and "2 min ago: Connection refused" in detail
+        server.webhook.set({"url": "https://elsewhere.example/hook"})
+        status, detail = await check()
+        assert status == "fail" and "not telegram.webhook_url" in detail
+        monkeypatch.setenv("SOLACE_TELEGRAM__MODE", "polling")
+        result = await asyncio.to_thread(CliRunner().invoke, cli, ["health", "--json"])
+        assert "telegram_webhook" not in result.output  # polling: no webhook to report
