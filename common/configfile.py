@@ -69,6 +69,26 @@ def read_toml(path: str | Path, error: type[Exception] = ConfigFileError) -> dic
         raise error(f"{path}: not valid TOML: {exc}") from exc
 
 
+def read_toml_extending(
+    path: str | Path, error: type[Exception] = ConfigFileError, seen: tuple[Path, ...] = ()
+) -> dict[str, Any]:
+    """`read_toml`, where `extends = "other.toml"` (relative to this file) is read first and this
+    file's keys override it, so a row of a comparison states only what differs; `name` always
+    comes from the file itself."""
+    path = Path(path)
+    if path.resolve() in seen:
+        raise error(f"{path}: `extends` loops back to itself")
+    data = read_toml(path, error)
+    parent = data.pop("extends", None)
+    if parent is None:
+        return data
+    if not isinstance(parent, str):
+        raise error(f"{path}: extends must be a file name, got {parent!r}")
+    base = read_toml_extending(path.parent / parent, error, (*seen, path.resolve()))
+    base.pop("name", None)  # a row is named after its own file
+    return {**base, **data}
+
+
 def validation_problems(exc: ValidationError) -> list[str]:
     """One line per problem, `key.path: what is wrong` ("unknown key" for a misspelt one)."""
     problems = []

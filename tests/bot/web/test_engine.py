@@ -177,8 +177,8 @@ async def test_forget_in_the_chat_erases_the_consoles_rows_of_every_chat(tmp_pat
 
 
 def test_console_migrations_come_after_the_memory_schema(tmp_path: Path) -> None:
-    """`solace-web` is applied after every `solace` migration (m003_chat_scopes_and_key_check
-    included), on a new file and on one that had the console's set before m003 existed."""
+    """`solace-web` is applied after every `solace` migration (the newest included), on a new file
+    and on one that had the console's set before the newest memory migration existed."""
     from bot.memory.schema import migrations
     from bot.web.store import web_migrations
 
@@ -192,20 +192,24 @@ def test_console_migrations_come_after_the_memory_schema(tmp_path: Path) -> None
             ]
 
     memory_names = [m.name for m in migrations.pending(_empty_db(tmp_path / "names.db"))]
-    assert memory_names[-1] == "m003_chat_scopes_and_key_check"
+    assert memory_names[:3] == [
+        "m001_initial",
+        "m002_audits",
+        "m003_chat_scopes_and_key_check",
+    ]
     fresh = tmp_path / "fresh.db"
     migrate_web(fresh)
     order = applied(fresh)
     assert [n for _, n in order] == [*memory_names, "w001_console"]
     assert [s for s, _ in order] == ["solace"] * len(memory_names) + ["solace-web"]
 
-    older = tmp_path / "older.db"  # m001, m002 and the console's w001, as the branch had them
+    older = tmp_path / "older.db"  # the older memory set and the console's w001
     db = _empty_db(older)
     migrations.apply(db, stop_before=memory_names[-1])
     web_migrations.apply(db)
     db.close()
     migrate_web(older)
-    assert [n for _, n in applied(older)][-1] == memory_names[-1]  # m003 added later, works
+    assert [n for _, n in applied(older)][-1] == memory_names[-1]  # added later: works
     with sqlite3.connect(older) as conn:
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {"chat_scopes", "secret_check", "web_queue"} <= tables
