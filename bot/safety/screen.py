@@ -16,6 +16,7 @@ from bot.safety.patterns import CRISIS_PATTERNS
 from bot.safety.patterns.blocks import (
     CATEGORIES,
     FRAME_RES,
+    HELPER_RE,
     NEGATORS,
     OTHER_PAST_RE,
     OTHER_WORDS,
@@ -187,5 +188,7 @@ def _judge(
         if OTHER_PAST_RE.search(recent) and RECENT_RE.search(norm) is None:
             level = "concern"
     if pattern.frame == "hyperbole" and FRAME_RES["hyperbole"].search(norm):
+        level = "concern"
+    if pattern.topical and HELPER_RE.search(norm) and RECENT_RE.search(norm) is None:
         level = "concern"
     return level, "other" if subject == "other" else "self"
