@@ -7,7 +7,9 @@ embedded SmolLM2-135M-Instruct Q4_1 plus Solace's adapter when it is exported). 
 at once, `MESSAGES_PER_PERSON` messages each, each one sending the next when the reply is done.
 
 Measured per setup and N: time until the person sees the first text of each reply (p50, p95, the
-slowest; and the last person vs the first on the opening message), replies per minute, CPU
+slowest; and the last person vs the first on the opening message), time until the backend's first
+token of it reached the engine (before the guard's hold-back: the difference is the hold-back's
+share), replies per minute, CPU
 seconds per reply (the bot's process plus the llama-server child, from /proc) and peak resident
 memory (both). Setups: `embedded` (llama-cpp in the bot, one reply at a time behind the
 engine's lock) and the `llama-server` backend with `--parallel` 1, 4 and 8 — all in one run, all
@@ -27,7 +29,6 @@ import asyncio
 import contextlib
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -35,32 +36,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.scale_report import BASELINE, COLUMNS, noise, pool, row, targets
+
 ROOT = Path(__file__).resolve().parent.parent
 PEOPLE = (1, 8, 16)
 QUICK_PEOPLE = (1, 8)
 PARALLEL = (1, 4, 8)
 QUICK_PARALLEL = (8,)
-BASELINE = "embedded (llama-cpp in the bot)"
-COLUMNS = (
-    "setup",
-    "first text p50 s",
-    "p95 s",
-    "slowest s",
-    "slowest vs embedded",
-    "opening: last vs first person",
-    "replies/min",
-    "vs embedded",
-    "CPU s/reply",
-    "vs embedded",
-    "of which the bot",
-    "reply tokens",
-    "CPU ms per reply token",
-    "vs embedded",
-    "prompt tokens evaluated / reused per reply",
-    "peak RSS MB (bot + server)",
-    "same reply as embedded",
-    "kind errors",
-)
 MESSAGES_PER_PERSON = 3
 QUICK_MESSAGES_PER_PERSON = 1
 ROUNDS = 2
@@ -113,6 +95,7 @@ async def _person(engine: Any, user: str, count: int, out: dict[str, Any], t0: f
     for index in range(count):
         text = MESSAGES[(int(user) + index) % len(MESSAGES)]
         sent = time.perf_counter()
+        _FIRST_TOKEN.pop(asyncio.current_task(), None)
         first, reply = None, ""
         async for piece in engine.respond(IncomingMessage("telegram", user, text)):
             if first is None and piece.strip():
@@ -120,6 +103,7 @@ async def _person(engine: Any, user: str, count: int, out: dict[str, Any], t0: f
             reply += piece
         done = time.perf_counter() - sent
         out["first"].append(first if first is not None else done)
+        out["first_token"].append(_FIRST_TOKEN.pop(asyncio.current_task(), sent + done) - sent)
         if index == 0:
             out["opening"].append(first if first is not None else done)
         out["replies"][f"{user}:{index}"] = reply
@@ -139,7 +123,8 @@ async def _workload(engine: Any, people: int, count: int, server_pid: int | None
     pids = [os.getpid(), *([server_pid] if server_pid else [])]
     cpu_before = [_cpu_seconds(p) for p in pids]
     tokens_before = _prompt_tokens(engine.backend)
-    out: dict[str, Any] = {"first": [], "opening": [], "replies": {}, "kind_errors": 0, "end": 0.0}
+    out: dict[str, Any] = {"first": [], "opening": [], "first_token": [], "replies": {}}
+    out |= {"kind_errors": 0, "end": 0.0}
     t0 = time.perf_counter()
     await asyncio.gather(*(_person(engine, str(u), count, out, t0) for u in range(people)))
     out["seconds"] = time.perf_counter() - t0
@@ -163,12 +148,41 @@ def _prompt_tokens(backend: Any) -> tuple[int, int]:
     )
 
 
+# When each person's task last got a non-blank chunk from the backend, before the guard.
+_FIRST_TOKEN: dict[asyncio.Task[Any] | None, float] = {}
+
+
+def _time_first_tokens() -> None:
+    """Note, per asyncio task (one per person), when the backend's first non-blank chunk of a
+    reply reaches the engine: the engine's stream from the backend thread, wrapped."""
+    from bot.engine import engine as engine_module
+
+    real = engine_module.stream_in_thread
+
+    async def timed(*args: Any, **kwargs: Any) -> Any:
+        task = asyncio.current_task()
+        async with contextlib.aclosing(real(*args, **kwargs)) as chunks:
+            async for chunk in chunks:
+                if task not in _FIRST_TOKEN and chunk.strip():
+                    _FIRST_TOKEN[task] = time.perf_counter()
+                yield chunk
+
+    engine_module.stream_in_thread = timed  # type: ignore[assignment]
+
+
+def _holdback() -> int:
+    from bot.config import GenerationSettings
+
+    return int(GenerationSettings.model_fields["holdback_chars"].default)
+
+
 def run_setup(setup: str, parallel: int, people: tuple[int, ...], count: int) -> dict[str, Any]:
     """One setup (in this process): every workload in `people`, a fresh database for each."""
     from bot.backends import build_backend, close_backend
     from bot.engine import build_engine
     from bot.memory import open_memory
 
+    _time_first_tokens()
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="solace-bench-scale-") as tmp:
         settings = _settings(Path(tmp), setup, parallel)
@@ -199,41 +213,6 @@ def _child(setup: str, parallel: int, people: tuple[int, ...], count: int) -> di
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def _p(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-def _row(name: str, r: dict[str, Any], base: dict[str, Any], same: str) -> str:
-    first, opening = r["first"], r["opening"]
-    replies = len(r["replies"])
-    per_min = 60 * replies / r["seconds"]
-    base_per_min = 60 * len(base["replies"]) / base["seconds"]
-    cpu = r["cpu_seconds"] / replies
-    base_cpu = base["cpu_seconds"] / len(base["replies"])
-    slowest, base_slowest = max(first), max(base["first"])
-    per_token = r["cpu_seconds"] / max(r["reply_tokens"], 1)
-    base_per_token = base["cpu_seconds"] / max(base["reply_tokens"], 1)
-    return (
-        f"| {name} | {statistics.median(first):.2f} | {_p(first, 0.95):.2f} | {slowest:.2f} "
-        f"| {slowest / base_slowest:.2f}x | {max(opening) / max(min(opening), 1e-3):.1f}x "
-        f"| {per_min:.1f} | {per_min / base_per_min:.2f}x | {cpu:.2f} | {cpu / base_cpu:.2f}x "
-        f"| {r['bot_cpu_seconds'] / replies:.2f} | {r['reply_tokens'] / replies:.0f} "
-        f"| {1000 * per_token:.0f} | {per_token / base_per_token:.2f}x | {_tokens(r, replies)} "
-        f"| {r['rss_mb']:.0f} | {same} | {r['kind_errors']} |"
-    )
-
-
-def _tokens(r: dict[str, Any], replies: int) -> str:
-    reused, evaluated = r["prompt_tokens"]
-    return f"{evaluated / replies:.0f} / {reused / replies:.0f}" if reused or evaluated else "—"
-
-
-def _same(r: dict[str, Any], base: dict[str, Any]) -> str:
-    hits = sum(r["replies"].get(k) == v for k, v in base["replies"].items())
-    return f"{hits}/{len(base['replies'])}"
-
-
 def run(quick: bool) -> str:
     """Every setup, one after another in this run; the Markdown section."""
     from bot.backends.llama_server_command import find_binary
@@ -252,7 +231,7 @@ def run(quick: bool) -> str:
         for name in order:
             rounds[name].append(_child(*setups[name], people, count))
     load_after = os.getloadavg()
-    rows = {name: _pool(results, people) for name, results in rounds.items()}
+    rows = {name: pool(results, people) for name, results in rounds.items()}
     base = rows[BASELINE]
     lines = [
         "## Many people at once: embedded model vs llama-server slots",
@@ -262,13 +241,16 @@ def run(quick: bool) -> str:
         f"{MAX_NEW_TOKENS} new tokens per reply, {N_CTX}-token context per conversation, "
         f"{count} message(s) per person, {os.cpu_count()} CPU cores, every setup with "
         f"{os.cpu_count()} threads. First text = the first released text of a reply (after "
-        "the guard's hold-back), from the moment the message arrived. Ratios are to the "
+        "the guard's hold-back), from the moment the message arrived; first token = when the "
+        "backend's first text of it reached the engine, before the guard holds back its "
+        f"{_holdback()} characters (the difference is the hold-back's share; a reply shorter "
+        "than that is released whole at its end). Ratios are to the "
         f"embedded row of the same table. Every setup ran {len(rounds[BASELINE])} time(s), the "
         "order reversed each round (a steady drift of the shared machine's load favours none); "
         "a row pools its rounds.",
         f"Load average (1/5/15 min) before: {' / '.join(f'{x:.1f}' for x in load_before)}, "
         f"after: {' / '.join(f'{x:.1f}' for x in load_after)}.",
-        *_noise(rounds[BASELINE], people),
+        *noise(rounds[BASELINE], people),
     ]
     for n in people:
         lines += [
@@ -279,92 +261,9 @@ def run(quick: bool) -> str:
             "| --- |" + " ---: |" * (len(COLUMNS) - 1),
         ]
         for name, result in rows.items():
-            lines.append(
-                _row(name, result[str(n)], base[str(n)], _same(result[str(n)], base[str(n)]))
-            )
-    lines += ["", *_targets(rows, people)]
+            lines.append(row(name, result[str(n)], base[str(n)]))
+    lines += ["", *targets(rows, people)]
     return "\n".join(lines)
-
-
-def _pool(results: list[dict[str, Any]], people: tuple[int, ...]) -> dict[str, Any]:
-    """One setup's rounds as one result: latencies and replies joined, totals summed, peaks max."""
-    pooled: dict[str, Any] = {}
-    for n in map(str, people):
-        runs = [r[n] for r in results]
-        pooled[n] = {
-            "first": [x for r in runs for x in r["first"]],
-            "opening": [x for r in runs for x in r["opening"]],
-            "replies": {f"{i}:{k}": v for i, r in enumerate(runs) for k, v in r["replies"].items()},
-            "prompt_tokens": [sum(r["prompt_tokens"][j] for r in runs) for j in (0, 1)],
-            "rss_mb": max(r["rss_mb"] for r in runs),
-            **{
-                key: sum(r[key] for r in runs)
-                for key in ("seconds", "cpu_seconds", "bot_cpu_seconds", "reply_tokens")
-            },
-            "kind_errors": sum(r["kind_errors"] for r in runs),
-        }
-    return pooled
-
-
-def _noise(embedded: list[dict[str, Any]], people: tuple[int, ...]) -> list[str]:
-    """How far the embedded rounds differ from each other: the noise floor of the ratios."""
-    if len(embedded) < 2:
-        return []
-    parts = []
-    for n in map(str, people):
-        first, last = embedded[0][n], embedded[-1][n]
-        cpu = (last["cpu_seconds"] / last["reply_tokens"]) / (
-            first["cpu_seconds"] / first["reply_tokens"]
-        )
-        slowest = max(last["first"]) / max(first["first"])
-        parts.append(f"{n}: CPU per reply token {cpu:.2f}x, slowest first text {slowest:.2f}x")
-    return ["Noise: the embedded setup's last round vs its first — " + "; ".join(parts) + "."]
-
-
-def _targets(rows: dict[str, Any], people: tuple[int, ...]) -> list[str]:
-    """Issue 19's targets for the default setup (llama_server.parallel) against embedded."""
-    from bot.config import LlamaServerSettings
-
-    default = LlamaServerSettings.model_fields["parallel"].default
-    base, server = rows.get(BASELINE), rows.get(f"llama-server --parallel {default}")
-    if base is None or server is None:
-        return []
-
-    def ratio(n: int, what: str) -> float:
-        b, r = base[str(n)], server[str(n)]
-        measure = {
-            "slowest": lambda x: max(x["first"]),
-            "rate": lambda x: len(x["replies"]) / x["seconds"],
-            "cpu": lambda x: x["cpu_seconds"] / len(x["replies"]),
-            "cpu/token": lambda x: x["cpu_seconds"] / max(x["reply_tokens"], 1),
-            "tokens/s": lambda x: x["reply_tokens"] / x["seconds"],
-        }[what]
-        return float(measure(r) / measure(b))
-
-    checks: list[tuple[str, float, str, float | None]] = []
-    if 8 in people:
-        checks += [
-            ("8 people: the slowest person's first text", ratio(8, "slowest"), "<=", 0.1),
-            ("8 people: replies/min", ratio(8, "rate"), ">=", 1.0),
-            ("8 people: CPU s/reply", ratio(8, "cpu"), "<=", 1.1),
-            ("8 people: reply tokens/min (replies differ in length)", ratio(8, "tokens/s"),
-             "", None),
-            ("8 people: CPU per reply token", ratio(8, "cpu/token"), "", None),
-        ]  # fmt: skip
-    if 1 in people:
-        checks.append(("1 person: the slowest first text", ratio(1, "slowest"), "<=", 1.1))
-    lines = [
-        f"Targets (issue 19): the default, llama-server --parallel {default}, vs embedded:",
-        "",
-    ]
-    for label, value, op, target in checks:
-        if target is None:
-            lines.append(f"- {label}: {value:.2f}x (no target)")
-            continue
-        met = value <= target if op == "<=" else value >= target
-        verdict = "met" if met else "NOT met"
-        lines.append(f"- {label}: {value:.2f}x (target {op} {target}x): {verdict}")
-    return lines
 
 
 def main() -> int:

@@ -71,13 +71,10 @@ def _setup(steps: int, shape: str) -> tuple[Any, list[Any], Any, str]:
     return cfg, samples, tokenizer, base
 
 
-def _solace(steps: int, shape: str) -> dict[str, float]:
+def _timed_steps(run: Any, steps: int) -> dict[str, float]:
+    """Train `steps` steps of Solace's own loop; tokens/s from step 1 on (step 0 warms up)."""
     from trainer import train as t
 
-    cfg, samples, tokenizer, base = _setup(steps, shape)
-    acc = t.make_accelerator(cfg)
-    model = t.load_model(base, cfg, None)
-    run = t.build_run(cfg, model, samples, samples[:1], tokenizer.pad_token_id, acc)
     state = t.TrainState()
     tokens, start = 0, 0.0
     for step in range(steps):
@@ -86,6 +83,16 @@ def _solace(steps: int, shape: str) -> dict[str, float]:
         batches, state.epoch, state.batch_in_epoch = t.step_batches(run, state)
         tokens += t.train_step(run, batches)[1]
     return {"tokens": tokens, "seconds": time.perf_counter() - start}
+
+
+def _solace(steps: int, shape: str) -> dict[str, float]:
+    from trainer import train as t
+
+    cfg, samples, tokenizer, base = _setup(steps, shape)
+    acc = t.make_accelerator(cfg)
+    model = t.load_model(base, cfg, None)
+    run = t.build_run(cfg, model, samples, samples[:1], tokenizer.pad_token_id, acc)
+    return _timed_steps(run, steps)
 
 
 def _hf_trainer(steps: int, shape: str) -> dict[str, float]:
@@ -157,15 +164,7 @@ def _method(steps: int, row: str) -> dict[str, float]:
     acc = t.make_accelerator(cfg)
     run = t.build_run(cfg, t.load_model(base, cfg, None), samples, samples[:1],
                       tokenizer.pad_token_id, acc)  # fmt: skip
-    state = t.TrainState()
-    tokens, start = 0, 0.0
-    for step in range(steps):
-        if step == 1:
-            tokens, start = 0, time.perf_counter()
-        batches, state.epoch, state.batch_in_epoch = t.step_batches(run, state)
-        tokens += t.train_step(run, batches)[1]
-    return {"tokens": tokens, "seconds": time.perf_counter() - start,
-            "gradient_checkpointing": float(cfg.gradient_checkpointing)}  # fmt: skip
+    return {**_timed_steps(run, steps), "gradient_checkpointing": float(cfg.gradient_checkpointing)}
 
 
 def _child(variant: str, steps: int, shape: str) -> None:

@@ -53,6 +53,9 @@ COMPOSE_VARIABLES = """\
 # Host folder mounted read-only at /models in the model services: typically a `solace export --out`
 # folder (model-<QUANT>.gguf files and merged/), relative to deploy/.
 # MODELS_DIR=../models
+# compose.webhook.yaml: the DNS name Telegram posts to (https://<it>/telegram); Caddy gets its
+# certificate. Required with that overlay.
+# WEBHOOK_DOMAIN=bot.example.org
 # Context window per conversation, tokens: llama-server's per-slot context (cpu), vLLM's
 # --max-model-len (gpu) and the bot's SOLACE_OPENAI__CONTEXT_TOKENS, all from this one value.
 # MODEL_CONTEXT_TOKENS=2048

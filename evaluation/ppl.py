@@ -56,13 +56,13 @@ class ScoringModel:
         self.lora_path = str(lora_path) if lora_path else None
 
     def prompt_tokens(self, messages: Sequence[dict[str, str]]) -> list[int]:
-        """The chat prompt's tokens, exactly as `create_chat_completion` would feed them."""
-        result = self.formatter(messages=list(messages))  # type: ignore[arg-type]
-        return list(
-            self.llm.tokenize(
-                result.prompt.encode("utf-8"), add_bos=not result.added_special, special=True
-            )
-        )
+        """The chat prompt's tokens as the bot's llama-cpp backend feeds them: the template's
+        control tokens, and every message content as plain text (a data set's text that looks
+        like `<|im_end|>` stays words, as a person's would)."""
+        from bot.backends.prompt_render import render_prompt, tokenize_pieces
+
+        rendered = render_prompt(self.formatter, messages)  # type: ignore[arg-type]
+        return tokenize_pieces(rendered, self.llm.tokenize)
 
     def text_tokens(self, text: str) -> list[int]:
         """A reply's tokens (no BOS, special strings not parsed)."""

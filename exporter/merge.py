@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -118,34 +119,41 @@ def merge_adapter(
     Written to a sibling `.part` directory first, so an interrupted merge never leaves a
     directory that looks finished. Returns `out_dir`.
     """
-    if (out_dir / COMPLETE_MARKER).is_file():
-        return out_dir
-    tmp = out_dir.with_name(out_dir.name + ".part")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model = load_model(base_hf_dir, adapter_dir, dtype, merge=True)
-    model.save_pretrained(str(tmp), safe_serialization=True)
-    tokenizer.save_pretrained(str(tmp))
-    (tmp / COMPLETE_MARKER).write_text("merged\n")
-    shutil.rmtree(out_dir, ignore_errors=True)
-    tmp.rename(out_dir)
-    logger.info("merged adapter into %s", out_dir)
+    if _save_once(
+        out_dir,
+        tokenizer,
+        "merged",
+        lambda: load_model(base_hf_dir, adapter_dir, dtype, merge=True),
+    ):
+        logger.info("merged adapter into %s", out_dir)
     return out_dir
 
 
 def copy_model(model_dir: Path, tokenizer: Any, out_dir: Path, dtype: str = "float32") -> Path:
     """A full fine-tune's model saved like a merge (safetensors + tokenizer, `.complete`
     marker): nothing to merge, the converter reads `out_dir` as for a LoRA run."""
+    _save_once(
+        out_dir,
+        tokenizer,
+        "full fine-tune",
+        lambda: load_model(model_dir, None, dtype, merge=False),
+    )
+    return out_dir
+
+
+def _save_once(out_dir: Path, tokenizer: Any, what: str, load: Callable[[], Any]) -> bool:
+    """Save `load()`'s model and the tokenizer to `out_dir` through a sibling `.part` directory,
+    marked complete last; False (nothing done) when `out_dir` is already complete."""
     if (out_dir / COMPLETE_MARKER).is_file():
-        return out_dir
+        return False
     tmp = out_dir.with_name(out_dir.name + ".part")
     shutil.rmtree(tmp, ignore_errors=True)
-    model = load_model(model_dir, None, dtype, merge=False)
-    model.save_pretrained(str(tmp), safe_serialization=True)
+    load().save_pretrained(str(tmp), safe_serialization=True)
     tokenizer.save_pretrained(str(tmp))
-    (tmp / COMPLETE_MARKER).write_text("full fine-tune\n")
+    (tmp / COMPLETE_MARKER).write_text(what + "\n")
     shutil.rmtree(out_dir, ignore_errors=True)
     tmp.rename(out_dir)
-    return out_dir
+    return True
 
 
 def dir_size_bytes(path: Path, pattern: str = "*.safetensors") -> int:

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Debian packages the project uses: WordNet 3.0 (METEOR in evaluation) and Chromium (tests render
-# the moderator report headless, and drive the web console through Playwright with this browser).
+# Debian packages the project uses: WordNet 3.0 (METEOR in evaluation), Chromium (tests render
+# the moderator report headless, and drive the web console through Playwright with this browser)
+# and Caddy (the TLS proxy of deploy/compose.webhook.yaml; a test runs it in front of the bot).
 # Needs root or passwordless sudo; otherwise says what to install.
 set -euo pipefail
-PKGS=(wordnet-base wordnet-sense-index chromium)
+PKGS=(wordnet-base wordnet-sense-index chromium caddy)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -17,7 +17,7 @@ a turn; an exchange too long for `max_seq_len` is skipped and counted.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -249,24 +249,26 @@ class WindowBuilder:
             if len(turns) < 2:
                 continue
             stats.dialogues += 1
-            system_len, lengths, whole = self.exchange_lengths(turns)
-            stats.system_prompt_tokens = system_len
-            blocks = self.plan_blocks(system_len, lengths, stats)
-            if (
-                blocks == [list(range(len(lengths)))]
-                and len(whole.input_ids) <= self.cfg.max_seq_len
-            ):
-                samples.append(whole)  # the whole dialogue is one window: already tokenised
-                stats.target_turns += len(lengths)
-                continue
-            for block in blocks:
-                est = system_len + sum(lengths[i] for i in block)
-                sample = self._build_window(turns, block, est, stats)
-                if sample is not None:
-                    samples.append(sample)
+            samples += self.dialogue_samples(turns, stats)
         stats.samples += len(samples)
         stats.tokens += sum(len(s.input_ids) for s in samples)
         stats.target_tokens += sum(s.num_targets for s in samples)
+        return samples
+
+    def dialogue_samples(self, turns: list[_Turn], stats: DataStats) -> list[Sample]:
+        """One dialogue's windows (raw or representation-compressed history)."""
+        system_len, lengths, whole = self.exchange_lengths(turns)
+        stats.system_prompt_tokens = system_len
+        blocks = self.plan_blocks(system_len, lengths, stats)
+        if blocks == [list(range(len(lengths)))] and len(whole.input_ids) <= self.cfg.max_seq_len:
+            stats.target_turns += len(lengths)
+            return [whole]  # the whole dialogue is one window: already tokenised
+        samples = []
+        for block in blocks:
+            est = system_len + sum(lengths[i] for i in block)
+            sample = self._build_window(turns, block, est, stats)
+            if sample is not None:
+                samples.append(sample)
         return samples
 
     def _build_window(
@@ -277,16 +279,32 @@ class WindowBuilder:
         ]
         history = turns[: 2 * block[0]]
         context = self._fit_context(self._represent([(t.role, t.text) for t in history]))
-        while True:  # drop the oldest exchange of context until the window fits
+
+        def fits(sample: Sample, context: list[tuple[str, str]]) -> bool:
+            extra = len(sample.input_ids) - bare_len - PLAN_SLACK_TOKENS * len(block)
+            return len(sample.input_ids) <= self.cfg.max_seq_len and (
+                extra <= self.cfg.history_tokens or not context
+            )
+
+        return self.shrink_to_fit(context, block_turns, len(block), stats, fits)
+
+    def shrink_to_fit(
+        self,
+        context: list[tuple[str, str]],
+        block_turns: list[tuple[str, str]],
+        n_exchanges: int,
+        stats: DataStats,
+        fits: Callable[[Sample, list[tuple[str, str]]], bool],
+    ) -> Sample | None:
+        """The window of `block_turns` after `context`, dropping the oldest exchange of context
+        until `fits`; None (counted as skipped) when even no context does not fit."""
+        while True:
             text, targets, _spans = self.render_window(context, block_turns)
             sample = self.tokenize(text, targets)
-            extra = len(sample.input_ids) - bare_len - PLAN_SLACK_TOKENS * len(block)
-            if len(sample.input_ids) <= self.cfg.max_seq_len and (
-                extra <= self.cfg.history_tokens or not context
-            ):
+            if fits(sample, context):
                 break
             if not context:
-                stats.skipped_long_exchanges += len(block)
+                stats.skipped_long_exchanges += n_exchanges
                 return None
             context = context[2:]
         stats.context_turns += len(context)

@@ -50,27 +50,17 @@ class ServedWindowBuilder(WindowBuilder):
             last = start
         return out
 
-    def build(self, dialogues: Sequence[Dialogue], stats: DataStats) -> list[Sample]:
-        """All served windows of these dialogues, in dialogue order (deterministic)."""
-        from trainer.data import conversation_turns
-
-        samples: list[Sample] = []
-        for dialogue in dialogues:
-            turns = conversation_turns(dialogue, stats)
-            if len(turns) < 2:
-                continue
-            stats.dialogues += 1
-            system_len, lengths, _whole = self.exchange_lengths(turns)
-            stats.system_prompt_tokens = system_len
-            for group in self.groups(len(lengths)):
-                boundary = self.compressed_before(2 * group[0])
-                for block in self.split(group, system_len, lengths, stats):
-                    sample = self.served_window(turns, block, boundary, stats)
-                    if sample is not None:
-                        samples.append(sample)
-        stats.samples += len(samples)
-        stats.tokens += sum(len(s.input_ids) for s in samples)
-        stats.target_tokens += sum(s.num_targets for s in samples)
+    def dialogue_samples(self, turns: list[_Turn], stats: DataStats) -> list[Sample]:
+        """One dialogue's served windows: history as the bot serves it at each turn."""
+        system_len, lengths, _whole = self.exchange_lengths(turns)
+        stats.system_prompt_tokens = system_len
+        samples = []
+        for group in self.groups(len(lengths)):
+            boundary = self.compressed_before(2 * group[0])
+            for block in self.split(group, system_len, lengths, stats):
+                sample = self.served_window(turns, block, boundary, stats)
+                if sample is not None:
+                    samples.append(sample)
         return samples
 
     def split(
@@ -111,18 +101,10 @@ class ServedWindowBuilder(WindowBuilder):
             (t.role, self._target_text(t)) for i in block for t in (turns[2 * i], turns[2 * i + 1])
         ]
         context = self.served_context(turns[: 2 * block[0]], boundary)
-        while True:
-            text, targets, _spans = self.render_window(context, block_turns)
-            sample = self.tokenize(text, targets)
-            if len(sample.input_ids) <= self.cfg.max_seq_len:
-                break
-            if not context:
-                stats.skipped_long_exchanges += len(block)
-                return None
-            context = context[2:]
-        stats.context_turns += len(context)
-        stats.target_turns += len(targets)
-        return sample
+        return self.shrink_to_fit(
+            context, block_turns, len(block), stats,
+            lambda sample, _context: len(sample.input_ids) <= self.cfg.max_seq_len,
+        )  # fmt: skip
 
     def served_context(self, history: list[_Turn], boundary: int) -> list[tuple[str, str]]:
         """Earlier turns as the bot stores and sends them: the assistant's with their strategy

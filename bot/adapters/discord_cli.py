@@ -62,6 +62,9 @@ def sync(config_file: Path | None, check: bool, as_json: bool) -> None:
         raise click.ClickException("Discord rejected SOLACE_DISCORD_TOKEN") from exc
     except discord_lib.HTTPException as exc:
         raise click.ClickException(f"Discord answered HTTP {exc.status} (code {exc.code})") from exc
+    except OSError as exc:  # aiohttp's connection errors are OSErrors; they name host and port
+        base = settings.discord.rest_base_url or "https://discord.com/api/v10"
+        raise click.ClickException(f"cannot reach Discord at {base}: {type(exc).__name__}") from exc
     if as_json:
         click.echo(json.dumps([asdict(r) for r in results], indent=2))
     else:

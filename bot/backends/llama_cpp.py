@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from bot.backends.base import GenOptions
 from bot.backends.model_files import default_adapter_path, embedded_model_path
-from bot.backends.prompt_render import RenderedPrompt, render_prompt
+from bot.backends.prompt_render import RenderedPrompt, render_prompt, tokenize_pieces
 from bot.errors import BackendError, ConfigError
 from dialogue.prompts import Message
 
@@ -42,6 +42,7 @@ class LlamaCppBackend:
         n_ctx: int = 2048,
         n_threads: int | None = None,
         cache_mb: int = 256,
+        flash_attn: bool = False,
     ) -> None:
         for label, path in (("model", model_path), ("LoRA adapter", lora_path)):
             if path is not None and not Path(path).is_file():
@@ -59,6 +60,7 @@ class LlamaCppBackend:
                 lora_path=str(lora_path) if lora_path else None,
                 n_ctx=n_ctx,
                 n_threads=n_threads,
+                flash_attn=flash_attn,
                 verbose=False,
             )
         except Exception as exc:  # llama.cpp reports load failures as ValueError/RuntimeError
@@ -103,7 +105,14 @@ class LlamaCppBackend:
         """Load the configured GGUF (or the embedded SmolLM2) and adapter."""
         m = settings.model
         path, lora = model_files(settings)
-        return cls(path, lora_path=lora, n_ctx=m.n_ctx, n_threads=m.n_threads, cache_mb=m.cache_mb)
+        return cls(
+            path,
+            lora_path=lora,
+            n_ctx=m.n_ctx,
+            n_threads=m.n_threads,
+            cache_mb=m.cache_mb,
+            flash_attn=m.flash_attn,
+        )
 
     @property
     def llama(self) -> Any:
@@ -126,14 +135,7 @@ class LlamaCppBackend:
 
     def _prompt(self, messages: Sequence[Message]) -> tuple[list[int], RenderedPrompt]:
         rendered = render_prompt(self._format, messages)
-        tokens: list[int] = []
-        for index, piece in enumerate(rendered.pieces):
-            tokens += self._llm.tokenize(
-                piece.text.encode("utf-8"),
-                add_bos=index == 0 and not rendered.added_special,
-                special=not piece.is_content,  # only the template may emit control tokens
-            )
-        return tokens, rendered
+        return tokenize_pieces(rendered, self._llm.tokenize), rendered
 
     def _generate(self, messages: Sequence[Message], options: GenOptions) -> Iterator[str]:
         prompt, rendered = self._prompt(messages)

@@ -89,6 +89,7 @@ class ServerCommand:
     ctx_per_slot: int
     threads: int | None
     cache_mb: int
+    flash_attn: bool = False
     extra_args: tuple[str, ...] = ()
 
     def argv(self, host: str, port: int) -> list[str]:
@@ -103,6 +104,9 @@ class ServerCommand:
             *("--ctx-size", str(self.parallel * self.ctx_per_slot)),
             # Host RAM for prompts of conversations whose slot went to someone else (0 = off).
             *("--cache-ram", str(self.cache_mb)),
+            # Always explicit: llama-server's default (auto) turns flash attention on on CPU,
+            # llama-cpp-python's leaves it off, and its F16 arithmetic changes greedy replies.
+            *("--flash-attn", "on" if self.flash_attn else "off"),
             *("--slots", "--metrics", "--no-webui", "--offline"),
         ]
         if self.threads is not None:
@@ -129,6 +133,7 @@ def server_command(settings: Settings, binary: Path) -> ServerCommand:
         ctx_per_slot=m.n_ctx,
         threads=m.n_threads,
         cache_mb=m.cache_mb,
+        flash_attn=m.flash_attn,
         extra_args=tuple(ls.extra_args),
     )
 

@@ -129,6 +129,19 @@ def render_prompt(formatter: Callable[..., Any], messages: Sequence[Message]) ->
     )
 
 
+def tokenize_pieces(rendered: RenderedPrompt, tokenize: Callable[..., list[int]]) -> list[int]:
+    """`rendered`'s token ids: the template's text with special tokens parsed, every content as
+    plain text. `tokenize` is llama-cpp-python's `Llama.tokenize(text, add_bos=, special=)`."""
+    tokens: list[int] = []
+    for index, piece in enumerate(rendered.pieces):
+        tokens += tokenize(
+            piece.text.encode("utf-8"),
+            add_bos=index == 0 and not rendered.added_special,
+            special=not piece.is_content,  # only the template may emit control tokens
+        )
+    return tokens
+
+
 def _matching_contents(
     formatter: Callable[..., Any],
     messages: Sequence[Message],

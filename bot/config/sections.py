@@ -54,6 +54,12 @@ class ModelSettings(_Section):
     cache_mb: int = Field(
         512, ge=0, description="RAM for saved per-conversation KV states; 0 = off."
     )
+    flash_attn: bool = Field(
+        False,
+        description="llama.cpp's flash attention, for the embedded model and llama-server alike "
+        "(its F16 arithmetic changes greedy replies, so both must agree; off = llama-cpp-python's "
+        "default, on = llama-server's own default on CPU).",
+    )
 
 
 class GenerationSettings(_Section):
@@ -115,41 +121,6 @@ class OpenAISettings(_Section):
     context_tokens: int = Field(4096, ge=256, description="The served model's context window.")
     send_top_k: bool = Field(
         True, description="Send top_k (vLLM and llama.cpp accept it; api.openai.com does not)."
-    )
-
-
-class SafetySettings(_Section):
-    """Crisis screen and reply guard (owned by the safety area)."""
-
-    default_country: str | None = Field(
-        None, description="ISO country for crisis resources when the user has not set one."
-    )
-    llm_classifier: bool = Field(
-        False,
-        description="Ask the backend for a second opinion on messages the pattern screen "
-        "passes (only when the backend serves requests in parallel); it can only raise the level.",
-    )
-    classifier_timeout_seconds: float = Field(
-        20.0, gt=0, le=300, description="Give up on the LLM second opinion after this long."
-    )
-    hotlines_path: Path | None = Field(
-        None,
-        description="Your own hotline table (JSON, same format as bot/safety/data/hotlines.json).",
-    )
-    semantic: bool = Field(
-        True,
-        description="Run the learned semantic layer beside the rules (all-MiniLM-L6-v2 GGUF "
-        "+ classifier); if it cannot load, the rules run alone and `solace health` says so.",
-    )
-    encoder_path: Path | None = Field(
-        None, description="The encoder GGUF (default made by `make encoder` in models/encoder/)."
-    )
-    semantic_classifier_path: Path | None = Field(
-        None,
-        description="The classifier artifact (default bot/safety/data/semantic_classifier.json).",
-    )
-    encoder_threads: int = Field(
-        1, ge=1, le=16, description="CPU threads for the encoder (one is fastest on 2 cores)."
     )
 
 

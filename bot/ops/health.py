@@ -12,32 +12,22 @@ import shutil
 import sqlite3
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import SecretStr
 
 from bot.config import Settings
 from bot.memory.backup import default_backup_dir, list_backups
+from bot.ops.checks import HTTP_TIMEOUT_SECONDS, Check, Status
+from bot.ops.platforms import check_discord_commands, check_telegram_webhook
 from bot.secrets import token_shape_ok
-
-Status = Literal["ok", "warn", "fail"]
 
 MIN_SECRET_CHARS = 16
 LOW_DISK_BYTES = 1 << 30
 STALE_BACKUP_SECONDS = 2 * 86_400
-HTTP_TIMEOUT_SECONDS = 5.0
 GGUF_MAGIC = b"GGUF"
-
-
-@dataclass(frozen=True, slots=True)
-class Check:
-    """One health check's outcome."""
-
-    name: str
-    status: Status
-    detail: str
 
 
 def check_database(settings: Settings) -> Check:
@@ -267,61 +257,6 @@ def _secret_pinned(settings: Settings, secret: bytes) -> Check:
     return Check("pseudonym_secret", "ok", "set, matches the database's key check")
 
 
-# --- Telegram webhook mode (issue 20) -----------------------------------------------------------
-
-WEBHOOK_BACKLOG_WARN = 100
-WEBHOOK_ERROR_RECENT_SECONDS = 3600
-
-
-def check_telegram_webhook(settings: Settings, now: float) -> Check | None:
-    """In webhook mode: getWebhookInfo - is the webhook set, to `telegram.webhook_url`, how many
-    updates wait, Telegram's last delivery error. None in polling mode or without a usable token
-    (the token check reports that)."""
-    import httpx
-
-    tg, token = settings.telegram, settings.telegram_token
-    if not tg.enabled or tg.mode != "webhook" or token is None:
-        return None
-    if not token_shape_ok("telegram", token):
-        return None
-    url = f"{tg.base_url}{token.get_secret_value().strip()}/getWebhookInfo"
-    try:
-        response = httpx.get(url, timeout=HTTP_TIMEOUT_SECONDS)
-        body = response.json()
-    except httpx.HTTPError as exc:  # its message holds the URL, and so the token: never shown
-        return Check("telegram_webhook", "fail", f"getWebhookInfo: {type(exc).__name__}")
-    except ValueError:
-        return Check("telegram_webhook", "fail", "getWebhookInfo: the answer is not JSON")
-    if not isinstance(body, dict) or not body.get("ok"):
-        said = str(body.get("description", "")) if isinstance(body, dict) else ""
-        return Check(
-            "telegram_webhook", "fail", f"getWebhookInfo: HTTP {response.status_code} {said}"
-        )
-    info = body.get("result") or {}
-    set_url, pending = str(info.get("url") or ""), int(info.get("pending_update_count") or 0)
-    if not set_url:
-        return Check(
-            "telegram_webhook",
-            "fail",
-            f"not set ({pending} pending updates); `solace serve` sets it at start - is it running?",
-        )
-    detail = f"set: {set_url}, {pending} pending updates"
-    if set_url != tg.webhook_url:
-        return Check(
-            "telegram_webhook", "fail", f"{detail}; not telegram.webhook_url {tg.webhook_url}"
-        )
-    error_at = info.get("last_error_date")
-    if error_at and now - float(error_at) < WEBHOOK_ERROR_RECENT_SECONDS:
-        age = (now - float(error_at)) / 60
-        error = info.get("last_error_message") or "unknown"
-        return Check(
-            "telegram_webhook", "warn", f"{detail}; delivery failed {age:.0f} min ago: {error}"
-        )
-    if pending > WEBHOOK_BACKLOG_WARN:
-        return Check("telegram_webhook", "warn", f"{detail} (a backlog: is the bot answering?)")
-    return Check("telegram_webhook", "ok", detail)
-
-
 def run_checks(
     settings: Settings, *, generate: bool = False, clock: Callable[[], float] = time.time
 ) -> list[Check]:
@@ -334,9 +269,8 @@ def run_checks(
         check_semantic(settings),
         *check_secrets(settings),
     ]
-    webhook = check_telegram_webhook(settings, clock())
-    if webhook is not None:
-        checks.append(webhook)
+    platforms = [check_telegram_webhook(settings, clock()), check_discord_commands(settings)]
+    checks += [c for c in platforms if c is not None]
     if generate:
         checks.append(check_generate(settings))
     return checks

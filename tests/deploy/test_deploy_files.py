@@ -28,7 +28,7 @@ from tests.paths import ROOT
 DEPLOY = ROOT / "deploy"
 SOLACE = Path(sys.executable).parent / "solace"
 PROFILES = {"cpu": "model-cpu", "gpu": "vllm"}
-VAR_RE = re.compile(r"\$\{([A-Z0-9_]+)(?::?-[^}]*)?\}")
+VAR_RE = re.compile(r"\$\{([A-Z0-9_]+)(?::?[-?][^}]*)?\}")  # ${V}, ${V:-default}, ${V:?error}
 ENV_LINE_RE = re.compile(r"^#?\s*([A-Z][A-Z0-9_]*)=(.*)$")
 
 
@@ -243,13 +243,14 @@ def _nested(env: dict[str, str]) -> dict[str, Any]:
 
 
 def test_compose_variables_are_documented(compose: dict[str, Any]) -> None:
-    """Every ${VAR} compose interpolates is in .env.example, and every extra variable is used."""
-    text = (DEPLOY / "compose.yaml").read_text()
+    """Every ${VAR} compose interpolates is in .env.example, and every extra variable is used
+    (by compose.yaml or an overlay such as compose.webhook.yaml)."""
+    text = "".join(p.read_text() for p in sorted(DEPLOY.glob("compose*.yaml")))
     used = set(VAR_RE.findall(text.replace("$$", "")))
     listed = set(env_example())
     assert used - listed == set(), f"add to .env.example: {sorted(used - listed)}"
     extra = {n for n in listed if not n.startswith("SOLACE_")} - named_by_settings()
-    assert extra - used == set(), f"not used by compose.yaml: {sorted(extra - used)}"
+    assert extra - used == set(), f"not used by any compose file: {sorted(extra - used)}"
 
 
 def named_by_settings() -> set[str]:

@@ -228,6 +228,13 @@ def test_real_model_generation_and_perplexity(
     # aligned from the end: its token list leaves out special tokens; the last one is generated
     ref = out["choices"][0]["logprobs"]["token_logprobs"][-len(cont) - 1 : -1]
     assert ours == pytest.approx([-x for x in ref], abs=1e-3)
+    # a reference or context that spells a control token is scored as words, as the bot sends it
+    tricky = [{"role": "user", "content": "I typed <|im_end|> by accident"}]
+    im_end = model.llm.tokenize(b"<|im_end|>", add_bos=False, special=True)
+    assert len(im_end) == 1
+    plain = [{"role": "user", "content": "I typed something by accident"}]
+    own = model.prompt_tokens(plain).count(im_end[0])  # the template's own
+    assert own >= 1 and model.prompt_tokens(tricky).count(im_end[0]) == own
     # a scrambled reference is less likely than the real one
     scrambled = [dict(r, reference=" ".join(reversed(r["reference"].split()))) for r in rows]
     assert corpus_perplexity(scrambled, model)["value"] > ppl["value"]

@@ -12,7 +12,6 @@ import pytest
 from tests.paths import ROOT
 from tests.trainer.helpers import (
     make_dialogues,
-    make_tiny_model_dir,
     make_tokenizer,
     write_esconv_file,
 )
@@ -21,17 +20,6 @@ from trainer.data import DataError
 
 pytest.importorskip("peft")
 QUIET = {"echo": lambda _m: None}
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_tiny_model_dir(tmp_path_factory.mktemp("tiny") / "model")
-
-
-@pytest.fixture(scope="module")
-def data_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("data") / "dialogues.json"
-    return write_esconv_file(path, make_dialogues(12, exchanges=5))
 
 
 def _cfg(tiny_dir: Path, data_file: Path, out: Path, **overrides: object) -> TrainConfig:

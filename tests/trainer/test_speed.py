@@ -8,16 +8,11 @@ from typing import Any
 
 import pytest
 
-from tests.trainer.helpers import make_dialogues, make_tiny_model_dir
+from tests.trainer.helpers import make_dialogues
 from trainer.config import TrainConfig
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("peft")
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_tiny_model_dir(tmp_path_factory.mktemp("tiny") / "model")
 
 
 def _cfg(tiny_dir: Path, **overrides: object) -> TrainConfig:

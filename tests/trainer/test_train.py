@@ -12,23 +12,12 @@ from pathlib import Path
 import pytest
 
 from tests.paths import ROOT
-from tests.trainer.helpers import make_dialogues, make_tiny_model_dir, write_esconv_file
+from tests.trainer.helpers import make_dialogues
 from trainer.config import TrainConfig, TrainConfigError, load_config
 from trainer.data import DataError
 from trainer.model import ModelError
 
 pytest.importorskip("peft")
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_tiny_model_dir(tmp_path_factory.mktemp("tiny") / "model")
-
-
-@pytest.fixture(scope="module")
-def data_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("data") / "dialogues.json"
-    return write_esconv_file(path, make_dialogues(12, exchanges=5))
 
 
 def _cfg(tiny_dir: Path, data_file: Path, out: Path, **overrides: object) -> TrainConfig:

@@ -17,6 +17,7 @@ import pytest
 
 from bot import texts
 from bot.backends import build_backend
+from bot.backends.llama_cpp import LlamaCppBackend, model_files
 from bot.backends.llama_server import LlamaServerBackend, SlotAffinity, conversation_key
 from bot.backends.prompt_render import neutralise_messages
 from bot.engine import build_engine
@@ -159,6 +160,34 @@ def test_a_conversation_prefix_is_reused_across_turns(backend: LlamaServerBacken
     prefix = backend.count_tokens(first[0]["content"]) + backend.count_tokens(first[1]["content"])
     assert backend.prompt_tokens_reused - reused >= prefix  # system prompt + first turn reused
     assert backend.prompt_tokens_evaluated - evaluated < backend.count_tokens(reply) + 40
+
+
+# Messages whose greedy replies (SmolLM2 + Solace's adapter) diverged when llama-server ran
+# flash attention (its default, `-fa auto`, turns it on on CPU) and the embedded model did not.
+PARITY_MESSAGES = (
+    "I feel tired all the time lately.",
+    "I don't know how to tell my parents.",
+    "I keep worrying about my exams.",
+)
+
+
+@pytest.mark.slow
+def test_greedy_replies_are_the_embedded_models(tmp_path, backend: LlamaServerBackend) -> None:
+    """Same files, same prompt, greedy: llama-server answers exactly as the embedded backend
+    (one request at a time, so no batched arithmetic is involved)."""
+    settings = make_settings(tmp_path)
+    embedded = LlamaCppBackend.from_settings(settings)  # the same settings, in this process
+    assert (backend.process.command.model, backend.process.command.lora) == model_files(settings)
+    assert embedded.lora_path is not None  # Solace's adapter, applied on both sides
+    options = GREEDY.model_copy(update={"max_new_tokens": 48})
+    try:
+        for text in PARITY_MESSAGES:
+            messages = build_messages([], text)
+            assert "".join(backend.generate(messages, options)) == "".join(
+                embedded.generate(messages, options)
+            ), text
+    finally:
+        embedded.llama.close()
 
 
 @pytest.mark.slow

@@ -15,13 +15,12 @@ from click.testing import CliRunner
 
 from bot.cli import cli
 from bot.config import Settings
-from bot.memory import open_memory
+from tests.bot.ops.conftest import PSEUDONYM_SECRET
 
 TELEGRAM_TOKEN = "1234567890:" + secrets.token_urlsafe(26)[:35]
 DISCORD_TOKEN = ".".join(
     [secrets.token_urlsafe(18), secrets.token_urlsafe(5), secrets.token_urlsafe(27)]
 )
-PSEUDONYM_SECRET = secrets.token_hex(32)
 
 
 class _ModelsHandler(BaseHTTPRequestHandler):
@@ -53,18 +52,6 @@ def model_server() -> Iterator[str]:
     server.server_close()
 
 
-@pytest.fixture
-def env(tmp_path: Path, clean_env: pytest.MonkeyPatch) -> Path:
-    """A clean SOLACE_* environment with a migrated database; returns the database path."""
-    monkeypatch = clean_env
-    db_path = tmp_path / "solace.db"
-    open_memory(db_path, PSEUDONYM_SECRET.encode()).db.close()
-    monkeypatch.setenv("SOLACE_MEMORY__DB_PATH", str(db_path))
-    monkeypatch.setenv("SOLACE_MODEL__BACKEND", "echo")
-    monkeypatch.setenv("SOLACE_PSEUDONYM_SECRET", PSEUDONYM_SECRET)
-    return db_path
-
-
 def _health(*args: str) -> tuple[int, dict]:
     result = CliRunner().invoke(cli, ["health", "--json", *args])
     for secret in (TELEGRAM_TOKEN, DISCORD_TOKEN, PSEUDONYM_SECRET):
@@ -76,22 +63,35 @@ def _status(report: dict) -> dict[str, str]:
     return {check["name"]: check["status"] for check in report["checks"]}
 
 
-def test_healthy_deployment_exits_zero_and_never_prints_tokens(
+async def test_healthy_deployment_exits_zero_and_never_prints_tokens(
     env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Both adapters enabled with well-shaped tokens: all required checks pass."""
+    """Both adapters enabled with well-shaped tokens (Discord: the loopback REST server, with
+    this version's commands registered): all required checks pass."""
+    import asyncio
+
+    from bot import texts
+    from tests.servers.discord import FakeDiscordREST
+    from tests.servers.discord_app import ApplicationAPI
+
     monkeypatch.setenv("SOLACE_TELEGRAM__ENABLED", "true")
     monkeypatch.setenv("SOLACE_TELEGRAM_TOKEN", TELEGRAM_TOKEN)
     monkeypatch.setenv("SOLACE_DISCORD__ENABLED", "true")
     monkeypatch.setenv("SOLACE_DISCORD_TOKEN", DISCORD_TOKEN)
-    code, report = _health()
+    async with FakeDiscordREST(token=DISCORD_TOKEN) as rest:
+        app = ApplicationAPI(rest)
+        app.commands["global"] = [
+            {"name": name, "description": words} for name, words in texts.DISCORD_COMMANDS.items()
+        ]
+        monkeypatch.setenv("SOLACE_DISCORD__REST_BASE_URL", rest.base_url)
+        code, report = await asyncio.to_thread(_health)
+        text = (await asyncio.to_thread(CliRunner().invoke, cli, ["health"])).output
     status = _status(report)
     assert code == 0 and report["ok"] is True
     assert status["database"] == status["telegram_token"] == status["discord_token"] == "ok"
-    assert status["pseudonym_secret"] == "ok"
+    assert status["pseudonym_secret"] == status["discord_commands"] == "ok"
     assert status["model"] == "warn"  # echo answers nobody; a warning, not a failure
-    text = CliRunner().invoke(cli, ["health"]).output
-    assert "ok   database" in text and TELEGRAM_TOKEN not in text
+    assert "ok   database" in text and TELEGRAM_TOKEN not in text and DISCORD_TOKEN not in text
 
 
 def test_badly_shaped_or_missing_tokens_fail(env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -211,53 +211,3 @@ def test_semantic_layer_ok_with_the_real_files(env: Path) -> None:
     if not (DEFAULT_ENCODER_PATH.is_file() and DEFAULT_CLASSIFIER_PATH.is_file()):
         pytest.skip("run `make encoder` for the GGUF encoder")
     assert _status(_health()[1])["semantic"] == "ok"
-
-
-# --- Telegram webhook mode (issue 20) ---------------------------------------------------------
-
-
-async def test_webhook_check_reports_getwebhookinfo(
-    env: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The fake Bot API's getWebhookInfo: not set -> fail; set -> ok with URL and pending count;
-    set elsewhere -> fail; a recent delivery error -> warn. The token never shows."""
-    import asyncio
-    import time
-
-    from tests.servers.rigs import free_port
-    from tests.servers.telegram import FakeTelegramServer
-
-    async with FakeTelegramServer() as server:
-        url = f"http://127.0.0.1:{free_port()}/telegram"  # nothing listens: updates stay pending
-        for name, value in {
-            "SOLACE_TELEGRAM__ENABLED": "true",
-            "SOLACE_TELEGRAM_TOKEN": server.token,
-            "SOLACE_TELEGRAM__BASE_URL": server.base_url,
-            "SOLACE_TELEGRAM__MODE": "webhook",
-            "SOLACE_TELEGRAM__WEBHOOK_URL": url,
-        }.items():
-            monkeypatch.setenv(name, value)
-
-        async def check() -> tuple[str, str]:
-            result = await asyncio.to_thread(CliRunner().invoke, cli, ["health", "--json"])
-            assert server.token not in result.output
-            found = [
-                c for c in json.loads(result.output)["checks"] if c["name"] == "telegram_webhook"
-            ]
-            return found[0]["status"], found[0]["detail"]
-
-        status, detail = await check()
-        assert status == "fail" and "not set" in detail
-        server.webhook.set({"url": url, "secret_token": "s" * 20})
-        await server.push({"message": server._message(1, None, "private", {"text": "hi"})})
-        assert await check() == ("ok", f"set: {url}, 1 pending updates")  # nobody listens
-        server.webhook.last_error_message = "Connection refused"
-        server.webhook.last_error_date = int(time.time()) - 120
-        status, detail = await check()
-        assert status == "warn" and "2 min ago: Connection refused" in detail
-        server.webhook.set({"url": "https://elsewhere.example/hook"})
-        status, detail = await check()
-        assert status == "fail" and "not telegram.webhook_url" in detail
-        monkeypatch.setenv("SOLACE_TELEGRAM__MODE", "polling")
-        result = await asyncio.to_thread(CliRunner().invoke, cli, ["health", "--json"])
-        assert "telegram_webhook" not in result.output  # polling: no webhook to report
