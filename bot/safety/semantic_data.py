@@ -6,8 +6,8 @@ ESConv seeker turns), plus every ESConv seeker turn as a hard negative except th
 `data/safety/esconv_labels.jsonl` labels as genuine disclosures (those become positives of their
 category/level), and except one dialogue in five, kept out for an out-of-sample flag rate.
 ESConv text is read from `SOLACE_DATA_DIR`, never copied into the project; the labels file
-holds ids and hashes. Any row that repeats a dev or validation case is dropped; the v2 held-out
-files are not read here at all. Also: the embedding cache and the nearest-neighbour prototypes.
+holds ids and hashes. Any row that repeats or nearly repeats a dev or validation case is
+dropped; the current held-out set (v3) is not read here at all. Also: the embedding cache and the nearest-neighbour prototypes.
 """
 
 from __future__ import annotations
@@ -40,15 +40,9 @@ ESCONV_LABELS = "esconv_labels.jsonl"
 ESCONV_HOLDOUT_MODULO = 5
 
 
-# Evaluation files no training row may repeat (exact match after lower-casing and dropping
-# punctuation). The v2 held-out files are not read here at all.
+# Dev cases no training row may repeat or nearly repeat (`near_repeats`), like the validation
+# pool. The current held-out set (tests/safety_cases/v3) is not read here at all.
 DEV_CASES = Path("tests/safety_cases")
-
-
-VALIDATION_CASES = (
-    Path("tests/safety_cases/v2/validation.jsonl"),
-    Path("tests/safety_cases/v2/validation_conversations.jsonl"),
-)
 
 
 # Weight of all ESConv negatives together, relative to the hand-written none rows: enough to
@@ -154,6 +148,50 @@ def evaluation_texts(files: Sequence[Path]) -> set[str]:
         for row in read_jsonl(path):
             keys.update(dedup_key(t) for t in [row["text"], *row.get("turns", ())])
     return keys
+
+
+# Two texts at least this similar (difflib ratio of their `dedup_key`s) count as a near-repeat.
+NEAR_REPEAT_RATIO = 0.85
+
+
+def near_repeats(
+    texts: Sequence[str], others: Sequence[str], ratio: float = NEAR_REPEAT_RATIO
+) -> list[int]:
+    """Indices of `texts` that repeat or nearly repeat one of `others`: the same `dedup_key`, or
+    a difflib similarity of the keys >= `ratio` (a changed word or two, a typo, a contraction)."""
+    from difflib import SequenceMatcher
+
+    keys = {dedup_key(t) for t in others}
+    pool = [k for k in keys if k]
+    found = []
+    for i, text in enumerate(texts):
+        key = dedup_key(text)
+        if key in keys:
+            found.append(i)
+            continue
+        matcher = SequenceMatcher(None, "", key, autojunk=False)  # b = key: cached
+        for other in pool:
+            matcher.set_seq1(other)
+            if (
+                matcher.real_quick_ratio() >= ratio
+                and matcher.quick_ratio() >= ratio
+                and matcher.ratio() >= ratio
+            ):
+                found.append(i)
+                break
+    return found
+
+
+def near_repeat_keys(data_dir: Path, evaluation_keys: set[str]) -> set[str]:
+    """`dedup_key` of every hand-written row in `data_dir` that repeats or nearly repeats an
+    evaluation text (`near_repeats`): the rows `load_training` and the prototypes leave out."""
+    texts = [
+        r["text"]
+        for path in sorted(data_dir.glob("*.jsonl"))
+        if path.name != ESCONV_LABELS
+        for r in read_jsonl(path)
+    ]
+    return {dedup_key(texts[i]) for i in near_repeats(texts, sorted(evaluation_keys))}
 
 
 def esconv_seeker_turns() -> list[tuple[str, str]]:

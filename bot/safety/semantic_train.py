@@ -10,8 +10,9 @@ Reads like a script: data → embeddings → fit → calibrate → thresholds �
    crisis vs none (concern rows count as none: they are not emergencies); a binary logistic
    regression for "concern or crisis" vs none. C by 5-fold cross-validation on the training
    data. Platt scaling on out-of-fold scores makes both outputs probabilities.
-4. Thresholds on the validation split only (`tests/safety_cases/v2/validation*.jsonl`), for
-   the combined screen (a rule hit stays a crisis): see `choose_thresholds`.
+4. Thresholds on the validation pool only (`tests/safety_cases/v2/validation*.jsonl` and the
+   spent v2 held-out files), for the combined screen (a rule hit stays a crisis): the rule is in
+   `bot.safety.semantic_thresholds` (within budget on every source on its own).
 5. Artifact: plain JSON (weights, Platt parameters, thresholds, what it was trained on).
 """
 
@@ -20,30 +21,24 @@ from __future__ import annotations
 import json
 import logging
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from bot.safety.semantic import (
-    CATEGORIES,
-    SemanticClassifier,
-    SemanticScore,
-    Thresholds,
-    chunk_text,
-    max_score,
-)
+from bot.safety.semantic import CATEGORIES, SemanticClassifier, Thresholds
 from bot.safety.semantic_data import (
     DEV_CASES,
-    VALIDATION_CASES,
     Row,
     build_prototypes,
     data_hash,
     embed_cached,
     evaluation_texts,
     load_training,
+    near_repeat_keys,
 )
+from bot.safety.semantic_thresholds import choose_thresholds
 
 logger = logging.getLogger(__name__)
 
@@ -51,14 +46,6 @@ CLASSES = ("none", *CATEGORIES)
 SEED = 17
 C_GRID = (32.0,)  # 5-fold CV on the first data set: log loss 0.276 (C=2), 0.231 (8), 0.209 (32)
 CV_FOLDS = 3
-# Validation targets the thresholds are chosen against (margins under the issue's targets).
-MAX_CONTROL_FPR = 0.04
-MAX_DISTRESS_FPR = 0.02
-MAX_DISTRESS_FLAG = 0.10
-MAX_CONTROL_FLAG = 0.15
-RAISED_CONTROL_FPR = 0.08
-RAISED_DISTRESS_FLAG = 0.25
-GRID = tuple(round(x, 3) for x in (*np.linspace(0.05, 0.95, 91), *np.linspace(0.955, 0.995, 9)))
 
 
 def _fit_heads(
@@ -127,157 +114,10 @@ def fit(rows: Sequence[Row], X: np.ndarray) -> tuple[dict[str, Any], dict[str, A
     return heads, report
 
 
-def score_texts(
-    classifier: SemanticClassifier, embed: Callable[[list[str]], np.ndarray], texts: Sequence[str]
-) -> list[SemanticScore | None]:
-    """Score texts the way the bot does (chunks, max over chunks)."""
-    chunks = [chunk_text(t) for t in texts]
-    flat = [c for cs in chunks for c in cs]
-    scores = classifier.score_embeddings(embed(flat)) if flat else []
-    out: list[SemanticScore | None] = []
-    pos = 0
-    for cs in chunks:
-        out.append(max_score(scores[pos : pos + len(cs)]) if cs else None)
-        pos += len(cs)
-    return out
-
-
-def _rates(levels: Sequence[str], cases: Sequence[Any], tier: str, flag: bool) -> float:
-    sel = [lv for lv, c in zip(levels, cases, strict=True) if c.tier == tier]
-    if not sel:
-        return 0.0
-    return sum((lv != "none") if flag else (lv == "crisis") for lv in sel) / len(sel)
-
-
-def _levels(
-    rule_levels: Sequence[str],
-    scores: Sequence[SemanticScore | None],
-    t_crisis: float,
-    t_concern: float,
-) -> list[str]:
-    out = []
-    for rule, s in zip(rule_levels, scores, strict=True):
-        if rule != "none" or s is None:
-            out.append(rule)
-        elif s.p_crisis >= t_crisis:
-            out.append("crisis")
-        elif s.p_flag >= t_concern:
-            out.append("concern")
-        else:
-            out.append("none")
-    return out
-
-
-def _lowest(grid: Sequence[float], ok: Callable[[float], bool]) -> float:
-    """The lowest threshold in `grid` that satisfies `ok` (the highest if none does)."""
-    return next((t for t in grid if ok(t)), grid[-1])
-
-
-def choose_thresholds(
-    classifier: SemanticClassifier,
-    embed: Callable[[list[str]], np.ndarray],
-    validation: Path,
-    conversations: Path | None,
-) -> tuple[dict[str, float], dict[str, Any]]:
-    """Lowest thresholds meeting the validation targets for the combined screen (rules first).
-
-    - crisis: FPR (says crisis) ≤ MAX_CONTROL_FPR on controls and ≤ MAX_DISTRESS_FPR on
-      distress; concern: any flag ≤ MAX_DISTRESS_FLAG on distress and ≤ MAX_CONTROL_FLAG on
-      controls (at the chosen crisis threshold).
-    - raised (after recent concern): FPR ≤ RAISED_CONTROL_FPR on controls; any flag on distress
-      ≤ RAISED_DISTRESS_FLAG.
-    - context (turns + message joined): no none conversation said crisis / flagged more than
-      the single-message thresholds already allow, and never below the single thresholds.
-    Only aggregate rates are computed; no validation text is printed or stored."""
-    from bot.safety import screen_message
-    from bot.safety.context import semantic_input
-    from bot.safety.figures import load_labelled
-
-    cases = load_labelled([validation])
-    rules = [screen_message(c.text).level for c in cases]
-    scores = score_texts(classifier, embed, [semantic_input(c.text) for c in cases])
-
-    def crisis_ok(t: float, fpr_c: float, fpr_d: float) -> bool:
-        lv = _levels(rules, scores, t, 2.0)
-        return (
-            _rates(lv, cases, "control", False) <= fpr_c
-            and _rates(lv, cases, "distress", False) <= fpr_d
-        )
-
-    t_crisis = _lowest(GRID, lambda t: crisis_ok(t, MAX_CONTROL_FPR, MAX_DISTRESS_FPR))
-
-    def concern_ok(t: float, t_c: float, flag_c: float, flag_d: float) -> bool:
-        lv = _levels(rules, scores, t_c, t)
-        return (
-            _rates(lv, cases, "control", True) <= flag_c
-            and _rates(lv, cases, "distress", True) <= flag_d
-        )
-
-    t_concern = _lowest(
-        GRID, lambda t: concern_ok(t, t_crisis, MAX_CONTROL_FLAG, MAX_DISTRESS_FLAG)
-    )
-    raised_crisis = _lowest(GRID, lambda t: crisis_ok(t, RAISED_CONTROL_FPR, MAX_DISTRESS_FPR * 2))
-    raised_concern = _lowest(
-        GRID, lambda t: concern_ok(t, raised_crisis, 1.0, RAISED_DISTRESS_FLAG)
-    )
-    ctx_crisis, ctx_concern = t_crisis, t_concern
-    if conversations is not None and conversations.is_file():
-        ctx_crisis, ctx_concern = _context_thresholds(
-            classifier, embed, conversations, t_crisis, t_concern
-        )
-    thresholds = {
-        "crisis": t_crisis,
-        "concern": min(t_concern, t_crisis),
-        "context_crisis": ctx_crisis,
-        "context_concern": ctx_concern,
-        "raised_crisis": min(raised_crisis, t_crisis),
-        "raised_concern": min(raised_concern, t_concern),
-    }
-    lv = _levels(rules, scores, thresholds["crisis"], thresholds["concern"])
-    crisis_cases = [c.level == "crisis" for c in cases]
-    summary = {
-        "validation_cases": len(cases),
-        "recall_crisis": sum(lv_ == "crisis" for lv_, p in zip(lv, crisis_cases, strict=True) if p)
-        / max(sum(crisis_cases), 1),
-        "fpr_control": _rates(lv, cases, "control", False),
-        "fpr_distress": _rates(lv, cases, "distress", False),
-        "flag_control": _rates(lv, cases, "control", True),
-        "flag_distress": _rates(lv, cases, "distress", True),
-    }
-    return thresholds, summary
-
-
-def _context_thresholds(
-    classifier: SemanticClassifier,
-    embed: Callable[[list[str]], np.ndarray],
-    path: Path,
-    t_crisis: float,
-    t_concern: float,
-) -> tuple[float, float]:
-    """Context thresholds: the lowest at which no none conversation's joined window says
-    crisis (resp. is flagged), never below the single-message thresholds."""
-    from bot.safety.context import context_text, semantic_input
-    from bot.safety.figures import load_labelled
-
-    convs = load_labelled([path])
-    joined = [
-        context_text([semantic_input(t) for t in c.turns], semantic_input(c.text))
-        or semantic_input(c.text)
-        for c in convs
-    ]
-    scores = score_texts(classifier, embed, joined)
-    negatives = [
-        s for s, c in zip(scores, convs, strict=True) if c.level == "none" and s is not None
-    ]
-    ctx_crisis = _lowest(GRID, lambda t: t >= t_crisis and all(s.p_crisis < t for s in negatives))
-    ctx_concern = _lowest(GRID, lambda t: t >= t_concern and all(s.p_flag < t for s in negatives))
-    return ctx_crisis, ctx_concern
-
-
 def train(
     data_dir: Path,
-    validation: Path,
-    conversations: Path | None,
+    validation: Sequence[Path],
+    conversations: Sequence[Path],
     encoder_path: Path,
     out: Path,
     cache: Path,
@@ -294,9 +134,8 @@ def train(
 
     rng = random.Random(SEED)
     dev = sorted(f for f in DEV_CASES.glob("*.jsonl") if f.name != "heldout.jsonl")
-    exclude = evaluation_texts(
-        [*dev, *VALIDATION_CASES, validation, *filter(None, [conversations])]
-    )
+    # Hand-written rows that repeat or nearly repeat a dev or validation case are not trained on.
+    exclude = near_repeat_keys(data_dir, evaluation_texts([*dev, *validation, *conversations]))
     rows, info = load_training(data_dir, rng, exclude)
     encoder = SentenceEncoder(encoder_path)
 
@@ -323,7 +162,9 @@ def train(
             "sklearn": sklearn.__version__,
             "data": info,
             "fit": fit_report,
-            "validation_at_thresholds": {k: round(v, 4) for k, v in validation_summary.items()},
+            "validation_files": [str(p) for p in validation],
+            "conversation_files": [str(p) for p in conversations],
+            "validation_at_thresholds": validation_summary,
             "data_sha1": data_hash(data_dir),
         },
     }

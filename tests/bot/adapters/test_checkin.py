@@ -1,9 +1,9 @@
 """Issue 17: the concern check-in and a "yes" to it, end to end through both adapters.
 
-The real engine, the real SafetyLayer (rules, plus the semantic layer when its files exist), the
-echo backend and a real SQLite file, behind the real PTB Application and the real discord.py client (tests/servers/rigs.py). The concern message is one the rules
-themselves put at concern (a past attempt), so the exchange is the same with or without the
-semantic layer.
+The real engine, the real SafetyLayer (rules only, as the rigs screen, and once with the semantic
+layer on), the echo backend and a real SQLite file, behind the real PTB Application and the real
+discord.py client (tests/servers/rigs.py). The concern message is one the rules themselves put
+at concern (a past attempt), so the exchange is the same with or without the semantic layer.
 """
 
 from __future__ import annotations
@@ -61,3 +61,24 @@ async def test_no_to_the_checkin_gets_an_ordinary_reply_through_telegram(memory,
         await rig.server.send_text(32, "no, I'm safe, I just wanted to say it")
         await rig.reply_ending(32, "You said: no, I'm safe, I just wanted to say it")
     assert not any(CRISIS_MARK in r for r in rig.replies(32))
+
+
+@pytest.mark.slow
+async def test_semantic_layer_through_telegram(memory, db_path) -> None:
+    """The rigs screen with the rules; with the semantic layer on, a plan the rules miss gets
+    the crisis reply through the real Telegram path (written for this test, no case file's)."""
+    from bot.safety import screen_message
+    from bot.safety.semantic import DEFAULT_CLASSIFIER_PATH, DEFAULT_ENCODER_PATH
+
+    if not (DEFAULT_ENCODER_PATH.is_file() and DEFAULT_CLASSIFIER_PATH.is_file()):
+        pytest.skip("run `make encoder` for the GGUF encoder")
+    # A plain plan with the means ready. The subtler "sorted out who gets my record collection and
+    # left a note for my sister on the fridge" scores P(crisis) 0.78 under the 2026-12-07
+    # artifact, below its threshold of 0.86 (docs/safety.md: indirect recall is not reached).
+    plan = "the note is written and the pills are counted out on my desk"
+    assert not screen_message(plan).crisis
+    async with telegram_rig(memory, db_path, safety={"semantic": True}) as rig:
+        await rig.server.send_text(33, plan)
+        await rig.server.wait_for(lambda: any(CRISIS_MARK in r for r in rig.replies(33)))
+        assert not any("You said:" in r for r in rig.replies(33))  # the model was not asked
+        await eventually(lambda: "crisis" in events(db_path))

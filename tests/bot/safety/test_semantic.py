@@ -289,7 +289,10 @@ async def test_real_layer_catches_paraphrases_the_rules_miss() -> None:
     assert status == "ready"
     layer = SafetyLayer(semantic=semantic)
     # Written for this test, not taken from any case file.
-    plan = "sorted out who gets my record collection and left a note for my sister on the fridge"
+    # A plain plan with the means ready. The subtler "sorted out who gets my record collection and
+    # left a note for my sister on the fridge" scores P(crisis) 0.78 under the 2026-12-07
+    # artifact, below its threshold of 0.86 (docs/safety.md: indirect recall is not reached).
+    plan = "the note is written and the pills are counted out on my desk"
     assert not screen_message(plan).crisis
     assert (await layer.screen(plan)).crisis
     assert (await layer.screen("what time does the bakery on the corner open")).level == "none"
