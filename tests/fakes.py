@@ -92,6 +92,7 @@ class FakeScreen:
     category: str | None = None
     level: str = "none"
     matched: str | None = None
+    subject: str = "self"
 
 
 @dataclass(frozen=True)
@@ -111,10 +112,14 @@ class FakeSafety:
     blocked: tuple[str, ...] = ("FORBIDDEN",)
     screened: list[str] = field(default_factory=list)
     guarded: list[tuple[str, bool]] = field(default_factory=list)
+    contexts: list[tuple[tuple[str, ...], bool]] = field(default_factory=list)
 
-    async def screen(self, text: str) -> FakeScreen:
-        """Substring rules, case-insensitive."""
+    async def screen(
+        self, text: str, context: Sequence[str] = (), *, raised: bool = False
+    ) -> FakeScreen:
+        """Substring rules, case-insensitive (context and raised are recorded, not used)."""
         self.screened.append(text)
+        self.contexts.append((tuple(context), raised))
         lowered = text.lower()
         for word, category in self.crisis_words.items():
             if word in lowered:
@@ -123,6 +128,14 @@ class FakeSafety:
             if word in lowered:
                 return FakeScreen(False, category, "concern", word)
         return FakeScreen()
+
+    def checkin_reply(self, result: FakeScreen, country: str | None) -> str:
+        """A fixed check-in naming the category."""
+        return f"CHECKIN[{result.category}] Are you thinking of ending your life?"
+
+    def answers_yes(self, text: str) -> bool:
+        """Starts with yes."""
+        return text.lower().startswith("yes")
 
     def crisis_reply(self, result: FakeScreen, country: str | None, language: str | None) -> str:
         """A fixed reply naming the category and country, so tests can see both."""

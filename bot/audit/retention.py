@@ -18,6 +18,7 @@ PURGES: tuple[tuple[str, str, str], ...] = (
     # (table, time column, which cutoff)
     ("turns", "created_at", "memory"),
     ("events", "created_at", "memory"),
+    ("risk_state", "updated_at", "memory"),
     ("audit_turns", "created_at", "audit"),
     ("audit_toxicity", "created_at", "audit"),
     ("audit_judgements", "judged_at", "audit"),

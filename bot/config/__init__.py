@@ -1,9 +1,9 @@
 """The bot's settings: one frozen `Settings`, read once at start-up and passed down.
 
-`sections` (one class per area: model, generation, memory, openai, safety, telegram, discord,
-access, jobs, backup; `[llama_server]` in `llama_server`, `[web]` in `web`), `settings`
-(`Settings`, its sources and `load_settings`) and `options` (the `--config`/`--db` options of the
-`solace` commands). Every key is documented in docs/bot.md.
+`sections` (one class per area: model, generation, memory, openai, telegram, discord, access,
+jobs, backup; `[llama_server]` in `llama_server`, `[safety]` in `safety`, `[web]` in `web`),
+`settings` (`Settings`, its sources and `load_settings`) and `options` (the `--config`/`--db`
+options of the `solace` commands). Every key is documented in docs/bot.md.
 """
 
 from typing import TYPE_CHECKING
@@ -17,6 +17,7 @@ if TYPE_CHECKING:
         db_option as db_option,
         settings_or_exit as settings_or_exit,
     )
+    from bot.config.safety import SafetySettings as SafetySettings
     from bot.config.sections import (
         REPRESENTATIONS as REPRESENTATIONS,
         AccessSettings as AccessSettings,
@@ -27,7 +28,6 @@ if TYPE_CHECKING:
         MemorySettings as MemorySettings,
         ModelSettings as ModelSettings,
         OpenAISettings as OpenAISettings,
-        SafetySettings as SafetySettings,
         TelegramSettings as TelegramSettings,
         default_db_path as default_db_path,
     )

@@ -132,26 +132,6 @@ class OpenAISettings(_Section):
     )
 
 
-class SafetySettings(_Section):
-    """Crisis screen and reply guard (owned by the safety area)."""
-
-    default_country: str | None = Field(
-        None, description="ISO country for crisis resources when the user has not set one."
-    )
-    llm_classifier: bool = Field(
-        False,
-        description="Ask the backend for a second opinion on messages the pattern screen "
-        "passes (only when the backend serves requests in parallel); it can only raise the level.",
-    )
-    classifier_timeout_seconds: float = Field(
-        20.0, gt=0, le=300, description="Give up on the LLM second opinion after this long."
-    )
-    hotlines_path: Path | None = Field(
-        None,
-        description="Your own hotline table (JSON, same format as bot/safety/data/hotlines.json).",
-    )
-
-
 class TelegramSettings(_Section):
     """Telegram adapter (owned by the adapters area). Token: SOLACE_TELEGRAM_TOKEN."""
 

@@ -24,6 +24,7 @@ from pydantic_settings import (
 )
 
 from bot.config.llama_server import LlamaServerSettings
+from bot.config.safety import SafetySettings
 from bot.config.sections import (
     AccessSettings,
     BackupSettings,
@@ -33,7 +34,6 @@ from bot.config.sections import (
     MemorySettings,
     ModelSettings,
     OpenAISettings,
-    SafetySettings,
     TelegramSettings,
 )
 from bot.config.web import WebSettings

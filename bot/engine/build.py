@@ -33,7 +33,16 @@ def build_safety(settings: Settings, backend: Backend) -> SafetyProtocol:
     classification can never run on it at the same time as a reply.
     """
     classifier = backend_classifier(backend) if backend.parallel else None
-    layer: SafetyProtocol = SafetyLayer(settings.safety, classifier)
+    semantic = None
+    if settings.safety.semantic:
+        from bot.safety.semantic import build_semantic
+
+        semantic, _ = build_semantic(  # on failure: one log line, the rules run alone
+            settings.safety.encoder_path,
+            settings.safety.semantic_classifier_path,
+            threads=settings.safety.encoder_threads,
+        )
+    layer: SafetyProtocol = SafetyLayer(settings.safety, classifier, semantic=semantic)
     return layer
 
 

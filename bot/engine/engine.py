@@ -23,7 +23,8 @@ from typing import Any
 from bot import texts
 from bot.backends import Backend, gen_options, reply_threads, stream_in_thread, warm_up_backend
 from bot.config import Settings
-from bot.engine.release import guarded_release
+from bot.engine.release import Reply, guarded_release
+from bot.engine.risk import RiskTracker
 from bot.errors import BackendError, StorageError
 from bot.input_text import clean_text, truncate_for_storage
 from bot.logs import LOG_KEY_LABEL, LogIds
@@ -45,19 +46,6 @@ class _Where:
 
     key: str
     scope: str | None
-
-
-@dataclass
-class _Reply:
-    """What has been sent to the person during one turn."""
-
-    sent: str = ""
-    stored: bool = False
-    guard_reason: str | None = None
-
-    def add(self, text: str) -> str:
-        self.sent += text
-        return text
 
 
 class Engine:
@@ -82,6 +70,7 @@ class Engine:
         self._user_locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}
         self._wal_cleanup = WalCleanup(memory.finish_erasure, memory.path)
         self._model_lock = None if backend.parallel else asyncio.Lock()
+        self._risk = RiskTracker(memory, clock)
         self._executor = reply_threads(backend)
 
     # --- one turn -------------------------------------------------------------------------
@@ -112,7 +101,7 @@ class Engine:
         key = where.key
         user = self.memory.get_user(key)
         first_contact = user is None or user.notice_seen_at is None
-        screen = await self.safety.screen(text)  # screening reads, it stores nothing
+        screen = await self._risk.screen(self.safety, key, where.scope, text)  # + context, risk
         if screen.crisis:
             # Resources come first for someone in danger; the notice follows, before storing.
             crisis = self._crisis(msg, where, text, screen, first_contact)
@@ -123,8 +112,6 @@ class Engine:
         if first_contact:
             yield self.privacy_text() + "\n\n"
             self.memory.mark_notice_seen(key, msg.platform)
-        if screen.level == "concern":
-            self.memory.add_event(key, "concern", screen.category, scope=where.scope)
         # The length is checked before anything expensive: an over-long message is stored
         # truncated, with a marker (its whole text was screened above), and not sent on.
         too_long = len(text) > self.settings.memory.max_message_chars
@@ -142,6 +129,8 @@ class Engine:
         async with contextlib.aclosing(self._reply(msg, where, built.messages)) as reply:
             async for piece in reply:
                 yield piece
+        if screen.level == "concern" and screen.subject != "other":  # it asks about the writer
+            yield await self._checkin(msg, where, screen)
         logger.info(
             "user %s: turn done in %.2fs (in %d chars)",
             self._lid(key),
@@ -177,6 +166,17 @@ class Engine:
                 await self._store(where, msg.platform, "user", self._storable(text), flagged=True)
                 await self._store(where, msg.platform, "assistant", reply, flagged=True)
             logger.info("user %s: crisis screen (%s)", self._lid(key), screen.category)
+
+    async def _checkin(self, msg: IncomingMessage, where: _Where, screen: ScreenLike) -> str:
+        """The fixed check-in after the model's reply at concern level (stored as a turn)."""
+        user = self.memory.get_user(where.key)  # no country: the layer's default one
+        checkin = self.safety.checkin_reply(screen, user.country if user else None)
+        try:
+            await self._store(where, msg.platform, "assistant", checkin)
+            self._risk.asked(where.key, msg.platform, where.scope, screen.category)
+        except StorageError:
+            logger.exception("user %s: could not store the check-in", self._lid(where.key))
+        return "\n\n" + checkin
 
     def _context(self, where: _Where, text: str) -> BuiltContext:
         m = self.settings.memory
@@ -214,7 +214,7 @@ class Engine:
         self, msg: IncomingMessage, where: _Where, messages: list[Message]
     ) -> AsyncGenerator[str, None]:
         key = where.key
-        reply = _Reply()
+        reply = Reply()
         stream = self._guarded_stream(messages, reply)
         try:
             async for piece in stream:
@@ -246,7 +246,7 @@ class Engine:
                 except StorageError:  # the reply was already shown; the user turn is safe
                     logger.exception("user %s: could not store the reply", self._lid(key))
 
-    def _guarded_stream(self, messages: list[Message], reply: _Reply) -> AsyncGenerator[str, None]:
+    def _guarded_stream(self, messages: list[Message], reply: Reply) -> AsyncGenerator[str, None]:
         """Backend deltas, released only once the guard has seen them with a held-back tail."""
 
         def stopped(reason: str) -> None:

@@ -3,18 +3,32 @@
 `guarded_release` wraps the backend's stream: every delta is checked by the reply guard together
 with what came before, and only text the guard has seen with `holdback` characters after it is
 released. `releasable` says how much of the pending text can go out now, `trim_unfinished` drops
-a sentence the token limit cut off (both pure).
+a sentence the token limit cut off (both pure). `Reply` is what a turn has sent so far.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import AsyncGenerator, Callable
+from dataclasses import dataclass
 
 from bot.safety.protocols import GuardLike
 
 SENTENCE_FINAL_CHARS = frozenset(".!?…\"')]*")
 SENTENCE_END_RE = re.compile(r"[.!?…][\"')\]]*(?=\s|$)")
+
+
+@dataclass
+class Reply:
+    """What has been sent to the person during one turn."""
+
+    sent: str = ""
+    stored: bool = False
+    guard_reason: str | None = None
+
+    def add(self, text: str) -> str:
+        self.sent += text
+        return text
 
 
 def releasable(pending: str, holdback: int) -> int:

@@ -2,7 +2,8 @@
 
 `store` (`MemoryStore`: the verbs), `records` (the rows it returns), `schema` (migrations and the
 one rule for writing), `database` (`open_memory`, `migrate_database`), `keys` (the pseudonym
-secret, its key check and rotation), `erasure` (`/forget`), `export` (`/export`), `consent`
+secret, its key check and rotation), `erasure` (`/forget`), `export` (`/export`), `risk`
+(the conversation-level risk row), `consent`
 (`/review`), `backup` (online backups and restore) and `cli` (`solace memory`; `solace migrate`
 is `bot.migrate`).
 """
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
         StoredTurn as StoredTurn,
         UserRecord as UserRecord,
     )
+    from bot.memory.risk import StoredRisk as StoredRisk
     from bot.memory.schema import migrations as migrations
     from bot.memory.store import (
         BUSY_TIMEOUT_MS as BUSY_TIMEOUT_MS,

@@ -8,6 +8,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from bot.memory.records import UserRecord, iso_time
+from bot.memory.risk import read_risk
 from bot.memory.schema import PRIVATE_SCOPE
 
 
@@ -50,4 +51,5 @@ def export_user(db: Database, user_key: str, user: UserRecord | None) -> dict[st
         },
         "conversations": list(conversations.values()),
         "events": events,
+        "risk_state": None if (risk := read_risk(db, user_key)) is None else risk.exported(),
     }

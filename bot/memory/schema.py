@@ -183,6 +183,23 @@ def m004_telegram_update_claims(db: Database) -> None:
     db.table("telegram_updates").create_index(["claimed_at"])
 
 
+@migrations()
+def m005_risk_state(db: Database) -> None:
+    """Conversation-level crisis risk per person (issue 17): numbers and a category, no text.
+
+    One row per person, across all their chats: a decaying `score` (`bot.safety.context`),
+    whether it is `raised`, and a check-in waiting for an answer (`checkin`: the category it
+    asked about; `checkin_conversation`: the conversation it was asked in, so only an answer
+    there counts). Erased by /forget like every table with a `user_key`.
+    """
+    db.table("risk_state").create(
+        {"user_key": str, "score": float, "updated_at": float, "raised": int, "checkin": str,
+         "checkin_conversation": str},
+        pk="user_key", not_null={"score", "updated_at"},
+    )  # fmt: skip
+    db.table("risk_state").create_index(["updated_at"])
+
+
 @contextlib.contextmanager
 def write_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     """One write transaction that holds the write lock from its first statement.

@@ -1,9 +1,8 @@
 """`MemoryStore`: the small verbs over the conversation tables (users, chat scopes, turns, events).
 
-The rest of the memory package does one thing each: the schema and its migrations
-(`bot.memory.schema`), opening the file (`database`), the pseudonym secret (`keys`), erasure
-(`erasure`), `/export` (`export`), review consent (`consent`). The audit jobs' SQL lives in
-`bot.audit`.
+The rest of the package does one thing each: the schema and its migrations (`schema`), opening
+the file (`database`), the pseudonym secret (`keys`), erasure (`erasure`), `/export` (`export`),
+review consent (`consent`), the risk row (`risk`). The audit jobs' SQL lives in `bot.audit`.
 
 Conversations are per person **and per chat scope**: a person's private chat (a DM, the
 console) is one scope, and each group or server channel they talk in is another, keyed by a
@@ -39,6 +38,7 @@ from bot.memory.erasure import (
 from bot.memory.export import export_user
 from bot.memory.keys import KeyRing, check_secret_shape, load_key_ring
 from bot.memory.records import StoredTurn, UserRecord, turn_from_row
+from bot.memory.risk import StoredRisk, read_risk, risk_write
 from bot.memory.schema import (
     GROUP_SCOPE,
     IDLE_SCOPES_SQL,
@@ -54,6 +54,7 @@ logger = logging.getLogger(__name__)
 
 SECONDS_PER_DAY = 86_400
 BUSY_TIMEOUT_MS = 5_000
+PURGED = (("turns", "created_at"), ("events", "created_at"), ("risk_state", "updated_at"))
 
 
 class MemoryStore:
@@ -318,6 +319,14 @@ class MemoryStore:
             [user_key, conversation, kind, category, detail, self._clock()],
         )
 
+    def get_risk(self, user_key: str) -> StoredRisk | None:
+        """The person's stored conversation-level risk (one row across all chats), or None."""
+        return read_risk(self.db, user_key)
+
+    def set_risk(self, user_key: str, risk: StoredRisk | None) -> None:
+        """Store the person's risk state; None deletes it (nothing left worth keeping)."""
+        self._write(*risk_write(user_key, risk))
+
     # --- erasure, export, retention -------------------------------------------------------
 
     def forget_user(
@@ -350,13 +359,12 @@ class MemoryStore:
         return export_user(self.db, user_key, self.get_user(user_key))
 
     def purge_older_than(self, days: int, now: float | None = None) -> int:
-        """Delete turns and events older than `days`, and users and group scopes idle since
-        then; returns rows."""
+        """Delete rows older than `days` (`PURGED`), users and scopes idle since; returns rows."""
         cutoff = (self._clock() if now is None else now) - days * SECONDS_PER_DAY
         total = 0
         with self._atomic():
-            for table in ("turns", "events"):
-                cursor = self.db.execute(f"DELETE FROM {table} WHERE created_at < ?", [cutoff])
+            for table, column in PURGED:
+                cursor = self.db.execute(f"DELETE FROM {table} WHERE {column} < ?", [cutoff])
                 total += cursor.rowcount
             for sql in (IDLE_SCOPES_SQL, IDLE_USERS_SQL):
                 total += self.db.execute(sql, [cutoff]).rowcount

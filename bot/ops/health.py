@@ -165,6 +165,26 @@ def _check_openai(settings: Settings) -> Check:
     return Check("model", "ok", f"model server {url} serves {o.model!r}")
 
 
+def check_semantic(settings: Settings) -> Check:
+    """The crisis screen's semantic layer: off by configuration, or its files load and embed.
+
+    "warn", never "fail", when it cannot run: the rules keep screening every message."""
+    if not settings.safety.semantic:
+        return Check("semantic", "warn", "off in settings (safety.semantic = false): rules only")
+    from bot.safety.semantic import build_semantic
+
+    started = time.perf_counter()
+    semantic, status = build_semantic(
+        settings.safety.encoder_path, settings.safety.semantic_classifier_path, log=False
+    )
+    if semantic is None:
+        return Check("semantic", "warn", f"{status}; the crisis rules run alone")
+    if semantic.score("a short health check") is None or semantic.status != "ready":
+        return Check("semantic", "warn", f"{semantic.status}; the crisis rules run alone")
+    elapsed = time.perf_counter() - started
+    return Check("semantic", "ok", f"encoder and classifier load and score ({elapsed:.2f}s)")
+
+
 def check_generate(settings: Settings) -> Check:
     """Load the backend and generate a few tokens (slow with a local model: on demand only)."""
     from bot.backends import GenOptions, build_backend
@@ -246,6 +266,7 @@ def run_checks(
         check_disk(settings),
         check_backups(settings, clock()),
         check_model(settings),
+        check_semantic(settings),
         *check_secrets(settings),
     ]
     platforms = [check_telegram_webhook(settings, clock()), check_discord_commands(settings)]

@@ -1,8 +1,11 @@
 """Safety: the crisis screen before the model, the reply guard after it, crisis resources.
 
-`screen` (rules in `patterns/`, text in `text`), `guard` (the reply guard), `resources` (the
-hotline table in `data/hotlines.json` and the crisis reply), `layer` (`SafetyLayer`, what the
-engine holds), `protocols` (the contract the engine relies on), `evaluate` and `cli`
+`screen` (rules in `patterns/`, text in `text`), `semantic` (the learned layer: a sentence
+encoder and a small classifier, `data/semantic_classifier.json`; trained by `semantic_train` on
+`semantic_data`), `context` (rules + semantic layer + conversation context, the risk score),
+`checkin` (the concern check-in), `guard` (the reply guard), `resources` (the hotline table in
+`data/hotlines.json` and the crisis reply), `layer` (`SafetyLayer`, what the engine holds),
+`protocols` (the contract the engine relies on), `evaluate`, `figures` and `cli`, `semantic_cli`
 (`solace safety`). Never imports a backend: the LLM second opinion is handed in as a function.
 """
 
@@ -11,6 +14,15 @@ from typing import TYPE_CHECKING
 from common.lazy import lazy_exports
 
 if TYPE_CHECKING:
+    from bot.safety.checkin import (
+        answers_yes as answers_yes,
+        compose_checkin as compose_checkin,
+    )
+    from bot.safety.context import (
+        LayeredScreen as LayeredScreen,
+        RiskState as RiskState,
+        semantic_input as semantic_input,
+    )
     from bot.safety.guard import (
         GuardResult as GuardResult,
         PromptLeakDetector as PromptLeakDetector,
@@ -36,6 +48,13 @@ if TYPE_CHECKING:
         ScreenResult as ScreenResult,
         screen_message as screen_message,
         screen_normalized as screen_normalized,
+        vetoed_clauses as vetoed_clauses,
+    )
+    from bot.safety.semantic import (
+        SemanticClassifier as SemanticClassifier,
+        SemanticScreen as SemanticScreen,
+        SentenceEncoder as SentenceEncoder,
+        build_semantic as build_semantic,
     )
 
 __getattr__, __dir__ = lazy_exports(__name__)

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 
 import click
 
+from bot.safety.semantic_cli import train_semantic
+
 if TYPE_CHECKING:
     from bot.safety.layer import SafetyLayer
 
@@ -25,17 +27,20 @@ def safety() -> None:
 @click.option(
     "--level", is_flag=True, help="Also print the level (none/concern/crisis) and subject."
 )
-def screen(level: bool) -> None:
+@click.option("--rules-only", is_flag=True, help="Skip the semantic layer (the rules alone).")
+def screen(level: bool, rules_only: bool) -> None:
     """Screen one message per line of stdin; print one JSON object per line.
 
     Each line of output is {"crisis": bool, "category": ..., "matched": ...}; "matched" names
-    the rule that fired (e.g. "suicide/kill_self"), never the words of the message.
+    the rule that fired (e.g. "suicide/kill_self") or the layer ("semantic:suicide"), never the
+    words of the message. Each line is screened alone (no conversation context).
     """
-    from bot.safety.screen import screen_message
+    from bot.safety.context import LayeredScreen
+    from bot.safety.semantic_cli import semantic_or_none
 
+    layered = LayeredScreen(None if rules_only else semantic_or_none())
     for line in sys.stdin:
-        text = line.rstrip("\n")
-        result = screen_message(text)
+        result = layered.screen(line.rstrip("\n")).result
         row: dict[str, object] = {
             "crisis": result.crisis,
             "category": result.category,
@@ -103,46 +108,71 @@ def _guard_data_set(layer: SafetyLayer, spec: str, show_hits: bool) -> None:
 
 @safety.command()
 @click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
-@click.option("--show-misses", is_flag=True, help="List missed cases and false alarms (with text).")
+@click.option("--rules-only", is_flag=True, help="Score the rules alone (the baseline).")
+@click.option(
+    "--esconv", is_flag=True, help="Also the flag rate on ESConv seeker turns (SOLACE_DATA_DIR)."
+)
+@click.option(
+    "--show-misses",
+    is_flag=True,
+    help="List missed cases and false alarms (with text; refused on the v2 held-out files).",
+)
 @click.option("--guard", "guard_only", is_flag=True, help="PATHS are reply-guard case files.")
-def evaluate(paths: tuple[Path, ...], show_misses: bool, guard_only: bool) -> None:
-    """Print the crisis screen's and the reply guard's figures on labelled case files.
+def evaluate(
+    paths: tuple[Path, ...], rules_only: bool, esconv: bool, show_misses: bool, guard_only: bool
+) -> None:
+    """Figures of the crisis screen (rules + semantic layer) and of the reply guard.
 
-    Screen: recall per category/style and false-positive rates; guard: recall and FPR on whole
-    and streamed replies. PATHS are JSON Lines files or directories of them (crisis cases, or
-    guard cases with --guard). Default: tests/safety_cases (screen) and
-    tests/safety_cases/guard (guard), each with heldout.jsonl reported apart from dev.
+    Screen: recall per category and tier with 95% Wilson intervals, FPR and flag rate on
+    controls and ordinary distress, conversations turn by turn (tests/safety_cases/v2/README.md
+    has the convention). Guard: recall and FPR on whole and streamed replies. PATHS are JSON
+    Lines files or directories (crisis cases, or guard cases with --guard), each reported apart.
+    Default: tests/safety_cases (dev, and the older heldout.jsonl apart), the v2 validation
+    files, and tests/safety_cases/guard. The v2 held-out files are scored only when named.
     """
     from bot.safety.evaluate import GUARD_DIR, dev_and_heldout
+    from bot.safety.figures import case_files
 
     if paths:
-        screen_groups = {} if guard_only else {"cases": list(paths)}
+        screen_groups = {} if guard_only else {p.name: case_files([p]) for p in paths}
         guard_groups = {"guard cases": list(paths)} if guard_only else {}
     else:
         if not DEFAULT_CASES.is_dir():
             raise click.ClickException(f"{DEFAULT_CASES} not found: pass case files as arguments")
         screen_groups = {} if guard_only else dev_and_heldout(DEFAULT_CASES)
+        if not guard_only:
+            screen_groups["validation"] = sorted((DEFAULT_CASES / "v2").glob("validation*.jsonl"))
         guard_dir = DEFAULT_CASES / GUARD_DIR
         guard_groups = dev_and_heldout(guard_dir) if guard_dir.is_dir() else {}
+    if show_misses and any("heldout" in f.name for g in screen_groups.values() for f in g):
+        raise click.ClickException("--show-misses is refused on held-out files: never read them")
     try:
-        for title, group in screen_groups.items():
-            _echo_screen_figures(f"screen, {title}", group, show_misses)
+        if screen_groups or esconv:
+            _echo_screen_figures(screen_groups, rules_only, esconv, show_misses)
         for title, group in guard_groups.items():
             _echo_guard_figures(f"guard, {title}", group, show_misses)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
 
 
-def _echo_screen_figures(title: str, files: list[Path], show_misses: bool) -> None:
-    from bot.safety.evaluate import evaluate as run_evaluation, format_report, load_cases
+def _echo_screen_figures(
+    groups: dict[str, list[Path]], rules_only: bool, esconv: bool, show_misses: bool
+) -> None:
+    from bot.safety.context import LayeredScreen
+    from bot.safety.figures import esconv_lines, evaluate_files
+    from bot.safety.semantic_cli import semantic_or_none
+    from dialogue.datasets import DatasetError
 
-    report = run_evaluation(load_cases(files))
-    click.echo(format_report(report, title))
-    if show_misses:
-        for case in report.misses:
-            click.echo(f"  MISS  [{case.category}/{case.style}] {case.text}")
-        for case in report.false_alarms:
-            click.echo(f"  FALSE [{case.style}] {case.text}")
+    layered = LayeredScreen(None if rules_only else semantic_or_none())
+    for title, files in groups.items():
+        click.echo(
+            evaluate_files(layered, files, title=f"screen, {title}", show_misses=show_misses)
+        )
+    if esconv:
+        try:
+            click.echo("\n".join(esconv_lines(layered)))
+        except DatasetError as exc:
+            raise click.ClickException(str(exc)) from exc
 
 
 def _echo_guard_figures(title: str, files: list[Path], show_misses: bool) -> None:
@@ -188,3 +218,6 @@ def hotlines() -> None:
     table = load_hotlines()
     for code, info in sorted(table.countries.items()):
         click.echo(f"{code}  {info.emergency:<40} {len(info.lines)} line(s)  {info.name}")
+
+
+safety.add_command(train_semantic)

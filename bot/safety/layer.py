@@ -14,13 +14,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from bot.safety.guard import GuardResult, PromptLeakDetector, guard_reply
 from bot.safety.patterns.blocks import CATEGORIES
 from bot.safety.protocols import Classify
 from bot.safety.resources import Hotlines, compose_crisis_reply, load_hotlines
 from bot.safety.screen import ScreenResult, screen_message
+
+if TYPE_CHECKING:
+    from bot.safety.semantic import SemanticScreen
 
 logger = logging.getLogger(__name__)
 
@@ -66,9 +70,12 @@ class SafetyLayer:
         *,
         lock: asyncio.Lock | None = None,
         system_prompt: str | None = None,
+        semantic: SemanticScreen | None = None,
     ) -> None:
+        from bot.safety.context import LayeredScreen
         from dialogue.prompts import SYSTEM_PROMPT
 
+        self._layered = LayeredScreen(semantic)
         self._settings = settings
         self._classifier = classifier if self._setting("llm_classifier", False) else None
         self._lock = lock
@@ -87,9 +94,26 @@ class SafetyLayer:
         """The hotline table in use."""
         return self._hotlines
 
-    async def screen(self, text: str) -> ScreenResult:
-        """Deterministic screen, then the optional LLM second opinion (which can only raise)."""
-        result = screen_message(text)
+    @property
+    def semantic_status(self) -> str:
+        """The semantic layer's state: "ready", "failing: ..." or "off"."""
+        return self._layered.status
+
+    async def screen(
+        self, text: str, context: Sequence[str] = (), *, raised: bool = False
+    ) -> ScreenResult:
+        """Rules, then the semantic layer over the message and the person's recent user turns
+        (`bot.safety.context`), then the optional LLM second opinion (which can only raise).
+
+        Args:
+            context: the person's earlier user turns in this conversation, oldest first.
+            raised: the person's conversation-level risk is raised (lower thresholds).
+        """
+        if self._layered.semantic is None:
+            result = screen_message(text)
+        else:  # the encoder blocks for a few milliseconds: keep it off the event loop
+            verdict = await asyncio.to_thread(self._layered.screen, text, context, raised=raised)
+            result = verdict.result
         if result.crisis or self._classifier is None:
             return result
         label = await self._classify(text)
@@ -136,6 +160,18 @@ class SafetyLayer:
             country or self._default_country,
             language_code,
         )
+
+    def checkin_reply(self, result: ScreenResult, country: str | None = None) -> str:
+        """The fixed check-in that follows the model's reply at concern level."""
+        from bot.safety.checkin import compose_checkin
+
+        return compose_checkin(self._hotlines, result.category, country or self._default_country)
+
+    def answers_yes(self, text: str) -> bool:
+        """True when a message answers the check-in with yes (any usual phrasing)."""
+        from bot.safety.checkin import answers_yes
+
+        return answers_yes(text)
 
     def guard(self, reply_so_far: str, *, final: bool) -> GuardResult:
         """Check model output before it is shown; `final=False` for each streamed piece."""

@@ -8,7 +8,7 @@ without crisis screening.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from dialogue.prompts import Message
@@ -35,6 +35,11 @@ class ScreenLike(Protocol):
         """none, concern or crisis."""
         ...
 
+    @property
+    def subject(self) -> str:
+        """self (the writer is at risk) or other (they write about someone else)."""
+        ...
+
 
 class GuardLike(Protocol):
     """What the engine reads from `GuardResult`."""
@@ -53,8 +58,19 @@ class GuardLike(Protocol):
 class SafetyProtocol(Protocol):
     """The safety layer: screen the user's message, guard the reply, fixed replies."""
 
-    async def screen(self, text: str) -> ScreenLike:
-        """Classify the user's message."""
+    async def screen(
+        self, text: str, context: Sequence[str] = (), *, raised: bool = False
+    ) -> ScreenLike:
+        """Classify the user's message, given their earlier user turns (oldest first) and
+        whether their conversation-level risk is raised."""
+        ...
+
+    def checkin_reply(self, result: Any, country: str | None) -> str:
+        """The fixed check-in that follows the model's reply when the level is concern."""
+        ...
+
+    def answers_yes(self, text: str) -> bool:
+        """True when a message answers the check-in with yes."""
         ...
 
     def crisis_reply(self, result: Any, country: str | None, language_code: str | None) -> str:

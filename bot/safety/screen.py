@@ -16,6 +16,7 @@ from bot.safety.patterns import CRISIS_PATTERNS
 from bot.safety.patterns.blocks import (
     CATEGORIES,
     FRAME_RES,
+    HELPER_RE,
     NEGATORS,
     OTHER_PAST_RE,
     OTHER_WORDS,
@@ -104,6 +105,31 @@ def screen_normalized(norm: str, *, explicit_self: bool = False) -> ScreenResult
     return min(found, key=lambda item: item[0])[1]
 
 
+def vetoed_clauses(norm: str) -> list[tuple[int, int]]:
+    """Clauses of normalised text where a pattern matched but a context rule cancelled it
+    (negated, topical, accident, figurative, about a thing), merged and in order.
+
+    The semantic layer does not read these clauses (`bot.safety.context.semantic_input`): the
+    context rules have judged those words harmless, so "this exam is killing me" must not reach
+    the model as "killing me", while the rest of the message still does.
+    """
+    spans: list[tuple[int, int]] = []
+    present = {t for t in _ALL_TRIGGERS if t in norm}
+    for pattern in CRISIS_PATTERNS:
+        if present.isdisjoint(pattern.triggers):
+            continue
+        for match in pattern.regex.finditer(norm):
+            if _judge(pattern, norm, match) is None:
+                spans.append(_clause_bounds(norm, match.start(), match.end()))
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(spans):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    return merged
+
+
 def _first_verdict(
     pattern: CrisisPattern, norm: str, explicit_self: bool
 ) -> tuple[Level, Subject] | None:
@@ -162,5 +188,7 @@ def _judge(
         if OTHER_PAST_RE.search(recent) and RECENT_RE.search(norm) is None:
             level = "concern"
     if pattern.frame == "hyperbole" and FRAME_RES["hyperbole"].search(norm):
+        level = "concern"
+    if pattern.topical and HELPER_RE.search(norm) and RECENT_RE.search(norm) is None:
         level = "concern"
     return level, "other" if subject == "other" else "self"

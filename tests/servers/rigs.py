@@ -57,8 +57,16 @@ class TelegramRig:
         return found
 
 
+# The rigs test the adapters' mechanics with made-up texts ("after the restart", "calm0 calm1
+# ..."), and whether the learned semantic layer asks a check-in after one of them is a property
+# of the artifact of the day, not of the adapter: rigs screen with the rules unless a test
+# passes safety={"semantic": True} (test_semantic_layer_through_telegram does).
+SEMANTIC_OFF = {"semantic": False}
+
+
 def rig_settings(server: FakeTelegramServer, db_path: Any, **sections: Any) -> Any:
-    """Settings for a test bot: echo backend, raw context, loopback Bot API, no bot-wide cap."""
+    """Settings for a test bot: echo backend, raw context, loopback Bot API, no bot-wide cap,
+    rules-only screen (`SEMANTIC_OFF`)."""
     from pydantic import SecretStr
 
     from bot.config import Settings
@@ -77,6 +85,7 @@ def rig_settings(server: FakeTelegramServer, db_path: Any, **sections: Any) -> A
         memory={"db_path": db_path, "context_representation": "raw", **sections.pop("memory", {})},
         telegram=telegram,
         telegram_token=SecretStr(server.token),
+        safety={**SEMANTIC_OFF, **sections.pop("safety", {})},
         **sections,
     )
 
@@ -228,6 +237,7 @@ async def discord_rig(
                 **sections.pop("discord", {}),
             },
             discord_token=SecretStr(rest.token),
+            safety={**SEMANTIC_OFF, **sections.pop("safety", {})},
             **sections,
         )
         engine = build_engine(settings, backend=backend or EchoBackend(n_ctx=2048), memory=memory)

@@ -152,6 +152,18 @@ TOPICAL_RE = re.compile(
     r"song|lecture|class|course|awareness|prevention|statistics|rates|hotline|news|report|study|"
     r"project|presentation|character|story|history|campaign|charity)\b"
 )
+# Someone asking how to help another person, or speaking from a caring role or study: a topical
+# keyword ("suicide", "self harm", "overdose") there is worrying, not an emergency (concern), unless
+# the message also says it is happening now (RECENT_RE).
+HELPER_RE = re.compile(
+    r"\b(?:how (?:can|do|should|could|would) i (?:help|support|talk|approach|respond)|"
+    r"what (?:should|do|can|could|would) i say|(?:warning )?signs of|warning signs|"
+    r"how to (?:help|support|spot|recognise|recognize)|support (?:her|him|them|my)|"
+    r"i ?a?m a (?:student )?(?:nurse|paramedic|doctor|gp|teacher|carer|counsell?or|therapist|"
+    r"volunteer|youth worker|social worker|medic)|training to be|volunteer(?:ing)? (?:for|at|on)|"
+    r"revising|studying|my (?:nursing|medical|pharmacology) (?:exam|course|degree)|"
+    r"toxicology|poem|quote|lyrics?|theme tune|theme song|title|anthology|memoir)\b"
+)
 FRAME_RES: dict[str, re.Pattern[str]] = {
     "accident": re.compile(
         r"\b(?:accident|accidentally|shaving|cooking|chopping|kitchen|oven|stove|iron|kettle|"

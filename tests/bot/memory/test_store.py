@@ -91,7 +91,12 @@ def test_forget_user_removes_the_bytes_from_the_files(tmp_path):
     assert marker.encode() not in raw_bytes(path)
     assert ann.encode() not in raw_bytes(path)
     assert b"bob stays here" in raw_bytes(path)
-    assert store.export_user(ann) == {"user": None, "conversations": [], "events": []}
+    assert store.export_user(ann) == {
+        "user": None,
+        "conversations": [],
+        "events": [],
+        "risk_state": None,
+    }
 
 
 def test_forget_user_covers_tables_added_later(memory):
@@ -173,5 +178,10 @@ def test_an_in_memory_store_forgets_on_its_one_connection():
     timeout = store.db.execute("PRAGMA busy_timeout").fetchone()[0]
     erasure = store.forget_user(key)
     assert erasure.wal_clean and erasure.deleted["turns"] == 1
-    assert store.export_user(key) == {"user": None, "conversations": [], "events": []}
+    assert store.export_user(key) == {
+        "user": None,
+        "conversations": [],
+        "events": [],
+        "risk_state": None,
+    }
     assert store.db.execute("PRAGMA busy_timeout").fetchone()[0] == timeout

@@ -189,3 +189,25 @@ def test_generate_check_with_echo(env: Path) -> None:
     """--generate builds the backend and produces text."""
     code, report = _health("--generate")
     assert _status(report)["generate"] == "ok" and code == 0
+
+
+def test_semantic_layer_state_is_reported_and_never_fails_health(
+    env: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Issue 17: a missing encoder is a warning naming the fix; the rules still screen."""
+    monkeypatch.setenv("SOLACE_SAFETY__ENCODER_PATH", str(tmp_path / "absent.gguf"))
+    code, report = _health()
+    semantic = next(c for c in report["checks"] if c["name"] == "semantic")
+    assert semantic["status"] == "warn" and "make encoder" in semantic["detail"]
+    assert "rules run alone" in semantic["detail"] and code == 0
+    monkeypatch.setenv("SOLACE_SAFETY__SEMANTIC", "false")
+    assert _status(_health()[1])["semantic"] == "warn"
+
+
+@pytest.mark.slow
+def test_semantic_layer_ok_with_the_real_files(env: Path) -> None:
+    from bot.safety.semantic import DEFAULT_CLASSIFIER_PATH, DEFAULT_ENCODER_PATH
+
+    if not (DEFAULT_ENCODER_PATH.is_file() and DEFAULT_CLASSIFIER_PATH.is_file()):
+        pytest.skip("run `make encoder` for the GGUF encoder")
+    assert _status(_health()[1])["semantic"] == "ok"

@@ -18,7 +18,7 @@ def test_cli_screen_prints_one_json_object_per_line() -> None:
     stdin = "I want to kill myself\nI'm not suicidal, just tired\n\n" + "x" * 100_000 + "\n"
     result = CliRunner().invoke(cli, ["safety", "screen"], input=stdin)
     assert result.exit_code == 0, result.output
-    rows = [json.loads(line) for line in result.output.splitlines()]
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert rows[0] == {"crisis": True, "category": "suicide", "matched": "suicide/kill_self"}
     assert [r["crisis"] for r in rows[1:]] == [False, False, False]
 
@@ -29,13 +29,13 @@ def test_cli_evaluate_and_friends() -> None:
     runner = CliRunner()
     result = runner.invoke(cli, ["safety", "evaluate", str(SAFETY_CASES / "suicide.jsonl")])
     assert result.exit_code == 0, result.output
-    assert "recall suicide" in result.output
+    assert "| suicide | 1.00" in result.output  # recall per category, with an interval
     guard = runner.invoke(cli, ["safety", "guard"], input="You should kill yourself\nHello\n")
     assert [json.loads(x)["ok"] for x in guard.output.splitlines()] == [False, True]
     reply = runner.invoke(cli, ["safety", "reply", "suicide", "--country", "IE"])
     assert "116 123" in reply.output
     assert "GB" in runner.invoke(cli, ["safety", "hotlines"]).output
-    for name in ("screen", "evaluate", "guard", "reply", "hotlines"):
+    for name in ("screen", "evaluate", "guard", "reply", "hotlines", "train-semantic"):
         assert runner.invoke(cli, ["safety", name, "--help"]).exit_code == 0
 
 

@@ -30,11 +30,12 @@ def _env(tmp_path: Path) -> dict[str, str]:
     }
 
 
-def _chat(tmp_path: Path, lines: list[str], db: Path) -> str:
+def _chat(tmp_path: Path, lines: list[str], db: Path, *, rules_only: bool = False) -> str:
     from bot.cli import cli
 
     args = ["chat", "--backend", "echo", "--db", str(db), "--user", "e2e"]
-    result = CliRunner().invoke(cli, args, input="\n".join(lines) + "\n", env=_env(tmp_path))
+    env = {**_env(tmp_path), **({"SOLACE_SAFETY__SEMANTIC": "false"} if rules_only else {})}
+    result = CliRunner().invoke(cli, args, input="\n".join(lines) + "\n", env=env)
     assert result.exit_code == 0, result.output
     return result.output
 
@@ -70,7 +71,10 @@ def test_guard_withdraws_a_harmful_reply_before_it_is_shown(tmp_path: Path) -> N
         "a stranger online wrote this to me yesterday and then logged off: you should kill "
         "yourself, which still makes me feel awful"
     )
-    out = _chat(tmp_path, ["hi", harmful], db)
+    # Rules only: this test is about the guard, and the semantic layer (issue 17) answers this
+    # message itself with the crisis reply (P(crisis) 0.88: a quoted "kill yourself" and distress),
+    # so the echo model would never be asked.
+    out = _chat(tmp_path, ["hi", harmful], db, rules_only=True)
     assert "kill yourself" not in out
     assert "I don't think what I was about to say would help" in out
     assert ("guard", "encourages_harm") in _rows(db, "SELECT kind, category FROM events")
@@ -92,7 +96,9 @@ def test_hostile_input_never_crashes_the_chat(tmp_path: Path) -> None:
         "a" * 100_000 + " I want to kill myself",
     ]
     out = _chat(tmp_path, ["hi", *lines, "still there?"], tmp_path / "s.db")
-    assert out.count("findahelpline.com") == 2  # both hidden crises were caught
+    # Both hidden crises got the crisis reply (the check-in that may follow "still there?" at
+    # the raised thresholds names findahelpline.com too, so count the reply's own sentence).
+    assert out.count("not a therapist or an emergency service") == 2
     assert "You said: still there?" in out
 
 

@@ -187,6 +187,11 @@ def test_binary_and_control_characters() -> None:
         ("I want to kill my brother lol he ate my fries", "concern", "self"),
         ("my phone is going to die, I want to finish this first", "none", "self"),
         ("my grandpa is still alive and I'm so glad", "none", "self"),
+        # helping someone, a caring role, study: a topical keyword there asks, it is no emergency
+        ("How do I support my dad, who was suicidal after his stroke?", "concern", "self"),
+        ("I'm a student nurse, how are overdoses treated?", "concern", "self"),
+        ("I'm a paramedic, someone overdosed in front of me tonight", "crisis", "other"),
+        ("overdosed on my tablets, what do I do", "crisis", "self"),
     ],
 )
 def test_context_rules(text: str, level: str, subject: str) -> None:
