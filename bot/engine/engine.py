@@ -101,6 +101,9 @@ class Engine:
         key = where.key
         user = self.memory.get_user(key)
         first_contact = user is None or user.notice_seen_at is None
+        if user is None:  # the screen's events need the person's row; storage down: go on
+            with contextlib.suppress(StorageError):
+                self.memory.ensure_user(key, msg.platform)
         screen = await self._risk.screen(self.safety, key, where.scope, text)  # + context, risk
         if screen.crisis:
             # Resources come first for someone in danger; the notice follows, before storing.

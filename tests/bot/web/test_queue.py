@@ -134,7 +134,7 @@ def test_labels_and_their_export_as_safety_cases(
 
     evaluated = CliRunner().invoke(safety, ["evaluate", str(out)])
     assert evaluated.exit_code == 0, evaluated.output
-    assert "recall" in evaluated.output
+    assert "| all | 1.00 (1/1)" in evaluated.output and "0.50 (1/2)" in evaluated.output  # recall
 
 
 def test_labels_of_people_without_consent_are_not_exported(app: Any, console: Console) -> None:
