@@ -132,7 +132,7 @@ def section_long(
     cfg = run_config(run, config)
     manifest = run / "manifest.json"
     done = json.loads(manifest.read_text())["metrics"] if manifest.is_file() else None
-    best = min(curve, key=lambda r: r["eval_loss"]) if curve else None
+    best = early_best(curve, cfg)[0] if curve else None  # as the trainer's early stopping keeps
     rows = [[str(r["step"]), f"{r['epoch']:.3f}", f"{r['eval_loss']:.4f}",
              "best" if r is best else "", f"{r['tokens']:,}", f"{r['elapsed_s'] / 3600:.1f}"]
             for r in curve]  # fmt: skip
@@ -176,6 +176,19 @@ def eval_curve(run: Path) -> list[dict[str, Any]]:
                 for r in csv.DictReader(fh) if r.get("eval_loss")]  # fmt: skip
 
 
+def early_best(curve: list[dict], cfg: dict) -> tuple[dict, int]:
+    """The eval the trainer's early stopping counts as best (an improvement must beat
+    `early_stopping_min_delta`), and how many evals came after it without a new best."""
+    delta = float(cfg.get("early_stopping_min_delta") or 0.0)
+    best, since = curve[0], 0
+    for r in curve[1:]:
+        if r["eval_loss"] < best["eval_loss"] - delta:
+            best, since = r, 0
+        else:
+            since += 1
+    return best, since
+
+
 def long_status(
     curve: list[dict[str, Any]],
     cfg: dict[str, Any],
@@ -185,13 +198,7 @@ def long_status(
     """Where the curve stops improving, and whether the run stopped there or was cut short."""
     if not curve:
         return "No eval yet."
-    delta = float(cfg.get("early_stopping_min_delta") or 0.0)
-    best, since = curve[0], 0
-    for r in curve[1:]:
-        if r["eval_loss"] < best["eval_loss"] - delta:
-            best, since = r, 0
-        else:
-            since += 1
+    best, since = early_best(curve, cfg)
     patience = cfg.get("early_stopping_patience")
     where = (f"Best eval loss {best['eval_loss']:.4f} at step {best['step']} (epoch "
              f"{best['epoch']:.2f}); {since} eval(s) since without a new best.")  # fmt: skip
