@@ -33,10 +33,8 @@ BINARY_NAME = "llama-server"
 VERSION_TIMEOUT_SECONDS = 20.0
 # Variables passed to the child. Nothing else: not the bot's tokens or secrets, and no stray
 # LLAMA_ARG_* that would silently change the server's flags.
-CHILD_ENV_KEYS = (
-    *("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR"),
-    *("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "GOMP_SPINCOUNT"),
-)
+# (How its OpenMP threads wait is child_env's openmp_env.)
+CHILD_ENV_KEYS = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "OMP_NUM_THREADS")
 
 
 def cache_link(version: str | None = None) -> Path:

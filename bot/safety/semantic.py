@@ -311,12 +311,18 @@ class SemanticScreen:
         if self.status != "ready":
             logger.warning("semantic safety layer: encoder working again")
             self.status = "ready"
-        out: list[SemanticScore | None] = []
-        pos = 0
-        for cs in chunks:
-            out.append(max_score(scores[pos : pos + len(cs)]) if cs else None)
-            pos += len(cs)
-        return out
+        return per_text(chunks, scores)
+
+
+def per_text(chunks: Sequence[Sequence[str]], scores: Sequence[Any]) -> list[SemanticScore | None]:
+    """Each text's score from its chunks' scores (flattened in order): the most worrying chunk;
+    None for a text without words."""
+    out: list[SemanticScore | None] = []
+    pos = 0
+    for cs in chunks:
+        out.append(max_score(scores[pos : pos + len(cs)]) if cs else None)
+        pos += len(cs)
+    return out
 
 
 def build_semantic(

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from bot.safety.semantic import SemanticClassifier, SemanticScore, chunk_text, max_score
+from bot.safety.semantic import SemanticClassifier, SemanticScore, chunk_text, per_text
 
 GRID = tuple(round(x, 3) for x in (*np.linspace(0.05, 0.95, 91), *np.linspace(0.955, 0.995, 9)))
 # Added over the rules, on every source: (tier, flag?) -> budget.
@@ -153,12 +153,7 @@ def score_texts(
     chunks = [chunk_text(t) for t in texts]
     flat = [c for cs in chunks for c in cs]
     scores = classifier.score_embeddings(embed(flat)) if flat else []
-    out: list[SemanticScore | None] = []
-    pos = 0
-    for cs in chunks:
-        out.append(max_score(scores[pos : pos + len(cs)]) if cs else None)
-        pos += len(cs)
-    return out
+    return per_text(chunks, scores)
 
 
 def load_sources(
