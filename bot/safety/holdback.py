@@ -39,6 +39,7 @@ from bot.safety.screen import judge_span
 from bot.safety.text import MAX_SCREEN_CHARS, fold_confusables, normalize
 
 LONG_RUN_CHARS = 48
+NORMALIZED_CACHE_SIZE = 256
 GUARDED_CATEGORIES = frozenset({"suicide", "self_harm"})  # what "crisis_statement" refuses
 _WORD_RE = re.compile(r"\S+")
 _SPACE_RE = re.compile(r"\s")
@@ -54,6 +55,10 @@ _SPELLED_RE = re.compile(
 )
 _APOSTROPHE_RE = re.compile(r"['’‘`´ʼ]")
 _LAZY_REPEAT_RE = re.compile(r"(\{[0-9]*,?[0-9]*\})\?")
+
+
+# A reply's prefixes are normalised again and again as it streams (pure function).
+_normalized = functools.lru_cache(maxsize=NORMALIZED_CACHE_SIZE)(normalize)
 
 
 def _partial(pattern: re.Pattern[str]) -> Any:
@@ -83,8 +88,8 @@ def hold_from(text: str, after: int = 0, leak: PromptLeakDetector | None = None)
     cut = _spelled_out(text, after, _complete_words(text))
     if cut <= after:
         return after
-    norm = normalize(text[:cut])
-    sent = normalize(text[:after]) if after else " "
+    norm = _normalized(text[:cut])
+    sent = _normalized(text[:after]) if after else " "
     pos = len(sent) - 1 if norm.startswith(sent) else 0
     hold = _hold_point(norm, pos, leak)
     if hold >= len(norm) - 1:
@@ -141,7 +146,7 @@ def _raw_cut(text: str, after: int, cut: int, norm: str, hold: int) -> int:
     form is a prefix of `norm` ending at or before `hold` (its trailing space may be `hold`)."""
 
     def fits(c: int) -> bool:
-        form = normalize(text[:c])
+        form = _normalized(text[:c])
         return norm.startswith(form) and len(form) - 1 <= hold
 
     cuts = [m.end() for m in _SPACE_RE.finditer(text, after, cut)]
