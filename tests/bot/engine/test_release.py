@@ -97,8 +97,10 @@ def _match_start(norm: str, reason: str, text: str, final: bool, layer: SafetyLa
     starts: list[int] = []
     if reason == "prompt_leak" and layer._leak is not None:  # the first shared n-gram
         words = [m for m in re.finditer(r"\S+", norm) if m.group(0) not in {".", ","}]
-        first = layer._leak.hold_word([m.group(0) for m in words])
-        starts.append(words[first].start() if first is not None else len(norm))
+        n, grams = g.LEAK_NGRAM_WORDS, layer._leak._ngrams
+        shared = [i for i in range(len(words) - n + 1)
+                  if tuple(w.group(0) for w in words[i : i + n]) in grams]  # fmt: skip
+        starts += [words[shared[0]].start()] if shared else []
     for name, pattern, negatable in g._GUARD_RULES:
         starts += [m.start() for m in pattern.finditer(norm) if name == reason
                    and not (negatable and g._negated(norm, m.start()))]  # fmt: skip
