@@ -272,9 +272,10 @@ def run(quick: bool, greedy: bool = False) -> str:
         f"{count} message(s) per person, {os.cpu_count()} CPU cores, every setup with "
         f"{os.cpu_count()} threads. First text = the first released text of a reply (after "
         "the guard's hold-back), from the moment the message arrived; first token = when the "
-        "backend's first text of it reached the engine, before the guard holds back its "
-        f"{_holdback()} characters (the difference is the hold-back's share; a reply shorter "
-        "than that is released whole at its end). Ratios are to the "
+        "backend's first text of it reached the engine, before the guard's hold-back (text a "
+        "guard rule could still be matching and the unfinished last word, plus "
+        f"`generation.holdback_chars` = {_holdback()}; the difference is the hold-back's "
+        "share). Ratios are to the "
         f"embedded row of the same table. Every setup ran {len(rounds[BASELINE])} time(s), the "
         "order reversed each round (a steady drift of the shared machine's load favours none); "
         "a row pools its rounds.",

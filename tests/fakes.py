@@ -149,6 +149,11 @@ class FakeSafety:
                 return FakeGuard(False, "blocked_word")
         return FakeGuard()
 
+    def releasable(self, reply_so_far: str, sent: int) -> int:
+        """Everything up to the last whitespace (the last word may be unfinished)."""
+        last = max(reply_so_far.rfind(" "), reply_so_far.rfind("\n"))
+        return max(sent, last + 1)
+
     def fallback_reply(self) -> str:
         """Fixed fallback."""
         return "FALLBACK: I'm here with you."

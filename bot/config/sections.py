@@ -79,11 +79,12 @@ class GenerationSettings(_Section):
     max_new_tokens: int = Field(128, ge=1, le=4096, description="Reply length budget in tokens.")
     seed: int | None = Field(None, description="Fixed sampling seed; empty = random.")
     holdback_chars: int = Field(
-        48,
+        0,
         ge=0,
         le=2000,
-        description="Characters held back while streaming so the guard sees a phrase whole "
-        "before any of it is sent.",
+        description="Extra characters held back while streaming, on top of what the reply "
+        "guard holds back itself (text a guard rule could still be matching, and the last "
+        "word); 0 = none: the guard's own hold-back keeps every phrase whole (tested).",
     )
 
 

@@ -247,7 +247,7 @@ class Engine(PersonCommands):
                     logger.exception("user %s: could not store the reply", self._lid(key))
 
     def _guarded_stream(self, messages: list[Message], reply: Reply) -> AsyncGenerator[str, None]:
-        """Backend deltas, released only once the guard has seen them with a held-back tail."""
+        """Backend deltas, released only once no guard rule can still be matching them."""
 
         def stopped(reason: str) -> None:
             reply.guard_reason = reason
@@ -255,7 +255,14 @@ class Engine(PersonCommands):
         produce = functools.partial(self.backend.generate, messages, self._options)
         chunks = stream_in_thread(produce, self._model_lock, self._executor)
         holdback = self.settings.generation.holdback_chars
-        return guarded_release(chunks, self.safety.guard, holdback, stopped)
+        return guarded_release(
+            chunks,
+            self.safety.guard,
+            holdback,
+            stopped,
+            self.safety.releasable,
+            self._options.max_new_tokens,
+        )
 
     def _storable(self, text: str) -> str:
         return truncate_for_storage(text, self.settings.memory.max_message_chars)

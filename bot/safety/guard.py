@@ -281,12 +281,27 @@ class PromptLeakDetector:
 
     def __init__(self, system_prompt: str, n: int = LEAK_NGRAM_WORDS) -> None:
         self._n = n
-        self._ngrams = frozenset(_ngrams(normalize(system_prompt).split(), n))
+        words = normalize(system_prompt).split()
+        self._ngrams = frozenset(_ngrams(words, n))
+        self._runs = frozenset(g for k in range(1, n) for g in _ngrams(words, k))
 
     def shared(self, norm_reply: str) -> int:
         """How many distinct prompt n-grams the (normalised) reply contains."""
         words = [w for w in norm_reply.split() if w not in {".", ","}]
         return len(self._ngrams.intersection(_ngrams(words, self._n)))
+
+    def hold_word(self, words: list[str]) -> int | None:
+        """Where a reply's words (in order, without "." and ",") must be held back from: the
+        first shared n-gram's first word (one more refuses the reply), else the first of the
+        longest tail that is a run of the prompt's words (it may still become one); or None."""
+        n = self._n
+        for i in range(len(words) - n + 1):
+            if tuple(words[i : i + n]) in self._ngrams:
+                return i
+        for k in range(min(n - 1, len(words)), 0, -1):
+            if tuple(words[-k:]) in self._runs:
+                return len(words) - k
+        return None
 
 
 def _ngrams(words: list[str], n: int) -> set[tuple[str, ...]]:
@@ -321,3 +336,9 @@ def guard_reply(text: str, *, final: bool, leak: PromptLeakDetector | None = Non
     ):
         return GuardResult(ok=False, reason="crisis_statement")
     return OK
+
+
+def rule_patterns() -> tuple[re.Pattern[str], ...]:
+    """Every regex the guard runs on normalised text (the guard rules, then the claim rules);
+    bot.safety.holdback finds where a streamed reply could still be matching one."""
+    return tuple(pattern for _, pattern, _ in (*_GUARD_RULES, *_CLAIM_RULES))

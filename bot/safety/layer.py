@@ -177,6 +177,12 @@ class SafetyLayer:
         """Check model output before it is shown; `final=False` for each streamed piece."""
         return guard_reply(reply_so_far, final=final, leak=self._leak)
 
+    def releasable(self, reply_so_far: str, sent: int) -> int:
+        """How much of a guard-passed partial reply may be sent (see bot.safety.holdback)."""
+        from bot.safety.holdback import hold_from
+
+        return hold_from(reply_so_far, sent, self._leak)
+
     def fallback_reply(self) -> str:
         """What the user sees instead of a withdrawn reply."""
         return (

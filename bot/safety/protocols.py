@@ -82,6 +82,11 @@ class SafetyProtocol(Protocol):
         """Check the reply generated so far (`final` once it is complete)."""
         ...
 
+    def releasable(self, reply_so_far: str, sent: int) -> int:
+        """How many leading characters of a guard-passed partial reply may be sent now (at
+        least `sent`, what already was): none a guard rule could still be matching."""
+        ...
+
     def fallback_reply(self) -> str:
         """What replaces a reply the guard rejected."""
         ...

@@ -7,7 +7,6 @@ talk) decide each match's level, and the most urgent verdict wins. Pure function
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -119,7 +118,7 @@ def vetoed_clauses(norm: str) -> list[tuple[int, int]]:
         if present.isdisjoint(pattern.triggers):
             continue
         for match in pattern.regex.finditer(norm):
-            if _judge(pattern, norm, match) is None:
+            if judge_span(pattern, norm, match.span()) is None:
                 spans.append(_clause_bounds(norm, match.start(), match.end()))
     merged: list[tuple[int, int]] = []
     for start, end in sorted(spans):
@@ -134,7 +133,7 @@ def _first_verdict(
     pattern: CrisisPattern, norm: str, explicit_self: bool
 ) -> tuple[Level, Subject] | None:
     for match in pattern.regex.finditer(norm):
-        verdict = _judge(pattern, norm, match, explicit_self)
+        verdict = judge_span(pattern, norm, match.span(), explicit_self)
         if verdict is not None:
             return verdict
     return None
@@ -161,13 +160,15 @@ def _resolve_subject(before: Sequence[str]) -> str:
     return "unknown"
 
 
-def _judge(
-    pattern: CrisisPattern, norm: str, match: re.Match[str], explicit_self: bool = False
+def judge_span(
+    pattern: CrisisPattern, norm: str, span: tuple[int, int], explicit_self: bool = False
 ) -> tuple[Level, Subject] | None:
-    """Apply the context rules to one match: None to ignore it, else (level, subject)."""
-    start, end = _clause_bounds(norm, match.start(), match.end())
+    """Apply the context rules to one match of `pattern` at `span` of `norm`: None to ignore
+    it, else (level, subject). The None cases look only at the words before the match and its
+    clause (final once seen); a level can still rise with later text (a recent time word)."""
+    start, end = _clause_bounds(norm, *span)
     clause = norm[start:end]
-    before = norm[start : match.start()].split()
+    before = norm[start : span[0]].split()
     if pattern.negatable and any(t in NEGATORS for t in before[-NEGATION_WINDOW_TOKENS:]):
         return None
     if pattern.topical and TOPICAL_RE.search(clause):
@@ -184,7 +185,7 @@ def _judge(
     if pattern.temporal and PAST_RE.search(clause) and RECENT_RE.search(norm) is None:
         level = "concern"
     if subject == "other":
-        recent = " ".join(before[-NEGATION_WINDOW_TOKENS:]) + " " + match.group(0)
+        recent = " ".join(before[-NEGATION_WINDOW_TOKENS:]) + " " + norm[span[0] : span[1]]
         if OTHER_PAST_RE.search(recent) and RECENT_RE.search(norm) is None:
             level = "concern"
     if pattern.frame == "hyperbole" and FRAME_RES["hyperbole"].search(norm):

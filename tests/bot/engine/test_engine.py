@@ -348,7 +348,15 @@ async def test_hybrid_context_matches_represent_history(
     assert all(t.representation == "keypos" and t.compressed_tokens for t in stored)
 
 
-async def test_reply_cut_by_the_token_limit_ends_at_a_sentence(engine, fake_backend):
+async def test_reply_cut_by_the_token_limit_ends_at_a_sentence(
+    fake_backend, memory, fake_safety, settings
+):
+    """Within the last pieces of the token budget only whole sentences go out, and a reply that
+    used it all ends at its last one (three pieces here: the budget is three tokens)."""
+    settings = settings.model_copy(
+        update={"generation": settings.generation.model_copy(update={"max_new_tokens": 3})}
+    )
+    engine = Engine(fake_backend, memory, fake_safety, settings)
     await say(engine, "hi")
     fake_backend.enqueue(["That sounds hard. ", "Moving is a big change. ", "I'm here to"])
     assert await say(engine, "I moved") == "That sounds hard. Moving is a big change."
