@@ -41,7 +41,8 @@ SUICIDE_PATTERNS: tuple[CrisisPattern, ...] = (
     pattern(
         SUICIDE, "note", r"\b(?:suicide (?:note|letter|plan)|goodbye (?:note|letter|letters))\b"
     ),
-    pattern(SUICIDE, "hang", r"\bhang(?:ing)? <SELF>\b|\bnoose\b"),
+    pattern(SUICIDE, "hang", r"\bhang(?:ing)? <SELF>\b"),
+    pattern(SUICIDE, "noose", r"\bnoose\b", topical=True),
     pattern(
         SUICIDE,
         "jump",
@@ -62,7 +63,8 @@ SUICIDE_PATTERNS: tuple[CrisisPattern, ...] = (
         "not_live",
         r"\b(?:dont|do not|no longer|dont really|dont even) (?:want|wanna|wish) (?:to )?(?:be here|"
         r"live|be alive|exist|wake up|go on|keep going|keep living|be around)\b(?! (?:in|with|at|"
-        r"near|there|here|together|alone|like that|without)\b)",
+        r"near|there|here|together|alone|like that|without|forever|on|through|tablets|meds|"
+        r"medication|antidepressants|pills|holiday|a date|dates|the trip)\b)",
         negatable=False,
     ),
     pattern(
@@ -135,6 +137,7 @@ SUICIDE_PATTERNS: tuple[CrisisPattern, ...] = (
         "goodbye",
         r"\bthis is (?:my )?goodbye\b|\bsaying (?:my )?(?:goodbyes|goodbye to (?:everyone|everybody|"
         r"you all|the world))\b|\bgoodbye (?:forever|everyone|world|cruel world)\b",
+        frame="departure",
     ),
     pattern(
         SUICIDE,
@@ -214,6 +217,7 @@ SELF_HARM_PATTERNS: tuple[CrisisPattern, ...] = (
         r"down|out|off|class|school|the|my hair|carbs|sugar|corners|costs|ties|onions|wood|paper|"
         r"grass|hair)\b)|(?<!were )(?<!was )(?<!got )(?<!been )(?<!be )\b(?:cut|cutting|cuttin) again\b|\brelaps\w*\b.{0,30}\b(?:cut|cutting|"
         r"self ?harm|harming|sh)\b",
+        subject=None,
     ),
     pattern(
         SELF_HARM,
@@ -279,7 +283,8 @@ TRIGGERS: dict[str, tuple[str, ...]] = {
     "suicide/end_it": ("end",),
     "suicide/end_it_all": ("end it all",),
     "suicide/note": ("note", "letter", "plan"),
-    "suicide/hang": ("hang", "noose"),
+    "suicide/hang": ("hang",),
+    "suicide/noose": ("noose",),
     "suicide/jump": ("jump",),
     "suicide/overdose_intent": ("overdose", " od ", "take all"),
     "suicide/not_live": (
