@@ -17,6 +17,7 @@ from bot.safety.patterns.blocks import CATEGORIES, CrisisPattern
 from bot.safety.patterns.context_rules import (
     ASKED_RE,
     DAY_RE,
+    FICTION_RE,
     FRAME_RES,
     HELPER_RE,
     INFO_QUESTION_RE,
@@ -26,6 +27,7 @@ from bot.safety.patterns.context_rules import (
     OTHER_WORDS,
     PAST_BACKREF_RE,
     PAST_RE,
+    PEST_RE,
     PREPARED_RE,
     RECENT_RE,
     RECOVERED_RE,
@@ -34,6 +36,7 @@ from bot.safety.patterns.context_rules import (
     SELF_WORDS,
     THING_WORDS,
     TOPICAL_RE,
+    WONT_ACT_RE,
     YOU_WORDS,
 )
 from bot.safety.text import normalize
@@ -199,6 +202,14 @@ def _judge(
         return None
     if pattern.frame == "departure" and FRAME_RES["departure"].search(sentence):
         return None
+    if pattern.frame == "fiction" and FICTION_RE.search(clause):
+        return None
+    if (
+        pattern.category == "harm_to_others"
+        and match.group(0).endswith((" them", " it"))
+        and PEST_RE.search(norm)
+    ):
+        return None  # "want to kill them before the kids get stung" (a wasps' nest)
     subject = pattern.subject or _resolve_subject(before)
     if subject == "thing" or (subject == "unknown" and explicit_self):
         return None
@@ -222,6 +233,8 @@ def _judge(
             level = "concern"
         if HELPER_RE.search(norm) and not now:
             level = "concern"  # a helper asking how to help: ask them whether it is happening now
+    if WONT_ACT_RE.search(norm, match.end()):
+        level = "concern"  # "... id never do anything though": ask, do not alarm
     if pattern.frame == "hyperbole" and FRAME_RES["hyperbole"].search(norm):
         level = "concern"
     if pattern.topical and HELPER_RE.search(norm) and not (now or DAY_RE.search(norm)):

@@ -52,18 +52,31 @@ RECENT_RE = re.compile(
     r"\b(?:again|tonight|right now|last night|just now|hours? ago|minutes? ago|an hour ago|"
     r"relapsed|relapse)\b"
 )
-DAY_RE = re.compile(r"\b(?:today|yesterday|this (?:morning|week|evening|afternoon))\b")
+DAY_RE = re.compile(r"(?<!ago )\b(?:today|yesterday|this (?:morning|week|evening|afternoon))\b")
 # The story ends safe, after the match ("my first husband beat me , but now i am divorced and
 # safe", "she is safe in hospital now"), or a recovery count ("3 years self harm free").
 SAFE_NOW_RE = re.compile(
     r"\b(?:now|today) (?:i am|im|shes|she is|hes|he is|theyre|they are|we are|were)(?: \w+){0,3} "
     r"(?:safe|fine|okay|ok|well|better|happy|married|recovered|divorced|in hospital|in therapy|"
     r"getting help)\b|\b(?:safe|fine|okay|ok|doing well|in therapy|in hospital|getting help) now\b|"
-    r"\b(?:now|today) and (?:fine|safe|okay|ok|well|happy)\b|\bim doing (?:well|great|good|better)\b"
+    r"\b(?:now|today) and (?:fine|safe|okay|ok|well|happy)\b|\bim doing (?:well|great|good|better)\b|"
+    r"\b(?:shes|she is|hes|he is|theyre|they are) (?:much |a lot |now |doing )?(?:better|safe)\b|"
+    r"\b(?:life is|lifes) (?:good|great|better)\b|\bdoing (?:loads|so much|a lot) better\b|"
+    r"\b(?:has been|was|got) discharged\b|\bturned out to be\b"
 )
 RECOVERED_RE = re.compile(
-    r"\b(?:\d+|a|one|two|three|four|five|six|seven|eight|nine|ten|many|several) (?:years?|months?|"
-    r"weeks?|days?)(?: \w+){0,2} (?:free|clean|sober)\b"
+    r"\b(?:\d+|a|one|two|three|four|five|six|seven|eight|nine|ten|many|several) (?:years?|yrs?|"
+    r"months?|weeks?|days?)(?: \w+){0,2} (?:free|clean|sober)\b"
+)
+# The writer says, after the match, that they will not act: the rules ask (concern) instead of
+# calling it an emergency ("better off without me . id never do anything though").
+WONT_ACT_RE = re.compile(
+    r"\b(?:never|not|wont|wouldnt|dont want to|not going to|not gonna)(?: going to| gonna)? "
+    r"(?:do anything|act on (?:it|them|this|that|the urges?)|acting on (?:it|them))\b(?! to stop)|"
+    r"\bwould do nothing\b|\bno plans?\b|\bdont have (?:any )?plans?\b|\bnot acting on\b|"
+    r"\b(?:havent|have not|didnt|did not) (?:given in|give in|acted)\b|\btrying not to\b|"
+    r"\b(?:threw|put|thrown|binned|got rid of) (?:the|my|all the|all my) (?:blades?|razors?|pills|"
+    r"knife|knives|tablets)(?: away| in the bin| out)?\b"
 )
 # "no thoughts of harming myself", "no plans to end my life", "without any urge to": negated by
 # a noun phrase, beyond the three-word window of single negators.
@@ -76,7 +89,9 @@ NO_LEAD_RE = re.compile(
 # life and i said no".
 ASKED_RE = re.compile(r"\b(?:asked|asks|ask|asking)(?: me| us)? (?:whether|if)\b")
 SAID_NO_RE = re.compile(
-    r"\b(?:said|say|answered|told (?:him|her|them)) no\b|\bthe answer (?:is|was) no\b"
+    r"\b(?:said|say|answered|told (?:him|her|them)) no\b|\bthe answer (?:is|was) no\b|"
+    r"\b(?:said|answered|told (?:him|her|them))(?: \w+){0,2} (?:that )?i (?:dont|do not|havent|"
+    r"have not|wasnt|am not|im not|didnt)\b"
 )
 # An informational question asked ahead of time: "how do i know if my dad is having a stroke ?
 # hes fine but i want to be prepared".
@@ -92,7 +107,18 @@ TOPICAL_RE = re.compile(
     r"\b(?:documentary|essay|article|research|paper|book|novel|movie|film|show|series|podcast|"
     r"song|lecture|class|course|awareness|prevention|statistics|rates|hotline|news|report|study|"
     r"project|presentation|character|story|history|campaign|charity|risk factors?|psychology|"
-    r"halloween|costume|props?|decorations?|haunted house|plot|episode|scene|chapter)\b"
+    r"halloween|costume|props?|decorations?|haunted house|plot|episode|scene|chapter|"
+    r"why do (?:people|so many|some))\b"
+)
+# Someone else's death in a story: "a book where the main character kills himself".
+FICTION_RE = re.compile(
+    r"\b(?:book|novel|film|movie|character|characters|plot|episode|scene|chapter|season|essay|"
+    r"story|tragedy|villain|hero|heroine|protagonist|finale|play|opera)\b"
+)
+# Pests and prey as the object of "kill them / it".
+PEST_RE = re.compile(
+    r"\b(?:wasps?|wasps nest|rats?|mice|mouse|ants|slugs|snails|weeds|flies|bugs|mosquito(?:e)?s|"
+    r"cockroach(?:es)?|moths|fleas|termites|spiders?|aphids|pests?)\b"
 )
 # Someone asking how to help another person, or speaking from a caring role or study: a topical
 # keyword ("suicide", "self harm", "overdose") there is worrying, not an emergency (concern), unless
@@ -101,7 +127,7 @@ HELPER_RE = re.compile(
     r"\b(?:how (?:can|do|should|could|would) i (?:help|support|talk|approach|respond|tell|know)|"
     r"how i (?:can|could|should) (?:help|support)|is it true|"
     r"ask(?:ing)? (?:someone|somebody|people|a person|them|him|her) (?:if|whether)|"
-    r"what (?:should|do|can|could|would) i say|(?:warning )?signs of|warning signs|"
+    r"what (?:should|do|can|could|would) i say|(?:warning )?signs (?:of|that)|warning signs|"
     r"how to (?:help|support|spot|recognise|recognize)|support (?:her|him|them|my)|"
     r"i ?a?m a (?:student )?(?:nurse|paramedic|doctor|gp|teacher|carer|counsell?or|therapist|"
     r"volunteer|youth worker|social worker|medic)|training to be|volunteer(?:ing)? (?:for|at|on)|"
@@ -121,7 +147,8 @@ FRAME_RES: dict[str, re.Pattern[str]] = {
     # a goodbye before a trip or a move, in the same sentence ("goodbye everyone , off to spain")
     "departure": re.compile(
         r"\b(?:off to|flying|holiday|vacation|trip|travell?ing|moving (?:to|out|house)|leaving for|"
-        r"see you (?:soon|in|next|when|all)|back (?:on|in|soon|next)|for (?:a|two|three|\d+) "
+        r"see you (?:soon|in|next|when|all)|back (?:on|in|soon|next)|leaving (?:the|my|this|for)|"
+        r"new job|for (?:a|two|three|\d+) "
         r"(?:weeks?|months?|days?))\b"
     ),
     "hyperbole": re.compile(r"\b(?:lol|lmao|lmfao|haha\w*|jk|just kidding|kidding|joking)\b"),

@@ -13,7 +13,9 @@ _RISK_PATTERNS: tuple[CrisisPattern, ...] = (
         ABUSE,
         "verb_me",
         r"(?<!\bit )(?<!\bthat )(?<!\bthis )(?<!\bthis is )(?<!\bit is )(?<!\bits )(?<!\bthat is )"
-        r"(?<!\bthats )(?<!\bnothing )(?<!\beverything )(?<!\bnothing really )\b(?:beats|beat|beating|hits|hit|hitting|punches|punched|"
+        r"(?<!\bthats )(?<!\bnothing )(?<!\beverything )(?<!\bnothing really )(?<!\bcar )(?<!\bbus )"
+        r"(?<!\btruck )(?<!\blorry )(?<!\bvan )(?<!\bball )(?<!\bwave )(?<!\bdoor )(?<!\btrain )"
+        r"\b(?:beats|beat|beating|hits|hit|hitting|punches|punched|"
         r"punching|kicks|kicked|kicking|slaps|slapped|slapping|chokes|choked|choking|strangles|"
         r"strangled|strangling|abuses|abused|abusing|rapes|raped|raping|molests|molested|molesting|"
         r"assaults|assaulted|assaulting|touches|touching|whips|whipped|shoves|shoved) me\b(?! (?:at|in|"
@@ -26,6 +28,7 @@ _RISK_PATTERNS: tuple[CrisisPattern, ...] = (
         "being_abused",
         r"\b(?:being|been|was|got|get|getting|im|am) (?:sexually |physically |emotionally |verbally )?"
         r"(?:abused|assaulted|molested|raped|trafficked|groomed)\b",
+        subject=None,
     ),
     pattern(
         ABUSE,

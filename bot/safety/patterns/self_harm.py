@@ -20,6 +20,7 @@ SUICIDE_PATTERNS: tuple[CrisisPattern, ...] = (
     pattern(
         SUICIDE,
         "want_die",
+        r"(?<!thought i was )(?<!thought we were )(?<!felt like i was )"
         r"\b(?:want|wanna|wants|wish|ready|going|gonna|deserve|deserves|plan|planning|praying|"
         r"hope)(?: to)?(?: just)? (?:die+|be dead)\b(?! (?:of|for|laughing|happy|trying)\b)",
         subject=None,
@@ -43,6 +44,16 @@ SUICIDE_PATTERNS: tuple[CrisisPattern, ...] = (
     ),
     pattern(SUICIDE, "hang", r"\bhang(?:ing)? <SELF>\b"),
     pattern(SUICIDE, "noose", r"\bnoose\b", topical=True),
+    pattern(
+        SUICIDE,
+        "passive_wish",
+        r"\b(?:wouldnt|would not|dont think id|wouldnt really|wouldnt even) (?:mind|care)(?: \w+)? "
+        r"if (?:a|the) (?:bus|car|truck|lorry|train|van) (?:hit|hits|killed|ran over) me\b|"
+        r"\b(?:hope|wish|hoping|wishing) (?:a|the|that a|that the) (?:bus|car|truck|lorry|train|van) "
+        r"(?:would )?(?:hits?|kills?|runs? over) me\b",
+        negatable=False,
+        level="concern",
+    ),
     pattern(
         SUICIDE,
         "jump",
@@ -177,7 +188,13 @@ SUICIDE_PATTERNS: tuple[CrisisPattern, ...] = (
     ),
     pattern(SUICIDE, "gun_emoji", r"\bgun me\b"),
     # --- suicide: someone else -----------------------------------------------------------------
-    pattern(SUICIDE, "kill_other_self", r"\bk(?:i)?l+(?:ing|s|ed)? <OTHERSELF>\b", subject="other"),
+    pattern(
+        SUICIDE,
+        "kill_other_self",
+        r"\bk(?:i)?l+(?:ing|s|ed)? <OTHERSELF>\b",
+        subject="other",
+        frame="fiction",
+    ),
     pattern(
         SUICIDE,
         "end_other_life",
@@ -307,6 +324,7 @@ TRIGGERS: dict[str, tuple[str, ...]] = {
     "suicide/disappear": ("disappear", "vanish", "gone", "exist", "being alive"),
     "suicide/tired_of_living": ("existing", "alive", "living"),
     "suicide/goodbye": ("goodbye",),
+    "suicide/passive_wish": ("bus", "car", "truck", "lorry", "train", "van"),
     "suicide/not_around_long": ("wont", "will not", "not going to", "dont think", "do not think"),
     "suicide/done_with_life": ("life", "living", "alive"),
     "suicide/giving_away": ("away",),
