@@ -4,10 +4,13 @@ The hand-written cases in `data/safety/*.jsonl`, each augmented into a few voice
 without punctuation, texting abbreviations, typos, and buried in the middle of two ordinary
 ESConv seeker turns), plus every ESConv seeker turn as a hard negative except those
 `data/safety/esconv_labels.jsonl` labels as genuine disclosures (those become positives of their
-category/level), and except one dialogue in five, kept out for an out-of-sample flag rate.
-ESConv text is read from `SOLACE_DATA_DIR`, never copied into the project; the labels file
-holds ids and hashes. Any row that repeats or nearly repeats a dev or validation case is
-dropped; the current held-out set (v3) is not read here at all. Also: the embedding cache and the nearest-neighbour prototypes.
+category/level), and except one dialogue in five, kept out for an out-of-sample flag rate;
+plus one half of the spent v3 set (`SPENT_V3`, split by `v3_half`; the other half chooses
+thresholds). ESConv text is read from `SOLACE_DATA_DIR`, never copied into the project; the
+labels file holds ids and hashes. Any row that repeats or nearly repeats a dev or validation
+case is dropped. Case files are named one by one, never globbed below `tests/safety_cases/`
+(a held-out set there, e.g. `v4/`, is never read). Also: the embedding cache and the
+nearest-neighbour prototypes.
 """
 
 from __future__ import annotations
@@ -41,8 +44,51 @@ ESCONV_HOLDOUT_MODULO = 5
 
 
 # Dev cases no training row may repeat or nearly repeat (`near_repeats`), like the validation
-# pool. The current held-out set (tests/safety_cases/v3) is not read here at all.
+# pool: the top level of this folder only (`dev_case_files`), never its subfolders.
 DEV_CASES = Path("tests/safety_cases")
+
+
+# The v3 held-out set, scored once at 2f993d9 and spent since: development data from
+# 2026-12-07. One half (by `v3_half`) is trained on, the other joins the threshold pool.
+SPENT_V3 = DEV_CASES / "v3" / "heldout.jsonl"
+SPENT_V3_CONVERSATIONS = DEV_CASES / "v3" / "heldout_conversations.jsonl"
+
+
+def dev_case_files() -> list[Path]:
+    """The dev case files: `tests/safety_cases/*.jsonl` (not the older heldout.jsonl), top
+    level only, so no held-out folder below it is ever read."""
+    return sorted(f for f in DEV_CASES.glob("*.jsonl") if f.name != "heldout.jsonl")
+
+
+def v3_half(text: str) -> str:
+    """ "train" or "pool": which half of the spent v3 set a message belongs to (by a hash of its
+    `dedup_key`, so the split is the same on every machine and for near-identical texts)."""
+    digest = hashlib.sha1(dedup_key(text).encode("utf-8")).hexdigest()
+    return "pool" if int(digest[:8], 16) % 2 == 0 else "train"
+
+
+def is_spent_v3(path: Path) -> bool:
+    """True for the spent v3 single-message file."""
+    try:
+        return path.resolve() == SPENT_V3.resolve()
+    except OSError:
+        return False
+
+
+def case_rows(path: Path) -> list[dict[str, Any]]:
+    """A case file's rows; for the spent v3 file only its pool half (the trained half is not an
+    evaluation text)."""
+    rows = read_jsonl(path)
+    if is_spent_v3(path):
+        rows = [r for r in rows if v3_half(r["text"]) == "pool"]
+    return rows
+
+
+def v3_training_rows() -> list[dict[str, Any]]:
+    """The trained half of the spent v3 set (nothing when the file is absent)."""
+    if not SPENT_V3.is_file():
+        return []
+    return [r for r in read_jsonl(SPENT_V3) if v3_half(r["text"]) == "train"]
 
 
 # Weight of all ESConv negatives together, relative to the hand-written none rows: enough to
@@ -145,7 +191,7 @@ def evaluation_texts(files: Sequence[Path]) -> set[str]:
     for path in files:
         if not path.is_file():
             continue
-        for row in read_jsonl(path):
+        for row in case_rows(path):
             keys.update(dedup_key(t) for t in [row["text"], *row.get("turns", ())])
     return keys
 
@@ -268,6 +314,12 @@ def load_training(
                 continue
             weight = CONTROL_WEIGHT if r.get("tier") == "control" else 1.0
             written.append(Row(r["text"], r["level"], r.get("category"), weight, path.stem))
+    for r in v3_training_rows():
+        if dedup_key(r["text"]) in exclude:
+            dropped += 1
+            continue
+        weight = CONTROL_WEIGHT if r.get("tier") == "control" else 1.0
+        written.append(Row(r["text"], r["level"], r.get("category"), weight, "v3-train"))
     labels = {r["id"]: r for r in read_jsonl(data_dir / ESCONV_LABELS)}
     turns = esconv_seeker_turns()
     esconv: list[Row] = []
@@ -292,6 +344,7 @@ def load_training(
     info = {
         "hand_written": dict(Counter(f"{r.level}/{r.category or '-'}" for r in written)),
         "hand_written_dropped_as_evaluation_duplicates": dropped,
+        "spent_v3_trained_on": sum(r.source == "v3-train" for r in written),
         "esconv_seeker_turns": len(turns),
         "esconv_trained_on": len(esconv) + len(disclosures),
         "esconv_held_out_dialogues_one_in": ESCONV_HOLDOUT_MODULO,
@@ -334,29 +387,34 @@ def _save(cache: Path, known: dict[str, np.ndarray]) -> None:
 def build_prototypes(
     data_dir: Path, embed: Callable[[list[str]], np.ndarray], exclude: set[str] | None = None
 ) -> dict[str, Any]:
-    """The nearest-neighbour block: the hand-written crisis and none messages as the model reads
-    them (no augmentation, no ESConv text: only what this project wrote is shipped)."""
+    """The nearest-neighbour block: the hand-written crisis and none messages (and the trained
+    half of the spent v3 set) as the model reads them (no augmentation, no ESConv text: only
+    what this project wrote is shipped)."""
     from bot.safety.context import semantic_input
     from bot.safety.semantic import pack_vectors
 
     exclude = exclude or set()
     texts: dict[str, list[str]] = {"crisis": [], "none": []}
-    for path in sorted(data_dir.glob("*.jsonl")):
-        if path.name == ESCONV_LABELS:
-            continue
-        for r in read_jsonl(path):
-            reads = semantic_input(r["text"])
-            if r["level"] in texts and reads.strip() and dedup_key(r["text"]) not in exclude:
-                texts[r["level"]].append(reads)
+    rows = [
+        r
+        for path in sorted(data_dir.glob("*.jsonl"))
+        if path.name != ESCONV_LABELS
+        for r in read_jsonl(path)
+    ]
+    for r in [*rows, *v3_training_rows()]:
+        reads = semantic_input(r["text"])
+        if r["level"] in texts and reads.strip() and dedup_key(r["text"]) not in exclude:
+            texts[r["level"]].append(reads)
     block: dict[str, Any] = {"k": PROTOTYPE_K, "scale": PROTOTYPE_SCALE, "weight": PROTOTYPE_WEIGHT}
-    for level, rows in texts.items():
-        block[level] = pack_vectors(embed(list(dict.fromkeys(rows))))
+    for level, level_texts in texts.items():
+        block[level] = pack_vectors(embed(list(dict.fromkeys(level_texts))))
     return block
 
 
 def data_hash(data_dir: Path) -> str:
     """A short hash of every data file: an artifact names the data it was trained on."""
     digest = hashlib.sha1()
-    for path in sorted(data_dir.glob("*.jsonl")):
-        digest.update(path.read_bytes())
+    for path in [*sorted(data_dir.glob("*.jsonl")), SPENT_V3]:
+        if path.is_file():
+            digest.update(path.read_bytes())
     return digest.hexdigest()[:16]

@@ -163,10 +163,13 @@ def load_sources(
     from bot.safety import screen_message
     from bot.safety.context import semantic_input
     from bot.safety.figures import load_labelled
+    from bot.safety.semantic_data import is_spent_v3, v3_half
 
     sources = []
     for path in files:
         cases = load_labelled([path])
+        if is_spent_v3(path):  # its other half is trained on
+            cases = [c for c in cases if v3_half(c.text) == "pool"]
         sources.append(
             Source(
                 name=f"{path.parent.name}/{path.name}",

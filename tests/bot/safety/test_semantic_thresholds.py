@@ -5,9 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from click.testing import CliRunner
-
-from bot.cli import cli
 from bot.safety.semantic import SemanticScore
 from bot.safety.semantic_data import near_repeat_keys, near_repeats
 from bot.safety.semantic_thresholds import Source, cross_source, figures, select
@@ -74,9 +71,4 @@ def test_near_repeat_keys_name_the_training_rows_to_leave_out(tmp_path: Path) ->
     assert keys == {"i am going to kill myself tonight"}
 
 
-def test_train_semantic_refuses_the_current_held_out_set() -> None:
-    result = CliRunner().invoke(
-        cli,
-        ["safety", "train-semantic", "--validation", "tests/safety_cases/v3/heldout.jsonl"],
-    )
-    assert result.exit_code != 0 and "never used for training or thresholds" in result.output
+# The refusal of a current held-out set (v4) is tested in test_semantic_data.py.
