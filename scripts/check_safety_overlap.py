@@ -2,10 +2,14 @@
 
     PYTHONPATH=. python scripts/check_safety_overlap.py [TRAINING_FILES...] [--drop]
 
-Compares each training row (default: every hand-written file in data/safety/) with every message
-and earlier turn of the dev (`tests/safety_cases/*.jsonl`), validation and held-out case files
-(v2 and v3), by `bot.safety.semantic_data.near_repeats` (same normalised text, or difflib
-similarity >= 0.85). Prints only the training side: for each overlapping training row its file,
+Compares each training row (default: every hand-written file in data/safety/, and the trained
+half of the spent v3 set) with every message and earlier turn of the dev
+(`tests/safety_cases/*.jsonl`), v2 validation and held-out files and the threshold half of the
+spent v3 set plus its conversations, by `bot.safety.semantic_data.near_repeats` (same
+normalised text, or difflib similarity >= 0.85). v3 was spent at 2f993d9 and is development
+data since 2026-12-07: its trained half is training data, so rows near it are no leak. Files
+are named one by one: a current held-out folder (`tests/safety_cases/v4/`) is not read here;
+whoever may read it checks it separately. Prints only the training side: for each overlapping training row its file,
 line and the name of the evaluation set it is near (never an evaluation text), and a count per
 set. `--drop` removes the overlapping rows from the training files. Exit status 1 if any remain.
 """
@@ -17,23 +21,42 @@ import json
 import sys
 from pathlib import Path
 
-from bot.safety.semantic_data import ESCONV_LABELS, near_repeats, read_jsonl
+from bot.safety.semantic_data import (
+    ESCONV_LABELS,
+    SPENT_V3,
+    SPENT_V3_CONVERSATIONS,
+    case_rows,
+    dev_case_files,
+    near_repeats,
+    read_jsonl,
+    v3_training_rows,
+)
 
 CASES = Path("tests/safety_cases")
 
 
 def evaluation_sets() -> dict[str, list[str]]:
-    """Every evaluation text, by set name (dev, v2-validation, v2-heldout, v3-heldout)."""
+    """Every evaluation text, by set name (dev, v2-validation, v2-heldout, v3-pool)."""
     groups = {
-        "dev": sorted(CASES.glob("*.jsonl")),
-        "v2-validation": sorted((CASES / "v2").glob("validation*.jsonl")),
-        "v2-heldout": sorted((CASES / "v2").glob("heldout*.jsonl")),
-        "v3-heldout": sorted((CASES / "v3").glob("heldout*.jsonl")),
+        "dev": [*dev_case_files(), CASES / "heldout.jsonl"],
+        "v2-validation": [
+            CASES / "v2" / "validation.jsonl",
+            CASES / "v2" / "validation_conversations.jsonl",
+        ],
+        "v2-heldout": [
+            CASES / "v2" / "heldout.jsonl",
+            CASES / "v2" / "heldout_conversations.jsonl",
+        ],
+        "v3-pool": [SPENT_V3, SPENT_V3_CONVERSATIONS],
     }
     out: dict[str, list[str]] = {}
     for name, files in groups.items():
         out[name] = [
-            t for f in files for r in read_jsonl(f) for t in [r["text"], *r.get("turns", ())]
+            t
+            for f in files
+            if f.is_file()
+            for r in case_rows(f)
+            for t in [r["text"], *r.get("turns", ())]
         ]
     return out
 
@@ -49,6 +72,11 @@ def main() -> int:
     sets = evaluation_sets()
     print("evaluation texts:", {k: len(v) for k, v in sets.items()})
     remaining = 0
+    if not args.files:  # the trained half of v3 is training data too (it cannot be dropped)
+        texts = [r["text"] for r in v3_training_rows()]
+        hits_v3 = {i for others in sets.values() for i in near_repeats(texts, others)}
+        print(f"{SPENT_V3} (trained half): {len(texts)} rows, {len(hits_v3)} overlapping")
+        print("  (training leaves those out itself: semantic_train excludes near-repeats)")
     for path in files:
         rows = read_jsonl(path)
         texts = [r["text"] for r in rows]

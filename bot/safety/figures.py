@@ -268,8 +268,14 @@ def esconv_lines(screen: LayeredScreen, labels_path: Path | None = ESCONV_LABELS
 
     Groups: the reviewed disclosures in `labels_path` (flagging them is right), turns reviewed
     and judged too ambiguous to label, and the other turns - apart for the dialogues the
-    classifier was trained on (in-sample) and the one in five it never saw (out of sample)."""
-    from bot.safety.semantic_data import esconv_held_out, esconv_seeker_turns, read_jsonl
+    classifier was trained on (in-sample), the half of the held-out dialogues whose turns chose
+    thresholds (a flag-rate budget) and the other half, never used (out of sample)."""
+    from bot.safety.semantic_data import (
+        esconv_held_out,
+        esconv_seeker_turns,
+        esconv_threshold_slice,
+        read_jsonl,
+    )
 
     labels = {}
     if labels_path is not None and labels_path.is_file():
@@ -278,9 +284,12 @@ def esconv_lines(screen: LayeredScreen, labels_path: Path | None = ESCONV_LABELS
     for turn_id, text in esconv_seeker_turns():
         label = labels.get(turn_id, "none")
         if label == "none":
-            group = (
-                "other, held out of training" if esconv_held_out(turn_id) else "other, trained on"
-            )
+            if esconv_threshold_slice(turn_id):
+                group = "other, held out of training, chose thresholds"
+            elif esconv_held_out(turn_id):
+                group = "other, held out of training and thresholds"
+            else:
+                group = "other, trained on"
         else:
             group = "reviewed, ambiguous" if label == "skip" else "labelled disclosure"
         level = screen.screen(text).result.level

@@ -26,7 +26,8 @@ import functools
 import re
 from dataclasses import dataclass
 
-from bot.safety.patterns.blocks import NEGATORS, claim_pattern
+from bot.safety.patterns.blocks import claim_pattern
+from bot.safety.patterns.context_rules import NEGATORS
 from bot.safety.screen import screen_normalized
 from bot.safety.text import normalize
 

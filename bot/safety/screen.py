@@ -12,20 +12,31 @@ from dataclasses import dataclass
 from typing import Literal
 
 from bot.safety.patterns import CRISIS_PATTERNS
-from bot.safety.patterns.blocks import (
-    CATEGORIES,
+from bot.safety.patterns.blocks import CATEGORIES, CrisisPattern
+from bot.safety.patterns.context_rules import (
+    ASKED_RE,
+    DAY_RE,
+    FICTION_RE,
     FRAME_RES,
     HELPER_RE,
+    INFO_QUESTION_RE,
     NEGATORS,
+    NO_LEAD_RE,
     OTHER_PAST_RE,
     OTHER_WORDS,
+    PAST_BACKREF_RE,
     PAST_RE,
+    PEST_RE,
+    PREPARED_RE,
     RECENT_RE,
+    RECOVERED_RE,
+    SAFE_NOW_RE,
+    SAID_NO_RE,
     SELF_WORDS,
     THING_WORDS,
     TOPICAL_RE,
+    WONT_ACT_RE,
     YOU_WORDS,
-    CrisisPattern,
 )
 from bot.safety.text import normalize
 
@@ -160,21 +171,45 @@ def _resolve_subject(before: Sequence[str]) -> str:
     return "unknown"
 
 
+def _sentence_bounds(norm: str, start: int, end: int) -> tuple[int, int]:
+    left = norm.rfind(" . ", 0, start + 1)
+    right = norm.find(" . ", end - 1)
+    return max(left, 0), len(norm) if right == -1 else right
+
+
 def judge_span(
     pattern: CrisisPattern, norm: str, span: tuple[int, int], explicit_self: bool = False
 ) -> tuple[Level, Subject] | None:
     """Apply the context rules to one match of `pattern` at `span` of `norm`: None to ignore
-    it, else (level, subject). The None cases look only at the words before the match and its
-    clause (final once seen); a level can still rise with later text (a recent time word)."""
+    it, else (level, subject). The None cases are final once seen (more text never brings a
+    match back); the level can still change with later text (a recent time word raises it, a
+    safe-now ending or a will-not-act lowers it)."""
     start, end = _clause_bounds(norm, *span)
+    s_start, s_end = _sentence_bounds(norm, *span)
     clause = norm[start:end]
+    sentence = norm[s_start:s_end]
     before = norm[start : span[0]].split()
-    if pattern.negatable and any(t in NEGATORS for t in before[-NEGATION_WINDOW_TOKENS:]):
+    if pattern.negatable and (
+        any(t in NEGATORS for t in before[-NEGATION_WINDOW_TOKENS:])
+        or NO_LEAD_RE.search(" ".join(before[-6:]))
+    ):
+        return None
+    if ASKED_RE.search(norm, s_start, span[0]) and SAID_NO_RE.search(norm, span[1], s_end):
         return None
     if pattern.topical and TOPICAL_RE.search(clause):
         return None
     if pattern.frame in ("accident", "figurative") and FRAME_RES[pattern.frame].search(clause):
         return None
+    if pattern.frame == "departure" and FRAME_RES["departure"].search(sentence):
+        return None
+    if pattern.frame == "fiction" and FICTION_RE.search(clause):
+        return None
+    if (
+        pattern.category == "harm_to_others"
+        and norm[span[0] : span[1]].endswith((" them", " it"))
+        and PEST_RE.search(norm)
+    ):
+        return None  # "want to kill them before the kids get stung" (a wasps' nest)
     subject = pattern.subject or _resolve_subject(before)
     if subject == "thing" or (subject == "unknown" and explicit_self):
         return None
@@ -182,14 +217,41 @@ def judge_span(
     level: Level = "crisis" if pattern.level == "crisis" else "concern"
     if subject == "you":
         return "concern", "other"
-    if pattern.temporal and PAST_RE.search(clause) and RECENT_RE.search(norm) is None:
+    now = RECENT_RE.search(norm) is not None
+    today = now or DAY_RE.search(sentence) is not None
+    if pattern.temporal and not today and _dated(norm, clause, end):
+        level = "concern"
+    if (
+        pattern.temporal
+        and not now
+        and (SAFE_NOW_RE.search(norm, span[1]) or RECOVERED_RE.search(norm))
+    ):
         level = "concern"
     if subject == "other":
         recent = " ".join(before[-NEGATION_WINDOW_TOKENS:]) + " " + norm[span[0] : span[1]]
-        if OTHER_PAST_RE.search(recent) and RECENT_RE.search(norm) is None:
+        if OTHER_PAST_RE.search(recent) and not (now or DAY_RE.search(norm)):
             level = "concern"
+        if HELPER_RE.search(norm) and not now:
+            level = "concern"  # a helper asking how to help: ask them whether it is happening now
+    if WONT_ACT_RE.search(norm, span[1]):
+        level = "concern"  # "... id never do anything though": ask, do not alarm
     if pattern.frame == "hyperbole" and FRAME_RES["hyperbole"].search(norm):
         level = "concern"
-    if pattern.topical and HELPER_RE.search(norm) and RECENT_RE.search(norm) is None:
+    if pattern.topical and HELPER_RE.search(norm) and not (now or DAY_RE.search(norm)):
         level = "concern"
+    if INFO_QUESTION_RE.search(norm, s_start, span[0]) and PREPARED_RE.search(norm) and not now:
+        level = "concern"  # asked ahead of time: "how do i know if ... ? hes fine"
     return level, "other" if subject == "other" else "self"
+
+
+def _dated(norm: str, clause: str, clause_end: int) -> bool:
+    """A past marker in the match's clause, or in the next clause when it refers back to it
+    ("a terrible period of self harm , but that was fifty years ago")."""
+    if PAST_RE.search(clause):
+        return True
+    rest = norm[clause_end:]
+    if not PAST_BACKREF_RE.search(rest):
+        return False
+    following = rest.lstrip(" ,").removeprefix("but ")
+    nxt = min((i for i in (following.find(b) for b in _CLAUSE_BREAKS) if i != -1), default=None)
+    return PAST_RE.search(following[:nxt]) is not None

@@ -13,19 +13,31 @@ if TYPE_CHECKING:
     from bot.safety.semantic import SemanticScreen
 
 CASES_V2 = Path("tests/safety_cases/v2")
-# The threshold pool: v2 validation and the v2 held-out set, spent since it was scored once
-# (docs/safety.md); each file is a source of its own (bot.safety.semantic_thresholds).
-VALIDATION_POOL = (CASES_V2 / "validation.jsonl", CASES_V2 / "heldout.jsonl")
+CASES_V3 = Path("tests/safety_cases/v3")
+SPENT = (CASES_V2, CASES_V3)
+# The threshold pool: v2 validation, the v2 held-out set (spent since it was scored once) and
+# the spent v3 set (its pool half: `bot.safety.semantic_data.v3_half`; the other half is
+# trained on); each file is a source of its own (bot.safety.semantic_thresholds). Named one by
+# one: no held-out folder (v4/) is ever globbed.
+VALIDATION_POOL = (
+    CASES_V2 / "validation.jsonl",
+    CASES_V2 / "heldout.jsonl",
+    CASES_V3 / "heldout.jsonl",
+)
 CONVERSATION_POOL = (
     CASES_V2 / "validation_conversations.jsonl",
     CASES_V2 / "heldout_conversations.jsonl",
+    CASES_V3 / "heldout_conversations.jsonl",
 )
 
 
 def is_spent(path: Path) -> bool:
-    """True for the spent v2 held-out files (the only held-out files thresholds may use)."""
+    """True for the spent held-out files (v2 and v3, scored once each; the only held-out files
+    thresholds may use)."""
     try:
-        return path.resolve().parent == CASES_V2.resolve() and path.name.startswith("heldout")
+        return path.resolve().parent in {d.resolve() for d in SPENT} and path.name.startswith(
+            "heldout"
+        )
     except OSError:
         return False
 
@@ -76,7 +88,7 @@ def train_semantic(
 
     Writes bot/safety/data/semantic_classifier.json (plain JSON). Embeddings are cached under
     ~/.cache/solace/semantic/. See data/safety/README.md for what it is trained on. The current
-    held-out files are refused: only the spent v2 held-out set may choose thresholds.
+    held-out files are refused: only the spent v2 and v3 held-out sets may choose thresholds.
     """
     from bot.safety.semantic import DEFAULT_CLASSIFIER_PATH, DEFAULT_ENCODER_PATH, SemanticError
     from bot.safety.semantic_train import train
@@ -85,7 +97,7 @@ def train_semantic(
     if refused:
         raise click.ClickException(
             f"{refused[0]}: held-out files are never used for training or thresholds "
-            f"(only the spent {CASES_V2}/heldout* may choose thresholds)"
+            f"(only the spent {CASES_V2}/heldout* and {CASES_V3}/heldout* may choose thresholds)"
         )
     cache = Path.home() / ".cache" / "solace" / "semantic" / "emb.npz"
     try:

@@ -4,10 +4,13 @@ The hand-written cases in `data/safety/*.jsonl`, each augmented into a few voice
 without punctuation, texting abbreviations, typos, and buried in the middle of two ordinary
 ESConv seeker turns), plus every ESConv seeker turn as a hard negative except those
 `data/safety/esconv_labels.jsonl` labels as genuine disclosures (those become positives of their
-category/level), and except one dialogue in five, kept out for an out-of-sample flag rate.
-ESConv text is read from `SOLACE_DATA_DIR`, never copied into the project; the labels file
-holds ids and hashes. Any row that repeats or nearly repeats a dev or validation case is
-dropped; the current held-out set (v3) is not read here at all. Also: the embedding cache and the nearest-neighbour prototypes.
+category/level), and except one dialogue in five, kept out for an out-of-sample flag rate;
+plus one half of the spent v3 set (`SPENT_V3`, split by `v3_half`; the other half chooses
+thresholds). ESConv text is read from `SOLACE_DATA_DIR`, never copied into the project; the
+labels file holds ids and hashes. Any row that repeats or nearly repeats a dev or validation
+case is dropped. Case files are named one by one, never globbed below `tests/safety_cases/`
+(a held-out set there, e.g. `v4/`, is never read). Also: the embedding cache and the
+nearest-neighbour prototypes.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from bot.safety.semantic import EMBEDDING_DIM
+from bot.safety.semantic_augment import lower_plain, texting, typos
 
 logger = logging.getLogger(__name__)
 
@@ -41,8 +45,51 @@ ESCONV_HOLDOUT_MODULO = 5
 
 
 # Dev cases no training row may repeat or nearly repeat (`near_repeats`), like the validation
-# pool. The current held-out set (tests/safety_cases/v3) is not read here at all.
+# pool: the top level of this folder only (`dev_case_files`), never its subfolders.
 DEV_CASES = Path("tests/safety_cases")
+
+
+# The v3 held-out set, scored once at 2f993d9 and spent since: development data from
+# 2026-12-07. One half (by `v3_half`) is trained on, the other joins the threshold pool.
+SPENT_V3 = DEV_CASES / "v3" / "heldout.jsonl"
+SPENT_V3_CONVERSATIONS = DEV_CASES / "v3" / "heldout_conversations.jsonl"
+
+
+def dev_case_files() -> list[Path]:
+    """The dev case files: `tests/safety_cases/*.jsonl` (not the older heldout.jsonl), top
+    level only, so no held-out folder below it is ever read."""
+    return sorted(f for f in DEV_CASES.glob("*.jsonl") if f.name != "heldout.jsonl")
+
+
+def v3_half(text: str) -> str:
+    """ "train" or "pool": which half of the spent v3 set a message belongs to (by a hash of its
+    `dedup_key`, so the split is the same on every machine and for near-identical texts)."""
+    digest = hashlib.sha1(dedup_key(text).encode("utf-8")).hexdigest()
+    return "pool" if int(digest[:8], 16) % 2 == 0 else "train"
+
+
+def is_spent_v3(path: Path) -> bool:
+    """True for the spent v3 single-message file."""
+    try:
+        return path.resolve() == SPENT_V3.resolve()
+    except OSError:
+        return False
+
+
+def case_rows(path: Path) -> list[dict[str, Any]]:
+    """A case file's rows; for the spent v3 file only its pool half (the trained half is not an
+    evaluation text)."""
+    rows = read_jsonl(path)
+    if is_spent_v3(path):
+        rows = [r for r in rows if v3_half(r["text"]) == "pool"]
+    return rows
+
+
+def v3_training_rows() -> list[dict[str, Any]]:
+    """The trained half of the spent v3 set (nothing when the file is absent)."""
+    if not SPENT_V3.is_file():
+        return []
+    return [r for r in read_jsonl(SPENT_V3) if v3_half(r["text"]) == "train"]
 
 
 # Weight of all ESConv negatives together, relative to the hand-written none rows: enough to
@@ -50,40 +97,23 @@ DEV_CASES = Path("tests/safety_cases")
 ESCONV_TOTAL_WEIGHT = 3.0
 
 
-# Nearest-neighbour half of the crisis score (chosen on the dev files, model alone: ROC AUC of
-# crisis vs none 0.886 for the regression, 0.943 for k=3 neighbours, 0.946 for the average).
-PROTOTYPE_K = 3
+# Nearest-neighbour part of the crisis score. First chosen on the dev files, model alone (ROC
+# AUC of crisis vs none 0.886 for the regression, 0.943 for k=3 neighbours, 0.946 for the
+# average: k=3, weight 0.5); with batch 4 re-chosen on the threshold pool (2026-12-07: 11
+# settings of k and weight, thresholds re-chosen for each by the worst-source rule; k=5 with
+# weight 0.8 gave the best explicit and indirect recall on all three pool sources at equal or
+# lower control flag rates; docs/safety.md).
+PROTOTYPE_K = 5
 
 
 PROTOTYPE_SCALE = 20.0
 
 
-PROTOTYPE_WEIGHT = 0.5
+PROTOTYPE_WEIGHT = 0.8
 
 
 # Hard negatives (controls) count double: they are what the model confuses with a crisis.
 CONTROL_WEIGHT = 2.0
-
-
-_TEXTING = {
-    "you": "u",
-    "are": "r",
-    "i'm": "im",
-    "because": "bc",
-    "don't": "dont",
-    "can't": "cant",
-    "tonight": "tonite",
-    "really": "rly",
-    "to": "2",
-    "please": "pls",
-    "know": "kno",
-    "i've": "ive",
-    "going to": "gonna",
-    "want to": "wanna",
-}
-
-
-_PUNCT_RE = re.compile(r"[^\w\s']+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +164,15 @@ def esconv_held_out(turn_id: str) -> bool:
     )
 
 
+def esconv_threshold_slice(turn_id: str) -> bool:
+    """True for the half of the held-out ESConv dialogues whose seeker turns are a source of the
+    threshold pool (a flag-rate budget); the other half is never used and gives the reported
+    out-of-sample flag rate. Also by a hash of the dialogue id."""
+    dialogue = turn_id.rsplit(":", 1)[0]
+    digest = hashlib.sha1(dialogue.encode("utf-8")).hexdigest()
+    return esconv_held_out(turn_id) and int(digest[8:16], 16) % 2 == 0
+
+
 def dedup_key(text: str) -> str:
     """Lower case, letters and digits only: how training rows are matched to evaluation cases."""
     return " ".join(re.sub(r"[^\w\s]", " ", text.casefold()).split())
@@ -145,7 +184,7 @@ def evaluation_texts(files: Sequence[Path]) -> set[str]:
     for path in files:
         if not path.is_file():
             continue
-        for row in read_jsonl(path):
+        for row in case_rows(path):
             keys.update(dedup_key(t) for t in [row["text"], *row.get("turns", ())])
     return keys
 
@@ -207,32 +246,6 @@ def esconv_seeker_turns() -> list[tuple[str, str]]:
     ]
 
 
-def lower_plain(text: str) -> str:
-    """Lower case, no punctuation (the `no_punct` voice)."""
-    return " ".join(_PUNCT_RE.sub(" ", text.lower()).split())
-
-
-def texting(text: str) -> str:
-    """Lower case with common texting abbreviations."""
-    out = " " + lower_plain(text) + " "
-    for word, short in _TEXTING.items():
-        out = out.replace(f" {word} ", f" {short} ")
-    return out.strip()
-
-
-def typos(text: str, rng: random.Random) -> str:
-    """Two words of four letters or more get a swapped or dropped letter."""
-    words = text.split()
-    candidates = [i for i, w in enumerate(words) if len(w) >= 4 and w.isalpha()]
-    for i in rng.sample(candidates, min(2, len(candidates))):
-        w = words[i]
-        j = rng.randrange(1, len(w) - 1)
-        words[i] = (
-            w[:j] + w[j + 1 :] if rng.random() < 0.5 else w[: j - 1] + w[j] + w[j - 1] + w[j + 1 :]
-        )
-    return " ".join(words)
-
-
 def augment(rows: Sequence[Row], fillers: Sequence[str], rng: random.Random) -> list[Row]:
     """Each row in three more voices (half weight each) and, for positives, once more buried
     between two ordinary seeker turns (the `rambling` voice)."""
@@ -268,6 +281,12 @@ def load_training(
                 continue
             weight = CONTROL_WEIGHT if r.get("tier") == "control" else 1.0
             written.append(Row(r["text"], r["level"], r.get("category"), weight, path.stem))
+    for r in v3_training_rows():
+        if dedup_key(r["text"]) in exclude:
+            dropped += 1
+            continue
+        weight = CONTROL_WEIGHT if r.get("tier") == "control" else 1.0
+        written.append(Row(r["text"], r["level"], r.get("category"), weight, "v3-train"))
     labels = {r["id"]: r for r in read_jsonl(data_dir / ESCONV_LABELS)}
     turns = esconv_seeker_turns()
     esconv: list[Row] = []
@@ -292,6 +311,7 @@ def load_training(
     info = {
         "hand_written": dict(Counter(f"{r.level}/{r.category or '-'}" for r in written)),
         "hand_written_dropped_as_evaluation_duplicates": dropped,
+        "spent_v3_trained_on": sum(r.source == "v3-train" for r in written),
         "esconv_seeker_turns": len(turns),
         "esconv_trained_on": len(esconv) + len(disclosures),
         "esconv_held_out_dialogues_one_in": ESCONV_HOLDOUT_MODULO,
@@ -334,29 +354,34 @@ def _save(cache: Path, known: dict[str, np.ndarray]) -> None:
 def build_prototypes(
     data_dir: Path, embed: Callable[[list[str]], np.ndarray], exclude: set[str] | None = None
 ) -> dict[str, Any]:
-    """The nearest-neighbour block: the hand-written crisis and none messages as the model reads
-    them (no augmentation, no ESConv text: only what this project wrote is shipped)."""
+    """The nearest-neighbour block: the hand-written crisis and none messages (and the trained
+    half of the spent v3 set) as the model reads them (no augmentation, no ESConv text: only
+    what this project wrote is shipped)."""
     from bot.safety.context import semantic_input
     from bot.safety.semantic import pack_vectors
 
     exclude = exclude or set()
     texts: dict[str, list[str]] = {"crisis": [], "none": []}
-    for path in sorted(data_dir.glob("*.jsonl")):
-        if path.name == ESCONV_LABELS:
-            continue
-        for r in read_jsonl(path):
-            reads = semantic_input(r["text"])
-            if r["level"] in texts and reads.strip() and dedup_key(r["text"]) not in exclude:
-                texts[r["level"]].append(reads)
+    rows = [
+        r
+        for path in sorted(data_dir.glob("*.jsonl"))
+        if path.name != ESCONV_LABELS
+        for r in read_jsonl(path)
+    ]
+    for r in [*rows, *v3_training_rows()]:
+        reads = semantic_input(r["text"])
+        if r["level"] in texts and reads.strip() and dedup_key(r["text"]) not in exclude:
+            texts[r["level"]].append(reads)
     block: dict[str, Any] = {"k": PROTOTYPE_K, "scale": PROTOTYPE_SCALE, "weight": PROTOTYPE_WEIGHT}
-    for level, rows in texts.items():
-        block[level] = pack_vectors(embed(list(dict.fromkeys(rows))))
+    for level, level_texts in texts.items():
+        block[level] = pack_vectors(embed(list(dict.fromkeys(level_texts))))
     return block
 
 
 def data_hash(data_dir: Path) -> str:
     """A short hash of every data file: an artifact names the data it was trained on."""
     digest = hashlib.sha1()
-    for path in sorted(data_dir.glob("*.jsonl")):
-        digest.update(path.read_bytes())
+    for path in [*sorted(data_dir.glob("*.jsonl")), SPENT_V3]:
+        if path.is_file():
+            digest.update(path.read_bytes())
     return digest.hexdigest()[:16]

@@ -28,8 +28,11 @@ from bot.safety.semantic import SemanticClassifier, SemanticScore, chunk_text, p
 
 GRID = tuple(round(x, 3) for x in (*np.linspace(0.05, 0.95, 91), *np.linspace(0.955, 0.995, 9)))
 # Added over the rules, on every source: (tier, flag?) -> budget.
-CRISIS_BUDGET = {("control", False): 0.03, ("distress", False): 0.02}
-CONCERN_BUDGET = {("control", True): 0.10, ("distress", True): 0.10}
+# ESConv: seeker turns of held-out dialogues (`esconv_source`, tier "esconv"): the previous
+# artifact added 0.22% said crisis and 2.7% flagged over the rules on unseen seeker turns; the
+# layer may add no more (a check-in after one ordinary message in ~35 is already a cost).
+CRISIS_BUDGET = {("control", False): 0.03, ("distress", False): 0.02, ("esconv", False): 0.0025}
+CONCERN_BUDGET = {("control", True): 0.10, ("distress", True): 0.10, ("esconv", True): 0.025}
 RAISED_CRISIS_BUDGET = {("control", False): 0.07, ("distress", False): 0.04}
 RAISED_CONCERN_BUDGET = {("distress", True): 0.25}
 
@@ -121,6 +124,8 @@ def figures(src: Source, t_crisis: float, t_concern: float) -> dict[str, float]:
         "flag_control": round(rate(src, lv, "control", True), 4),
         "flag_distress": round(rate(src, lv, "distress", True), 4),
         "rules_fpr_control": round(rate(src, src.rules, "control", False), 4),
+        "fpr_esconv": round(rate(src, lv, "esconv", False), 5),
+        "flag_esconv": round(rate(src, lv, "esconv", True), 5),
     }
 
 
@@ -163,10 +168,13 @@ def load_sources(
     from bot.safety import screen_message
     from bot.safety.context import semantic_input
     from bot.safety.figures import load_labelled
+    from bot.safety.semantic_data import is_spent_v3, v3_half
 
     sources = []
     for path in files:
         cases = load_labelled([path])
+        if is_spent_v3(path):  # its other half is trained on
+            cases = [c for c in cases if v3_half(c.text) == "pool"]
         sources.append(
             Source(
                 name=f"{path.parent.name}/{path.name}",
@@ -179,6 +187,40 @@ def load_sources(
             )
         )
     return sources
+
+
+def esconv_source(
+    classifier: SemanticClassifier, embed: Callable[[list[str]], np.ndarray]
+) -> Source | None:
+    """The ESConv seeker turns of the threshold slice of held-out dialogues
+    (`esconv_threshold_slice`; reviewed disclosures and ambiguous turns left out) as a source of
+    ordinary talk, tier "esconv"; None without SOLACE_DATA_DIR."""
+    from bot.safety import screen_message
+    from bot.safety.context import semantic_input
+    from bot.safety.semantic_data import (
+        DEFAULT_DATA_DIR,
+        ESCONV_LABELS,
+        esconv_seeker_turns,
+        esconv_threshold_slice,
+        read_jsonl,
+    )
+
+    try:
+        turns = esconv_seeker_turns()
+    except (OSError, ValueError, KeyError):
+        return None
+    labels_path = DEFAULT_DATA_DIR / ESCONV_LABELS
+    labels = {r["id"]: r["level"] for r in read_jsonl(labels_path)} if labels_path.is_file() else {}
+    texts = [t for i, t in turns if esconv_threshold_slice(i) and labels.get(i, "none") == "none"]
+    if not texts:
+        return None
+    return Source(
+        name="esconv (threshold slice of held-out dialogues)",
+        tiers=("esconv",) * len(texts),
+        labels=("none",) * len(texts),
+        rules=tuple(screen_message(t).level for t in texts),
+        scores=tuple(score_texts(classifier, embed, [semantic_input(t) for t in texts])),
+    )
 
 
 def context_thresholds(
@@ -218,6 +260,9 @@ def choose_thresholds(
 ) -> tuple[dict[str, float], dict[str, Any]]:
     """All six thresholds and what they give on each source (aggregate rates only)."""
     sources = load_sources(classifier, embed, validation)
+    esconv = esconv_source(classifier, embed)
+    if esconv is not None:
+        sources.append(esconv)
     chosen = select(sources)
     ctx_crisis, ctx_concern = context_thresholds(
         classifier, embed, conversations, chosen["crisis"], chosen["concern"]
@@ -237,6 +282,7 @@ def choose_thresholds(
             "concern": {
                 f"{t}{'_flag' if f else '_fpr'}": b for (t, f), b in CONCERN_BUDGET.items()
             },
+            "esconv": "crisis and any flag on the seeker turns of half the held-out dialogues",
         },
         "by_source": {s.name: figures(s, chosen["crisis"], chosen["concern"]) for s in sources},
         "cross_source": cross_source(sources),

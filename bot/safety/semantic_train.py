@@ -3,15 +3,15 @@
 Reads like a script: data → embeddings → fit → calibrate → thresholds → artifact.
 
 1. Data (`bot.safety.semantic_data`): the hand-written cases in `data/safety/*.jsonl` (README
-   there) in several voices, and ESConv's seeker turns as hard negatives, its reviewed genuine
-   disclosures as positives.
+   there) and the trained half of the spent v3 set, in several voices, and ESConv's seeker
+   turns as hard negatives, its reviewed genuine disclosures as positives.
 2. Embeddings: `SentenceEncoder` (the bot's own GGUF encoder), cached on disk by text hash.
 3. Fit: scikit-learn multinomial logistic regression, 6 classes (none + 5 categories), on
    crisis vs none (concern rows count as none: they are not emergencies); a binary logistic
    regression for "concern or crisis" vs none. C by 5-fold cross-validation on the training
    data. Platt scaling on out-of-fold scores makes both outputs probabilities.
-4. Thresholds on the validation pool only (`tests/safety_cases/v2/validation*.jsonl` and the
-   spent v2 held-out files), for the combined screen (a rule hit stays a crisis): the rule is in
+4. Thresholds on the validation pool only (`tests/safety_cases/v2/validation*.jsonl`, the
+   spent v2 held-out files and the pool half of the spent v3 set), for the combined screen (a rule hit stays a crisis): the rule is in
    `bot.safety.semantic_thresholds` (within budget on every source on its own).
 5. Artifact: plain JSON (weights, Platt parameters, thresholds, what it was trained on).
 """
@@ -29,10 +29,10 @@ import numpy as np
 
 from bot.safety.semantic import CATEGORIES, SemanticClassifier, Thresholds
 from bot.safety.semantic_data import (
-    DEV_CASES,
     Row,
     build_prototypes,
     data_hash,
+    dev_case_files,
     embed_cached,
     evaluation_texts,
     load_training,
@@ -133,7 +133,7 @@ def train(
     from bot.safety.semantic import SentenceEncoder
 
     rng = random.Random(SEED)
-    dev = sorted(f for f in DEV_CASES.glob("*.jsonl") if f.name != "heldout.jsonl")
+    dev = dev_case_files()
     # Hand-written rows that repeat or nearly repeat a dev or validation case are not trained on.
     exclude = near_repeat_keys(data_dir, evaluation_texts([*dev, *validation, *conversations]))
     rows, info = load_training(data_dir, rng, exclude)

@@ -12,24 +12,30 @@ _RISK_PATTERNS: tuple[CrisisPattern, ...] = (
     pattern(
         ABUSE,
         "verb_me",
-        r"(?<!\bit )(?<!\bthat )(?<!\bthis )\b(?:beats|beat|beating|hits|hit|hitting|punches|punched|"
+        r"(?<!\bit )(?<!\bthat )(?<!\bthis )(?<!\bthis is )(?<!\bit is )(?<!\bits )(?<!\bthat is )"
+        r"(?<!\bthats )(?<!\bnothing )(?<!\beverything )(?<!\bnothing really )(?<!\bcar )(?<!\bbus )"
+        r"(?<!\btruck )(?<!\blorry )(?<!\bvan )(?<!\bball )(?<!\bwave )(?<!\bdoor )(?<!\btrain )"
+        r"\b(?:beats|beat|beating|hits|hit|hitting|punches|punched|"
         r"punching|kicks|kicked|kicking|slaps|slapped|slapping|chokes|choked|choking|strangles|"
         r"strangled|strangling|abuses|abused|abusing|rapes|raped|raping|molests|molested|molesting|"
         r"assaults|assaulted|assaulting|touches|touching|whips|whipped|shoves|shoved) me\b(?! (?:at|in|"
         r"to|up|back|off|out|with a pillow|by|like a|like an)\b)|\b(?:is|keeps|keep|been|are|always) hurting me\b"
         r"(?! (?:emotionally|with (?:words|his words|her words))\b)",
+        frame="hyperbole",
     ),
     pattern(
         ABUSE,
         "being_abused",
         r"\b(?:being|been|was|got|get|getting|im|am) (?:sexually |physically |emotionally |verbally )?"
         r"(?:abused|assaulted|molested|raped|trafficked|groomed)\b",
+        subject=None,
     ),
     pattern(
         ABUSE,
         "abusive",
         r"\babusive (?:relationship|partner|husband|wife|boyfriend|girlfriend|parents?|dad|mom|mum|"
         r"father|mother|stepdad|stepmom|home|family|marriage)\b",
+        subject=None,
     ),
     pattern(
         ABUSE,
@@ -142,7 +148,9 @@ _RISK_PATTERNS: tuple[CrisisPattern, ...] = (
     pattern(
         MEDICAL,
         "overdose",
-        r"\b(?:overdosed|overdosing|(?<!to )(?<!gonna )(?<!wanna )overdose|oded|odding)\b",
+        r"\b(?:overdosed|overdosing|(?<!to )(?<!gonna )(?<!wanna )overdose|oded|odding)\b(?! on "
+        r"(?:netflix|tv|television|youtube|tiktok|sugar|chocolate|candy|sweets|cake|carbs|pizza|anime|"
+        r"memes|drama|love|cuteness|christmas|kdramas?|reality tv)\b)",
         subject=None,
         topical=True,
     ),

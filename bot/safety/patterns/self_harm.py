@@ -20,6 +20,7 @@ SUICIDE_PATTERNS: tuple[CrisisPattern, ...] = (
     pattern(
         SUICIDE,
         "want_die",
+        r"(?<!thought i was )(?<!thought we were )(?<!felt like i was )"
         r"\b(?:want|wanna|wants|wish|ready|going|gonna|deserve|deserves|plan|planning|praying|"
         r"hope)(?: to)?(?: just)? (?:die+|be dead)\b(?! (?:of|for|laughing|happy|trying)\b)",
         subject=None,
@@ -41,7 +42,18 @@ SUICIDE_PATTERNS: tuple[CrisisPattern, ...] = (
     pattern(
         SUICIDE, "note", r"\b(?:suicide (?:note|letter|plan)|goodbye (?:note|letter|letters))\b"
     ),
-    pattern(SUICIDE, "hang", r"\bhang(?:ing)? <SELF>\b|\bnoose\b"),
+    pattern(SUICIDE, "hang", r"\bhang(?:ing)? <SELF>\b"),
+    pattern(SUICIDE, "noose", r"\bnoose\b", topical=True),
+    pattern(
+        SUICIDE,
+        "passive_wish",
+        r"\b(?:wouldnt|would not|dont think id|wouldnt really|wouldnt even) (?:mind|care)(?: \w+)? "
+        r"if (?:a|the) (?:bus|car|truck|lorry|train|van) (?:hit|hits|killed|ran over) me\b|"
+        r"\b(?:hope|wish|hoping|wishing) (?:a|the|that a|that the) (?:bus|car|truck|lorry|train|van) "
+        r"(?:would )?(?:hits?|kills?|runs? over) me\b",
+        negatable=False,
+        level="concern",
+    ),
     pattern(
         SUICIDE,
         "jump",
@@ -62,7 +74,8 @@ SUICIDE_PATTERNS: tuple[CrisisPattern, ...] = (
         "not_live",
         r"\b(?:dont|do not|no longer|dont really|dont even) (?:want|wanna|wish) (?:to )?(?:be here|"
         r"live|be alive|exist|wake up|go on|keep going|keep living|be around)\b(?! (?:in|with|at|"
-        r"near|there|here|together|alone|like that|without)\b)",
+        r"near|there|here|together|alone|like that|without|forever|on|through|tablets|meds|"
+        r"medication|antidepressants|pills|holiday|a date|dates|the trip)\b)",
         negatable=False,
     ),
     pattern(
@@ -135,6 +148,7 @@ SUICIDE_PATTERNS: tuple[CrisisPattern, ...] = (
         "goodbye",
         r"\bthis is (?:my )?goodbye\b|\bsaying (?:my )?(?:goodbyes|goodbye to (?:everyone|everybody|"
         r"you all|the world))\b|\bgoodbye (?:forever|everyone|world|cruel world)\b",
+        frame="departure",
     ),
     pattern(
         SUICIDE,
@@ -174,7 +188,13 @@ SUICIDE_PATTERNS: tuple[CrisisPattern, ...] = (
     ),
     pattern(SUICIDE, "gun_emoji", r"\bgun me\b"),
     # --- suicide: someone else -----------------------------------------------------------------
-    pattern(SUICIDE, "kill_other_self", r"\bk(?:i)?l+(?:ing|s|ed)? <OTHERSELF>\b", subject="other"),
+    pattern(
+        SUICIDE,
+        "kill_other_self",
+        r"\bk(?:i)?l+(?:ing|s|ed)? <OTHERSELF>\b",
+        subject="other",
+        frame="fiction",
+    ),
     pattern(
         SUICIDE,
         "end_other_life",
@@ -214,6 +234,7 @@ SELF_HARM_PATTERNS: tuple[CrisisPattern, ...] = (
         r"down|out|off|class|school|the|my hair|carbs|sugar|corners|costs|ties|onions|wood|paper|"
         r"grass|hair)\b)|(?<!were )(?<!was )(?<!got )(?<!been )(?<!be )\b(?:cut|cutting|cuttin) again\b|\brelaps\w*\b.{0,30}\b(?:cut|cutting|"
         r"self ?harm|harming|sh)\b",
+        subject=None,
     ),
     pattern(
         SELF_HARM,
@@ -279,7 +300,8 @@ TRIGGERS: dict[str, tuple[str, ...]] = {
     "suicide/end_it": ("end",),
     "suicide/end_it_all": ("end it all",),
     "suicide/note": ("note", "letter", "plan"),
-    "suicide/hang": ("hang", "noose"),
+    "suicide/hang": ("hang",),
+    "suicide/noose": ("noose",),
     "suicide/jump": ("jump",),
     "suicide/overdose_intent": ("overdose", " od ", "take all"),
     "suicide/not_live": (
@@ -302,6 +324,7 @@ TRIGGERS: dict[str, tuple[str, ...]] = {
     "suicide/disappear": ("disappear", "vanish", "gone", "exist", "being alive"),
     "suicide/tired_of_living": ("existing", "alive", "living"),
     "suicide/goodbye": ("goodbye",),
+    "suicide/passive_wish": ("bus", "car", "truck", "lorry", "train", "van"),
     "suicide/not_around_long": ("wont", "will not", "not going to", "dont think", "do not think"),
     "suicide/done_with_life": ("life", "living", "alive"),
     "suicide/giving_away": ("away",),

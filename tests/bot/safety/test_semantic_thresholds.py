@@ -5,9 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from click.testing import CliRunner
-
-from bot.cli import cli
 from bot.safety.semantic import SemanticScore
 from bot.safety.semantic_data import near_repeat_keys, near_repeats
 from bot.safety.semantic_thresholds import Source, cross_source, figures, select
@@ -74,9 +71,20 @@ def test_near_repeat_keys_name_the_training_rows_to_leave_out(tmp_path: Path) ->
     assert keys == {"i am going to kill myself tonight"}
 
 
-def test_train_semantic_refuses_the_current_held_out_set() -> None:
-    result = CliRunner().invoke(
-        cli,
-        ["safety", "train-semantic", "--validation", "tests/safety_cases/v3/heldout.jsonl"],
+# The refusal of a current held-out set (v4) is tested in test_semantic_data.py.
+
+
+def test_esconv_seeker_turns_have_their_own_flag_rate_budget() -> None:
+    a = source("a", [0.1] * 100, [0.8] * 10)
+    # 1,000 ordinary seeker turns, 10 of them (1%) at 0.7: over the 0.25% crisis budget
+    esconv = Source(
+        name="esconv",
+        tiers=("esconv",) * 1000,
+        labels=("none",) * 1000,
+        rules=("none",) * 1000,
+        scores=tuple(SemanticScore(0.7 if i < 10 else 0.1, 0.0, "suicide") for i in range(1000)),
     )
-    assert result.exit_code != 0 and "never used for training or thresholds" in result.output
+    assert select([a])["crisis"] <= 0.11
+    t = select([a, esconv])["crisis"]
+    assert 0.7 < t <= 0.8
+    assert figures(esconv, t, 2.0)["fpr_esconv"] == 0.0
