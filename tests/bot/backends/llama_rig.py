@@ -34,7 +34,7 @@ def make_settings(tmp_path: Path, **sections: object) -> Settings:
             "seed": 1,
             **sections.pop("generation", {}),
         },  # type: ignore[dict-item]
-        memory={"db_path": tmp_path / "solace.db", "context_representation": "raw"},
+        memory={"db_path": tmp_path / "solace.db", "context_representation": "hybrid"},
         pseudonym_secret=SECRET,
         **sections,  # type: ignore[arg-type]
     )

@@ -134,7 +134,7 @@ def engine(model_server: ModelServer, tmp_path: Path) -> Iterator[Engine]:
             "context_tokens": 1024,
         },
         generation={"max_new_tokens": 16, "seed": 7},
-        memory={"db_path": tmp_path / "solace.db", "context_representation": "raw"},
+        memory={"db_path": tmp_path / "solace.db", "context_representation": "hybrid"},
         pseudonym_secret=SECRET,
     )
     engine = build_engine(settings)
